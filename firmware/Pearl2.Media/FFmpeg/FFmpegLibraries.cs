@@ -1,0 +1,42 @@
+using System.Runtime.InteropServices;
+
+namespace Pearl2.Media.FFmpeg;
+
+/// <summary>Thrown at start when Debian 12's FFmpeg runtime libraries are missing or of another major version.</summary>
+public sealed class FFmpegMissingException(string message) : Exception(message);
+
+public static class FFmpegLibraries
+{
+    static readonly (string Soname, string Package, uint Major, Func<uint> Version)[] Required =
+    [
+        (LibAv.AvUtil, "libavutil57", 57, LibAv.avutil_version),
+        (LibAv.AvCodec, "libavcodec59", 59, LibAv.avcodec_version),
+        (LibAv.AvFormat, "libavformat59", 59, LibAv.avformat_version),
+        (LibAv.SwScale, "libswscale6", 6, LibAv.swscale_version),
+    ];
+
+    static bool _checked;
+
+    /// <summary>Loads each library and checks its major version; throws with the Debian package to install.</summary>
+    public static void EnsureAvailable()
+    {
+        if (_checked) return;
+        foreach (var lib in Required)
+        {
+            if (!NativeLibrary.TryLoad(lib.Soname, out _))
+                throw new FFmpegMissingException($"FFmpeg library {lib.Soname} not found: install the Debian 12 package '{lib.Package}' (apt-get install {lib.Package})");
+            uint v = lib.Version();
+            if (v >> 16 != lib.Major)
+                throw new FFmpegMissingException($"{lib.Soname} reports version {v >> 16}.{(v >> 8) & 0xff}.{v & 0xff}, expected major {lib.Major} (Debian 12 '{lib.Package}')");
+        }
+        LibAv.av_log_set_level(16); // AV_LOG_ERROR: keep libav's chatter out of the journal
+        _checked = true;
+    }
+
+    public static string Versions()
+    {
+        EnsureAvailable();
+        static string V(uint v) => $"{v >> 16}.{(v >> 8) & 0xff}.{v & 0xff}";
+        return $"avcodec={V(LibAv.avcodec_version())} avutil={V(LibAv.avutil_version())} avformat={V(LibAv.avformat_version())} swscale={V(LibAv.swscale_version())}";
+    }
+}

@@ -1,0 +1,136 @@
+using Pearl2.Formats.Codecs;
+
+namespace Pearl2.Media;
+
+/// <summary>What a reader needs to describe the channel's stream (SDP, FLV headers …).</summary>
+public sealed record StreamInfo(int Width, int Height, int Fps, byte[] Sps, byte[] Pps, int AudioSampleRate, int AudioChannels, byte[]? AudioSpecificConfig, DateTimeOffset WallClockAtPtsZero)
+{
+    public bool HasAudio => AudioSpecificConfig is not null;
+}
+
+/// <summary>Packages each unit once per channel for one wire format (RTP, FLV …); runs on the publishing thread.</summary>
+public interface IUnitPackager
+{
+    void Package(MediaUnit unit, int slot);
+}
+
+/// <summary>
+/// One channel's fan-out point. Keeps the units since the last key frame so a new reader starts with a
+/// picture, packages each unit once per registered format, and offers it to every reader's bounded queue.
+/// Publishing never waits on a reader.
+/// </summary>
+public sealed class ChannelHub
+{
+    const int MaxCachedUnits = 2048;
+
+    readonly object _lock = new();
+    readonly List<MediaUnit> _gop = new(512);
+    HubReader[] _readers = [];
+    readonly IUnitPackager?[] _packagers = new IUnitPackager?[MediaUnit.MaxSlots];
+    readonly TaskCompletionSource<StreamInfo> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    readonly TimeProvider _time;
+    StreamInfo? _pendingInfo;
+
+    public ChannelHub(int index, string name, TimeProvider? time = null)
+    {
+        Index = index;
+        Name = name;
+        _time = time ?? TimeProvider.System;
+        Pool = new MediaUnitPool();
+    }
+
+    public int Index { get; }
+    public string Name { get; }
+    public MediaUnitPool Pool { get; }
+    public TimeProvider Time => _time;
+    public long UnitsPublished { get; private set; }
+    public int ReaderCount => Volatile.Read(ref _readers).Length;
+
+    /// <summary>Completes once the first key frame has shown the SPS/PPS.</summary>
+    public Task<StreamInfo> Ready => _ready.Task;
+    public StreamInfo? Info => _ready.Task.IsCompletedSuccessfully ? _ready.Task.Result : null;
+
+    /// <summary>Set by the pipeline before publishing; SPS and PPS are filled in from the first key frame.</summary>
+    public void Describe(StreamInfo partial) => _pendingInfo = partial;
+
+    /// <summary>Registers a format packager; returns its slot in <see cref="MediaUnit"/>.</summary>
+    public int AddPackager(IUnitPackager packager)
+    {
+        lock (_lock)
+        {
+            for (int i = 0; i < _packagers.Length; i++)
+                if (_packagers[i] is null) { _packagers[i] = packager; return i; }
+        }
+        throw new InvalidOperationException("no free packager slot");
+    }
+
+    /// <summary>Publishes a unit; the hub takes over the caller's reference.</summary>
+    public void Publish(MediaUnit unit)
+    {
+        lock (_lock)
+        {
+            unit.HubTimestamp = _time.GetTimestamp();
+            if (unit.Track == TrackKind.Video && unit.IsKeyFrame && !_ready.Task.IsCompleted) LearnParameterSets(unit);
+            for (int i = 0; i < _packagers.Length; i++) _packagers[i]?.Package(unit, i);
+
+            if (unit.Track == TrackKind.Video && unit.IsKeyFrame)
+            {
+                foreach (var u in _gop) u.Release();
+                _gop.Clear();
+            }
+            if (_gop.Count > 0 || (unit.Track == TrackKind.Video && unit.IsKeyFrame))
+            {
+                if (_gop.Count == MaxCachedUnits) { foreach (var u in _gop) u.Release(); _gop.Clear(); }
+                else { unit.AddRef(); _gop.Add(unit); }
+            }
+            foreach (var r in _readers) r.Offer(unit);
+            UnitsPublished++;
+        }
+        unit.Release();
+    }
+
+    void LearnParameterSets(MediaUnit unit)
+    {
+        byte[]? sps = null, pps = null;
+        foreach (var nal in new AnnexBReader(unit.Span))
+        {
+            if (nal.IsEmpty) continue;
+            int t = nal[0] & 0x1f;
+            if (t == NalType.Sps) sps ??= nal.ToArray();
+            else if (t == NalType.Pps) pps ??= nal.ToArray();
+        }
+        if (sps is null || pps is null || _pendingInfo is null) return;
+        H264Sps.TryParse(sps, out var parsed);
+        _ready.TrySetResult(_pendingInfo with { Sps = sps, Pps = pps, Width = parsed.Width > 0 ? parsed.Width : _pendingInfo.Width, Height = parsed.Height > 0 ? parsed.Height : _pendingInfo.Height });
+    }
+
+    /// <summary>A new reader, its queue already holding the cached GOP so it starts on a key frame.</summary>
+    public HubReader Subscribe(string name, int capacity)
+    {
+        var r = new HubReader(this, name, capacity);
+        lock (_lock)
+        {
+            foreach (var u in _gop) r.Offer(u);
+            var list = new HubReader[_readers.Length + 1];
+            _readers.CopyTo(list, 0);
+            list[^1] = r;
+            Volatile.Write(ref _readers, list);
+        }
+        return r;
+    }
+
+    internal void Unsubscribe(HubReader reader)
+    {
+        lock (_lock)
+        {
+            int i = Array.IndexOf(_readers, reader);
+            if (i < 0) return;
+            var list = new HubReader[_readers.Length - 1];
+            Array.Copy(_readers, 0, list, 0, i);
+            Array.Copy(_readers, i + 1, list, i, _readers.Length - i - 1);
+            Volatile.Write(ref _readers, list);
+        }
+    }
+
+    public HubReader[] Readers => Volatile.Read(ref _readers);
+}

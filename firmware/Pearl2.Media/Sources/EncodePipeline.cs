@@ -1,0 +1,123 @@
+using Microsoft.Extensions.Logging;
+using Pearl2.Media.Encoders;
+
+namespace Pearl2.Media.Sources;
+
+public sealed record PipelineOptions(H264EncoderOptions Video, bool Audio, int AudioSampleRate, int AudioChannels, long AudioBitrate);
+
+/// <summary>
+/// Test source → encoders → hub for one channel, on two dedicated threads (picture+H.264, tone+AAC), each
+/// paced to the wall clock. When the machine cannot keep up, source frames are skipped, never queued, so
+/// timestamps stay real time.
+/// </summary>
+public sealed class EncodePipeline : IEncodedSink, IDisposable
+{
+    readonly ChannelHub _hub;
+    readonly PipelineOptions _o;
+    readonly TimeProvider _time;
+    readonly ILogger _log;
+    readonly CancellationTokenSource _stop = new();
+    Thread? _video, _audio;
+    long _startTimestamp;
+    volatile bool _keyFrameRequested;
+
+    public EncodePipeline(ChannelHub hub, PipelineOptions options, TimeProvider time, ILogger log)
+    {
+        _hub = hub; _o = options; _time = time; _log = log;
+    }
+
+    public long FramesEncoded { get; private set; }
+    public long FramesSkipped { get; private set; }
+    public Exception? Fault { get; private set; }
+
+    public void RequestKeyFrame() => _keyFrameRequested = true;
+
+    public void Start()
+    {
+        // Open both encoders here so a bad encoder name or option fails the start, not a thread.
+        var video = new H264Encoder(_o.Video);
+        var audio = _o.Audio ? new AacEncoder(_o.AudioSampleRate, _o.AudioChannels, _o.AudioBitrate) : null;
+        _startTimestamp = _time.GetTimestamp();
+        var wall = _time.GetUtcNow();
+        _hub.Describe(new StreamInfo(_o.Video.Width, _o.Video.Height, _o.Video.Fps, [], [], _o.AudioSampleRate, _o.AudioChannels, audio?.AudioSpecificConfig, wall));
+        _video = new Thread(() => Run("video", () => VideoLoop(video))) { IsBackground = true, Name = $"video-ch{_hub.Index + 1}", Priority = ThreadPriority.AboveNormal };
+        _video.Start();
+        if (audio is not null)
+        {
+            _audio = new Thread(() => Run("audio", () => AudioLoop(audio))) { IsBackground = true, Name = $"audio-ch{_hub.Index + 1}", Priority = ThreadPriority.AboveNormal };
+            _audio.Start();
+        }
+    }
+
+    void Run(string what, Action loop)
+    {
+        try { loop(); }
+        catch (Exception e)
+        {
+            Fault = e;
+            _log.LogError("pipeline.fault channel={Channel} stage={Stage} error=\"{Error}\"", _hub.Index + 1, what, e.Message);
+        }
+    }
+
+    void VideoLoop(H264Encoder enc)
+    {
+        using var _ = enc;
+        var renderer = new TestPatternRenderer(_o.Video.Width, _o.Video.Height, _o.Video.Fps);
+        long frame = 0;
+        int fps = _o.Video.Fps;
+        while (!_stop.IsCancellationRequested)
+        {
+            long due = _startTimestamp + frame * _time.TimestampFrequency / fps;
+            long now = _time.GetTimestamp();
+            if (now < due) { WaitUntil(due); }
+            else if (now - due > 2 * _time.TimestampFrequency / fps)
+            {
+                // Behind by more than two frames: skip to the present instead of building a backlog.
+                long target = (now - _startTimestamp) * fps / _time.TimestampFrequency;
+                FramesSkipped += target - frame;
+                frame = target;
+            }
+            var planes = enc.BeginFrame();
+            renderer.Render(planes, frame, _time.GetUtcNow());
+            bool key = _keyFrameRequested;
+            _keyFrameRequested = false;
+            enc.Encode(frame, key, this);
+            FramesEncoded++;
+            frame++;
+        }
+    }
+
+    void AudioLoop(AacEncoder enc)
+    {
+        using var _ = enc;
+        var tone = new TestToneGenerator(_o.AudioSampleRate);
+        long sample = 0;
+        while (!_stop.IsCancellationRequested)
+        {
+            long due = _startTimestamp + sample * _time.TimestampFrequency / _o.AudioSampleRate;
+            if (_time.GetTimestamp() < due) WaitUntil(due);
+            var left = enc.BeginFrame(0);
+            var right = _o.AudioChannels > 1 ? enc.BeginFrame(1) : default;
+            tone.Render(left, right, sample);
+            enc.Encode(sample, this);
+            sample += AacEncoder.FrameSamples;
+        }
+    }
+
+    /// <summary>These are dedicated real-time threads: sleeping is the point, nothing else waits on them.</summary>
+    void WaitUntil(long timestamp)
+    {
+        var remaining = _time.GetElapsedTime(_time.GetTimestamp(), timestamp);
+        if (remaining > TimeSpan.Zero) _stop.Token.WaitHandle.WaitOne(remaining);
+    }
+
+    public void OnEncoded(TrackKind track, ReadOnlySpan<byte> prefix, ReadOnlySpan<byte> data, long pts, bool keyFrame)
+        => _hub.Publish(_hub.Pool.Rent(track, keyFrame, pts, prefix, data));
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _video?.Join(2000);
+        _audio?.Join(2000);
+    }
+}
