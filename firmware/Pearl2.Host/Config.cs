@@ -1,0 +1,174 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Pearl2.Host;
+
+/// <summary>The one configuration file (JSON). Every field has a default; see README "Configuration".</summary>
+public sealed class FirmwareConfig
+{
+    public DeviceConfig Device { get; set; } = new();
+    public List<ChannelConfig> Channels { get; set; } =
+    [
+        new() { Name = "Channel 1" },
+        new() { Name = "Channel 2", Video = new VideoConfig { Width = 640, Height = 360, BitrateKbps = 800 }, Audio = new AudioConfig { BitrateKbps = 96 } },
+    ];
+    public RtspConfig Rtsp { get; set; } = new();
+}
+
+public sealed class DeviceConfig
+{
+    public string Name { get; set; } = "Pearl2";
+}
+
+public sealed class ChannelConfig
+{
+    public string Name { get; set; } = "";
+    /// <summary>Serve viewers on other hosts; when false the ports stay open but refuse them (loopback is still served).</summary>
+    public bool Streaming { get; set; } = true;
+    /// <summary>"testpattern" (V4L2 capture comes with the board issue).</summary>
+    public string Source { get; set; } = "testpattern";
+    public VideoConfig Video { get; set; } = new();
+    public AudioConfig Audio { get; set; } = new();
+}
+
+public sealed class VideoConfig
+{
+    public int Width { get; set; } = 1920;
+    public int Height { get; set; } = 1080;
+    public int Fps { get; set; } = 30;
+    public int BitrateKbps { get; set; } = 4000;
+    public int KeyFrameIntervalFrames { get; set; } = 60;
+    /// <summary>libavcodec encoder name; null takes the board's (libx264 on a host, h264_v4l2m2m on the Pi).</summary>
+    public string? Encoder { get; set; }
+    public string Preset { get; set; } = "ultrafast";
+    public string Tune { get; set; } = "zerolatency";
+}
+
+public sealed class AudioConfig
+{
+    public bool Enabled { get; set; } = true;
+    public int SampleRate { get; set; } = 48000;
+    public int Channels { get; set; } = 2;
+    public int BitrateKbps { get; set; } = 128;
+}
+
+public sealed class RtspConfig
+{
+    /// <summary>Channel i listens on Port + i (plus the --port-offset).</summary>
+    public int Port { get; set; } = 554;
+    public int SessionTimeoutSeconds { get; set; } = 60;
+    public int StallTimeoutSeconds { get; set; } = 10;
+    public int MaxRtpPayload { get; set; } = 1400;
+    public int ViewerQueueUnits { get; set; } = 512;
+    public int StatsIntervalSeconds { get; set; } = 10;
+}
+
+/// <summary>Board profile data (board/&lt;name&gt;/board.json): what differs between boards, with no board names in code.</summary>
+public sealed class BoardProfile
+{
+    public string Name { get; set; } = "host";
+    public string H264Encoder { get; set; } = "libx264";
+    public string Capture { get; set; } = "testpattern";
+}
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, ReadCommentHandling = JsonCommentHandling.Skip,
+    AllowTrailingCommas = true, UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow, WriteIndented = true,
+    DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
+[JsonSerializable(typeof(FirmwareConfig))]
+[JsonSerializable(typeof(BoardProfile))]
+internal sealed partial class ConfigJson : JsonSerializerContext;
+
+public sealed class ConfigException(IReadOnlyList<string> errors) : Exception(string.Join("; ", errors))
+{
+    public IReadOnlyList<string> Errors { get; } = errors;
+}
+
+public static class ConfigLoader
+{
+    public static FirmwareConfig Load(string? path)
+    {
+        var config = path is null ? new FirmwareConfig() : Parse(File.ReadAllText(path), ConfigJson.Default.FirmwareConfig, path);
+        var errors = Validate(config);
+        if (errors.Count > 0) throw new ConfigException(errors);
+        return config;
+    }
+
+    public static BoardProfile LoadBoard(string? path) =>
+        path is null ? new BoardProfile() : Parse(File.ReadAllText(path), ConfigJson.Default.BoardProfile, path);
+
+    public static FirmwareConfig ParseText(string json)
+    {
+        var config = Parse(json, ConfigJson.Default.FirmwareConfig, "config");
+        var errors = Validate(config);
+        if (errors.Count > 0) throw new ConfigException(errors);
+        return config;
+    }
+
+    static T Parse<T>(string json, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, string source)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize(json, type) ?? throw new ConfigException([$"{source}: empty document"]);
+        }
+        catch (JsonException e)
+        {
+            var field = string.IsNullOrEmpty(e.Path) || e.Path == "$" ? "(document)" : e.Path.TrimStart('$', '.');
+            var reason = e.Message;
+            int cut = reason.IndexOf(" Path:", StringComparison.Ordinal);
+            if (cut > 0) reason = reason[..cut];
+            throw new ConfigException([$"{field}: {reason}"]);
+        }
+    }
+
+    public static List<string> Validate(FirmwareConfig c)
+    {
+        var e = new List<string>();
+        void Check(bool ok, string field, string reason) { if (!ok) e.Add($"{field}: {reason}"); }
+
+        Check(c.Device is not null && !string.IsNullOrWhiteSpace(c.Device.Name) && c.Device.Name.Length <= 63, "device.name", "must be 1 to 63 characters");
+        if (c.Channels is null || c.Channels.Count is < 1 or > 8) { e.Add("channels: must list 1 to 8 channels"); return e; }
+        for (int i = 0; i < c.Channels.Count; i++)
+        {
+            var ch = c.Channels[i];
+            var p = $"channels[{i}]";
+            if (ch is null) { e.Add($"{p}: must be an object"); continue; }
+            Check(!string.IsNullOrWhiteSpace(ch.Name) && ch.Name.Length <= 63 && !ch.Name.Any(char.IsControl), $"{p}.name", "must be 1 to 63 printable characters");
+            Check(ch.Source == "testpattern", $"{p}.source", $"'{ch.Source}' is not a known source (known: testpattern)");
+            var v = ch.Video;
+            if (v is null) e.Add($"{p}.video: must be an object");
+            else
+            {
+                Check(v.Width is >= 64 and <= 4096 && v.Width % 2 == 0, $"{p}.video.width", $"{v.Width} is not an even number from 64 to 4096");
+                Check(v.Height is >= 64 and <= 2160 && v.Height % 2 == 0, $"{p}.video.height", $"{v.Height} is not an even number from 64 to 2160");
+                Check(v.Fps is >= 1 and <= 60, $"{p}.video.fps", $"{v.Fps} is not from 1 to 60");
+                Check(v.BitrateKbps is >= 100 and <= 50000, $"{p}.video.bitrateKbps", $"{v.BitrateKbps} is not from 100 to 50000");
+                Check(v.KeyFrameIntervalFrames is >= 1 and <= 600, $"{p}.video.keyFrameIntervalFrames", $"{v.KeyFrameIntervalFrames} is not from 1 to 600");
+                Check(v.Encoder is null || (v.Encoder.Length > 0 && v.Encoder.All(ch => char.IsAsciiLetterOrDigit(ch) || ch == '_')), $"{p}.video.encoder", "must be a libavcodec encoder name");
+                Check(v.Preset is "ultrafast" or "superfast" or "veryfast" or "faster" or "fast" or "medium", $"{p}.video.preset", $"'{v.Preset}' is not one of ultrafast, superfast, veryfast, faster, fast, medium");
+                Check(v.Tune is "" or "zerolatency" or "film" or "animation" or "stillimage", $"{p}.video.tune", $"'{v.Tune}' is not one of zerolatency, film, animation, stillimage or empty");
+            }
+            var a = ch.Audio;
+            if (a is null) e.Add($"{p}.audio: must be an object");
+            else if (a.Enabled)
+            {
+                Check(a.SampleRate is 48000 or 44100 or 32000, $"{p}.audio.sampleRate", $"{a.SampleRate} is not 48000, 44100 or 32000");
+                Check(a.Channels is 1 or 2, $"{p}.audio.channels", $"{a.Channels} is not 1 or 2");
+                Check(a.BitrateKbps is >= 32 and <= 320, $"{p}.audio.bitrateKbps", $"{a.BitrateKbps} is not from 32 to 320");
+            }
+        }
+        var r = c.Rtsp;
+        if (r is null) e.Add("rtsp: must be an object");
+        else
+        {
+            Check(r.Port is >= 1 and <= 65535 && r.Port + c.Channels.Count - 1 <= 65535, "rtsp.port", $"{r.Port} (+ one port per channel) is not a TCP port");
+            Check(r.SessionTimeoutSeconds is >= 5 and <= 3600, "rtsp.sessionTimeoutSeconds", $"{r.SessionTimeoutSeconds} is not from 5 to 3600");
+            Check(r.StallTimeoutSeconds is >= 1 and <= 600, "rtsp.stallTimeoutSeconds", $"{r.StallTimeoutSeconds} is not from 1 to 600");
+            Check(r.MaxRtpPayload is >= 200 and <= 8960, "rtsp.maxRtpPayload", $"{r.MaxRtpPayload} is not from 200 to 8960");
+            Check(r.ViewerQueueUnits is >= 16 and <= 8192, "rtsp.viewerQueueUnits", $"{r.ViewerQueueUnits} is not from 16 to 8192");
+            Check(r.StatsIntervalSeconds is >= 1 and <= 3600, "rtsp.statsIntervalSeconds", $"{r.StatsIntervalSeconds} is not from 1 to 3600");
+        }
+        return e;
+    }
+
+    public static string ToJson(FirmwareConfig c) => JsonSerializer.Serialize(c, ConfigJson.Default.FirmwareConfig);
+}

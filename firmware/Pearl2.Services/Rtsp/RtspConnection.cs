@@ -1,0 +1,404 @@
+using System.Buffers;
+using System.Globalization;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Pearl2.Formats.Rtp;
+using Pearl2.Formats.Rtsp;
+using Pearl2.Formats.Sdp;
+using Pearl2.Media;
+
+namespace Pearl2.Services.Rtsp;
+
+/// <summary>
+/// One RTSP control connection and (at most) one session on it. Requests are parsed from Kestrel's input
+/// pipe; everything we send (responses, interleaved RTP, RTCP) goes straight to the socket, one write per
+/// access unit, serialized by a send lock.
+/// </summary>
+public sealed class RtspConnection
+{
+    const string Public = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
+    static readonly TimeSpan SenderReportInterval = TimeSpan.FromSeconds(5);
+
+    readonly RtspServer _server;
+    readonly RtspChannel _channel;
+    readonly ConnectionContext _context;
+    readonly Socket _socket;
+    readonly ILogger _log;
+    readonly SemaphoreSlim _sendLock = new(1, 1);
+    readonly string _remote;
+    readonly byte[] _rtcpBuffer = new byte[128];
+    byte[] _rewriteBuffer = [];
+
+    long _lastActivity;
+    long _sendStartedAt; // 0 when no send is in flight
+    string? _sessionId;
+    readonly (byte Rtp, byte Rtcp)?[] _tracks = new (byte, byte)?[2];
+    HubReader? _reader;
+    Task? _playLoop;
+    long _nextSenderReport;
+    readonly uint[] _packetCount = new uint[2], _octetCount = new uint[2];
+    readonly long[] _lastPts = new long[2];
+    volatile bool _closing;
+
+    internal RtspConnection(RtspServer server, RtspChannel channel, ConnectionContext context, Socket socket, ILogger log)
+    {
+        _server = server; _channel = channel; _context = context; _socket = socket; _log = log;
+        _remote = context.RemoteEndPoint?.ToString() ?? "?";
+        _lastActivity = server.Time.GetTimestamp();
+    }
+
+    bool IsLocalPeer => _context.RemoteEndPoint is IPEndPoint ep && IPAddress.IsLoopback(ep.Address.IsIPv4MappedToIPv6 ? ep.Address.MapToIPv4() : ep.Address);
+    int ChannelNumber => _channel.Hub.Index + 1;
+
+    public async Task RunAsync()
+    {
+        _log.LogInformation("rtsp.connect channel={Channel} remote={Remote}", ChannelNumber, _remote);
+        var input = _context.Transport.Input;
+        string reason = "client closed";
+        try
+        {
+            while (!_closing)
+            {
+                var result = await input.ReadAsync(_context.ConnectionClosed);
+                var buffer = result.Buffer;
+                bool close = false;
+                while (!buffer.IsEmpty && !close)
+                {
+                    if (buffer.FirstSpan[0] == (byte)'$')
+                    {
+                        // Interleaved data from the client: RTCP receiver reports. They prove the viewer is alive.
+                        if (buffer.Length < InterleavedFrame.HeaderSize) break;
+                        int len = InterleavedLength(buffer);
+                        if (buffer.Length < InterleavedFrame.HeaderSize + len) break;
+                        buffer = buffer.Slice(InterleavedFrame.HeaderSize + len);
+                        Touch();
+                        continue;
+                    }
+                    var status = RtspRequestParser.TryParse(buffer, out var request, out long consumed, out var error);
+                    if (status == RtspParseStatus.Incomplete) break;
+                    if (status == RtspParseStatus.TooLarge)
+                    {
+                        _log.LogWarning("rtsp.bad_request channel={Channel} remote={Remote} status=413 reason=\"{Reason}\"", ChannelNumber, _remote, error);
+                        await SendResponseAsync(new RtspResponse(413));
+                        reason = "request too large";
+                        close = true;
+                        break;
+                    }
+                    if (status == RtspParseStatus.Malformed)
+                    {
+                        _log.LogWarning("rtsp.bad_request channel={Channel} remote={Remote} status=400 reason=\"{Reason}\"", ChannelNumber, _remote, error);
+                        await SendResponseAsync(new RtspResponse(400));
+                        buffer = buffer.Slice(consumed);
+                        continue;
+                    }
+                    buffer = buffer.Slice(consumed);
+                    Touch();
+                    var response = await HandleAsync(request!);
+                    await SendResponseAsync(response);
+                    if (response.StatusCode == 403) { reason = "streaming disabled for external viewers"; close = true; }
+                    if (request!.Method == "PLAY" && response.StatusCode == 200) StartPlaying();
+                }
+                input.AdvanceTo(buffer.Start, buffer.End);
+                if (close || result.IsCompleted) break;
+            }
+        }
+        catch (OperationCanceledException) { reason = _closing ? "closed by server" : "connection aborted"; }
+        catch (ConnectionResetException) { reason = "connection reset"; }
+        catch (IOException) { reason = "connection reset"; }
+        catch (SocketException) { reason = "connection reset"; }
+        finally
+        {
+            await StopPlayingAsync();
+            _log.LogInformation("rtsp.disconnect channel={Channel} remote={Remote} session={Session} reason=\"{Reason}\"", ChannelNumber, _remote, _sessionId ?? "-", reason);
+            input.Complete();
+        }
+    }
+
+    static int InterleavedLength(ReadOnlySequence<byte> buffer)
+    {
+        Span<byte> head = stackalloc byte[InterleavedFrame.HeaderSize];
+        buffer.Slice(0, InterleavedFrame.HeaderSize).CopyTo(head);
+        InterleavedFrame.TryReadHeader(head, out _, out int len);
+        return len;
+    }
+
+    void Touch() => Volatile.Write(ref _lastActivity, _server.Time.GetTimestamp());
+
+    internal void OnHeartbeat(long now)
+    {
+        var o = _server.Options;
+        long sendStarted = Volatile.Read(ref _sendStartedAt);
+        if (sendStarted != 0 && _server.Time.GetElapsedTime(sendStarted, now).TotalSeconds > o.StallTimeoutSeconds)
+        {
+            Abort("viewer stopped reading");
+            return;
+        }
+        bool playing = _reader is not null;
+        if (!playing && _server.Time.GetElapsedTime(Volatile.Read(ref _lastActivity), now).TotalSeconds > o.SessionTimeoutSeconds)
+            Abort(_sessionId is null ? "idle connection" : "session timeout");
+    }
+
+    public void Abort(string reason)
+    {
+        if (_closing) return;
+        _closing = true;
+        _log.LogInformation("rtsp.abort channel={Channel} remote={Remote} reason=\"{Reason}\"", ChannelNumber, _remote, reason);
+        _reader?.Dispose();
+        _context.Abort(new ConnectionAbortedException(reason));
+    }
+
+    async Task<RtspResponse> HandleAsync(RtspRequest req)
+    {
+        if (req.CSeq < 0) return new RtspResponse(400) { };
+        if (req.Version != "RTSP/1.0") return new RtspResponse(505) { CSeq = req.CSeq };
+        if (!_channel.StreamingEnabled && !IsLocalPeer) return new RtspResponse(403) { CSeq = req.CSeq };
+
+        var response = req.Method switch
+        {
+            "OPTIONS" => new RtspResponse(200) { CSeq = req.CSeq }.Add("Public", Public),
+            "DESCRIBE" => await DescribeAsync(req),
+            "SETUP" => Setup(req),
+            "PLAY" => Play(req),
+            "PAUSE" => await PauseAsync(req),
+            "TEARDOWN" => await TeardownAsync(req),
+            "GET_PARAMETER" or "SET_PARAMETER" => CheckSession(req) ?? new RtspResponse(200) { CSeq = req.CSeq },
+            "ANNOUNCE" or "RECORD" or "REDIRECT" => new RtspResponse(405) { CSeq = req.CSeq }.Add("Allow", Public),
+            _ => new RtspResponse(405) { CSeq = req.CSeq }.Add("Allow", Public),
+        };
+        if (response.StatusCode >= 400)
+            _log.LogWarning("rtsp.request_refused channel={Channel} remote={Remote} method={Method} uri={Uri} status={Status}", ChannelNumber, _remote, req.Method, req.Uri, response.StatusCode);
+        else
+            _log.LogDebug("rtsp.request channel={Channel} remote={Remote} method={Method} uri={Uri} status={Status}", ChannelNumber, _remote, req.Method, req.Uri, response.StatusCode);
+        return response;
+    }
+
+    static bool IsStreamPath(string path) => path is "/" or "/stream.sdp" or "/stream.sdp/";
+
+    /// <summary>"/stream.sdp/trackID=N" (or "/trackID=N") → N; -1 when the path names no track of ours.</summary>
+    static int TrackOf(string path)
+    {
+        int i = path.LastIndexOf("trackID=", StringComparison.Ordinal);
+        if (i < 0) return -1;
+        var prefix = path[..i];
+        if (prefix is not ("/" or "/stream.sdp/")) return -1;
+        return int.TryParse(path.AsSpan(i + 8), NumberStyles.None, CultureInfo.InvariantCulture, out int t) && t is 0 or 1 ? t : -1;
+    }
+
+    async Task<RtspResponse> DescribeAsync(RtspRequest req)
+    {
+        if (!IsStreamPath(req.Path)) return new RtspResponse(404) { CSeq = req.CSeq };
+        var ready = _channel.Hub.Ready;
+        if (await Task.WhenAny(ready, Task.Delay(TimeSpan.FromSeconds(5), _server.Time)) != ready)
+            return new RtspResponse(503) { CSeq = req.CSeq }.Add("Retry-After", "1");
+        var info = ready.Result;
+        var media = new List<SdpMedia> { SessionDescription.H264(RtpPackager.VideoPayloadType, info.Sps, info.Pps, "trackID=0") };
+        if (info.HasAudio)
+            media.Add(SessionDescription.Aac(RtpPackager.AudioPayloadType, info.AudioSampleRate, info.AudioChannels, info.AudioSpecificConfig, "trackID=1"));
+        var local = _context.LocalEndPoint is IPEndPoint lep ? (lep.Address.IsIPv4MappedToIPv6 ? lep.Address.MapToIPv4() : lep.Address) : IPAddress.Any;
+        var sdp = SessionDescription.Write((ulong)info.WallClockAtPtsZero.ToUnixTimeSeconds(), local.ToString(), _channel.Hub.Name, media);
+        var baseUri = req.Uri.EndsWith('/') ? req.Uri : req.Uri + "/";
+        return new RtspResponse(200) { CSeq = req.CSeq }.Add("Content-Base", baseUri).WithBody("application/sdp", sdp);
+    }
+
+    RtspResponse? CheckSession(RtspRequest req)
+    {
+        var h = req["Session"];
+        if (h is null) return null;
+        if (!SessionHeader.TryParse(h, out var s) || s.Id != _sessionId) return new RtspResponse(454) { CSeq = req.CSeq };
+        return null;
+    }
+
+    RtspResponse Setup(RtspRequest req)
+    {
+        int track = TrackOf(req.Path);
+        if (track < 0 && IsStreamPath(req.Path)) track = 0; // a client that SETUPs the aggregate URL gets the video
+        if (track < 0) return new RtspResponse(404) { CSeq = req.CSeq };
+        if (track == 1 && _channel.Hub.Info is { HasAudio: false }) return new RtspResponse(404) { CSeq = req.CSeq };
+        var sessionHeader = req["Session"];
+        if (sessionHeader is not null && (!SessionHeader.TryParse(sessionHeader, out var sh) || sh.Id != _sessionId))
+            return new RtspResponse(454) { CSeq = req.CSeq };
+        if (_reader is not null) return new RtspResponse(455) { CSeq = req.CSeq }.Add("Allow", "PLAY, PAUSE, TEARDOWN, GET_PARAMETER");
+        var transport = req["Transport"];
+        if (transport is null || !TransportHeader.TryParse(transport, out var specs, out _))
+            return new RtspResponse(461) { CSeq = req.CSeq };
+        var tcp = specs.FirstOrDefault(s => s.Lower == RtpLowerTransport.Tcp && !s.Multicast && s.Profile == "RTP/AVP");
+        if (tcp is null) return new RtspResponse(461) { CSeq = req.CSeq }; // UDP unicast and HTTP tunnelling come with the RTSP issue
+
+        var interleaved = tcp.Interleaved ?? (track * 2, track * 2 + 1);
+        for (int t = 0; t < _tracks.Length; t++)
+            if (t != track && _tracks[t] is { } other && (other.Rtp == interleaved.First || other.Rtcp == interleaved.First || other.Rtp == interleaved.Second))
+                return new RtspResponse(461) { CSeq = req.CSeq };
+        _tracks[track] = ((byte)interleaved.First, (byte)interleaved.Second);
+        _sessionId ??= Convert.ToHexString(BitConverter.GetBytes(Random.Shared.NextInt64())).ToLowerInvariant();
+        var reply = tcp with { Interleaved = interleaved, ClientPort = null, ServerPort = null, Mode = null,
+            Ssrc = track == 0 ? _channel.Packager.VideoSsrc : _channel.Packager.AudioSsrc };
+        _log.LogInformation("rtsp.setup channel={Channel} remote={Remote} session={Session} track={Track} transport=\"{Transport}\"", ChannelNumber, _remote, _sessionId, track, reply.ToString());
+        return new RtspResponse(200) { CSeq = req.CSeq }
+            .Add("Transport", reply.ToString())
+            .Add("Session", new SessionHeader(_sessionId, _server.Options.SessionTimeoutSeconds).ToString());
+    }
+
+    RtspResponse Play(RtspRequest req)
+    {
+        if (req["Session"] is null || CheckSession(req) is { } bad) return new RtspResponse(454) { CSeq = req.CSeq };
+        if (_tracks[0] is null && _tracks[1] is null) return new RtspResponse(455) { CSeq = req.CSeq };
+        var response = new RtspResponse(200) { CSeq = req.CSeq }.Add("Session", _sessionId!).Add("Range", "npt=now-");
+        if (_reader is not null) return response; // already playing: a repeated PLAY is a keep-alive
+
+        _reader = _channel.Hub.Subscribe($"rtsp {_remote}", _server.Options.ViewerQueueUnits);
+        var info = new List<string>(2);
+        var baseUri = req.Uri.TrimEnd('/');
+        for (int t = 0; t < 2; t++)
+        {
+            if (_tracks[t] is null) continue;
+            var first = _reader.PeekFirst((TrackKind)t);
+            if (first is null) continue;
+            long tag = first.SlotTag(_channel.Slot);
+            info.Add($"url={baseUri}/trackID={t};seq={RtpPackager.TagSequence(tag)};rtptime={RtpPackager.TagTimestamp(tag)}");
+        }
+        if (info.Count > 0) response.Add("RTP-Info", string.Join(",", info));
+        _log.LogInformation("rtsp.play channel={Channel} remote={Remote} session={Session} queued={Queued}", ChannelNumber, _remote, _sessionId, _reader.Queued);
+        return response;
+    }
+
+    void StartPlaying()
+    {
+        if (_playLoop is not null || _reader is null) return;
+        _nextSenderReport = _server.Time.GetTimestamp();
+        _playLoop = PlayLoopAsync(_reader);
+    }
+
+    async Task StopPlayingAsync()
+    {
+        var reader = _reader;
+        _reader = null;
+        reader?.Dispose();
+        var loop = _playLoop;
+        _playLoop = null;
+        if (loop is not null) await loop;
+    }
+
+    async Task<RtspResponse> PauseAsync(RtspRequest req)
+    {
+        if (req["Session"] is null || CheckSession(req) is not null) return new RtspResponse(454) { CSeq = req.CSeq };
+        await StopPlayingAsync();
+        return new RtspResponse(200) { CSeq = req.CSeq }.Add("Session", _sessionId!);
+    }
+
+    async Task<RtspResponse> TeardownAsync(RtspRequest req)
+    {
+        if (req["Session"] is null || CheckSession(req) is not null) return new RtspResponse(454) { CSeq = req.CSeq };
+        await StopPlayingAsync();
+        var id = _sessionId!;
+        _log.LogInformation("rtsp.teardown channel={Channel} remote={Remote} session={Session}", ChannelNumber, _remote, id);
+        _sessionId = null;
+        _tracks[0] = _tracks[1] = null;
+        return new RtspResponse(200) { CSeq = req.CSeq }.Add("Session", id);
+    }
+
+    /// <summary>Drains the viewer's queue onto the socket: one write per access unit, RTCP SR every 5 s.</summary>
+    async Task PlayLoopAsync(HubReader reader)
+    {
+        await Task.Yield();
+        var time = _server.Time;
+        try
+        {
+            while (!reader.IsDisposed)
+            {
+                await reader.WaitAsync();
+                while (reader.TryRead(out var unit))
+                {
+                    try
+                    {
+                        int t = (int)unit.Track;
+                        if (_tracks[t] is not { } ch) continue;
+                        var bytes = unit.Slot(_channel.Slot);
+                        long tag = unit.SlotTag(_channel.Slot);
+                        byte expected = t == 0 ? RtpPackager.VideoInterleaved : RtpPackager.AudioInterleaved;
+                        if (ch.Rtp != expected) bytes = Renumber(bytes, ch.Rtp);
+                        await SendAsync(bytes);
+                        int packets = RtpPackager.TagPackets(tag);
+                        _packetCount[t] += (uint)packets;
+                        _octetCount[t] += (uint)(bytes.Length - packets * (RtpHeader.Size + InterleavedFrame.HeaderSize));
+                        _lastPts[t] = unit.Pts;
+                        Interlocked.Add(ref _channel.PacketsSent, packets);
+                        Interlocked.Increment(ref _channel.UnitsSent);
+                        long now = time.GetTimestamp();
+                        _channel.Latency.Record((long)time.GetElapsedTime(unit.HubTimestamp, now).TotalMicroseconds);
+                        if (now >= _nextSenderReport)
+                        {
+                            await SendSenderReportsAsync();
+                            _nextSenderReport = now + (long)(SenderReportInterval.TotalSeconds * time.TimestampFrequency);
+                        }
+                    }
+                    finally { unit.Release(); }
+                }
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException or OperationCanceledException)
+        {
+            Abort("send failed: " + e.Message);
+        }
+    }
+
+    /// <summary>Rare path: a client chose other interleaved channels than ours, so the bytes get its numbers in a private copy.</summary>
+    ReadOnlyMemory<byte> Renumber(ReadOnlyMemory<byte> shared, byte channel)
+    {
+        if (_rewriteBuffer.Length < shared.Length) _rewriteBuffer = new byte[Math.Max(shared.Length, _rewriteBuffer.Length * 2)];
+        shared.Span.CopyTo(_rewriteBuffer);
+        int at = 0;
+        while (at + InterleavedFrame.HeaderSize <= shared.Length)
+        {
+            _rewriteBuffer[at + 1] = channel;
+            at += InterleavedFrame.HeaderSize + ((_rewriteBuffer[at + 2] << 8) | _rewriteBuffer[at + 3]);
+        }
+        return _rewriteBuffer.AsMemory(0, shared.Length);
+    }
+
+    async ValueTask SendSenderReportsAsync()
+    {
+        var info = _channel.Hub.Info;
+        if (info is null) return;
+        for (int t = 0; t < 2; t++)
+        {
+            if (_tracks[t] is not { } ch || _packetCount[t] == 0) continue;
+            var kind = (TrackKind)t;
+            int clock = kind == TrackKind.Video ? 90000 : info.AudioSampleRate;
+            var wall = info.WallClockAtPtsZero + TimeSpan.FromSeconds((double)_lastPts[t] / clock);
+            var sr = new RtcpSenderReport(kind == TrackKind.Video ? _channel.Packager.VideoSsrc : _channel.Packager.AudioSsrc,
+                RtcpSenderReport.ToNtp(wall), _channel.Packager.RtpTimestamp(kind, _lastPts[t]), _packetCount[t], _octetCount[t], "pearl2d");
+            int n = sr.WriteTo(_rtcpBuffer.AsSpan(InterleavedFrame.HeaderSize));
+            InterleavedFrame.WriteHeader(_rtcpBuffer, ch.Rtcp, n);
+            await SendAsync(_rtcpBuffer.AsMemory(0, InterleavedFrame.HeaderSize + n));
+        }
+    }
+
+    async ValueTask SendAsync(ReadOnlyMemory<byte> bytes)
+    {
+        await _sendLock.WaitAsync();
+        try
+        {
+            Volatile.Write(ref _sendStartedAt, _server.Time.GetTimestamp());
+            while (!bytes.IsEmpty)
+            {
+                int n = await _socket.SendAsync(bytes, SocketFlags.None);
+                if (n <= 0) throw new IOException("socket closed");
+                bytes = bytes[n..];
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _sendStartedAt, 0);
+            _sendLock.Release();
+        }
+    }
+
+    async ValueTask SendResponseAsync(RtspResponse response)
+    {
+        try { await SendAsync(response.ToArray()); }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException) { }
+    }
+}

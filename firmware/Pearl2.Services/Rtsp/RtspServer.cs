@@ -1,0 +1,126 @@
+using System.Collections.Concurrent;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.Extensions.Logging;
+using Pearl2.Media;
+
+namespace Pearl2.Services.Rtsp;
+
+public sealed record RtspOptions
+{
+    public int SessionTimeoutSeconds { get; init; } = 60;
+    /// <summary>A viewer whose socket accepts nothing for this long is disconnected.</summary>
+    public int StallTimeoutSeconds { get; init; } = 10;
+    public int MaxRtpPayload { get; init; } = 1400;
+    /// <summary>Units (video frames and audio frames) a viewer may have queued before it loses a GOP.</summary>
+    public int ViewerQueueUnits { get; init; } = 512;
+    public int StatsIntervalSeconds { get; init; } = 10;
+}
+
+/// <summary>One channel as the RTSP server sees it: its hub, its RTP packaging and its viewers' latency.</summary>
+public sealed class RtspChannel
+{
+    public RtspChannel(ChannelHub hub, int port, RtpPackager packager, int slot)
+    {
+        Hub = hub; Port = port; Packager = packager; Slot = slot;
+    }
+
+    public ChannelHub Hub { get; }
+    public int Port { get; }
+    public RtpPackager Packager { get; }
+    public int Slot { get; }
+    public LatencyHistogram Latency { get; set; } = new();
+    /// <summary>Whether viewers from other hosts are served (loopback always is).</summary>
+    public bool StreamingEnabled { get; set; } = true;
+    public long PacketsSent;
+    public long UnitsSent;
+}
+
+/// <summary>
+/// RTSP/1.0 (RFC 2326) on one port per channel, riding Kestrel's socket transport through a connection
+/// callback. One heartbeat drives every timeout; one stats line per channel per interval.
+/// </summary>
+public sealed class RtspServer : IAsyncDisposable
+{
+    readonly ILogger _log;
+    readonly TimeProvider _time;
+    readonly ConcurrentDictionary<RtspConnection, byte> _connections = new();
+    readonly List<RtspChannel> _channels = new();
+    readonly ITimer _heartbeat;
+    long _lastStats, _lastAllocated, _lastPackets;
+
+    public RtspServer(RtspOptions options, TimeProvider time, ILogger log)
+    {
+        Options = options;
+        _time = time;
+        _log = log;
+        _lastStats = time.GetTimestamp();
+        _lastAllocated = GC.GetTotalAllocatedBytes();
+        _heartbeat = time.CreateTimer(_ => Heartbeat(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+    }
+
+    public RtspOptions Options { get; }
+    public TimeProvider Time => _time;
+    public IReadOnlyList<RtspChannel> Channels => _channels;
+    public int ConnectionCount => _connections.Count;
+
+    public RtspChannel AddChannel(ChannelHub hub, int port)
+    {
+        var packager = new RtpPackager(Options.MaxRtpPayload);
+        int slot = hub.AddPackager(packager);
+        var ch = new RtspChannel(hub, port, packager, slot);
+        _channels.Add(ch);
+        return ch;
+    }
+
+    /// <summary>Kestrel's connection callback for a channel's port.</summary>
+    public async Task HandleAsync(ConnectionContext context, RtspChannel channel)
+    {
+        var socket = context.Features.Get<IConnectionSocketFeature>()?.Socket
+            ?? throw new InvalidOperationException("RTSP needs Kestrel's socket transport (IConnectionSocketFeature)");
+        var conn = new RtspConnection(this, channel, context, socket, _log);
+        _connections.TryAdd(conn, 0);
+        try { await conn.RunAsync(); }
+        finally { _connections.TryRemove(conn, out _); }
+    }
+
+    void Heartbeat()
+    {
+        try
+        {
+            long now = _time.GetTimestamp();
+            foreach (var c in _connections.Keys) c.OnHeartbeat(now);
+            if (_time.GetElapsedTime(_lastStats, now).TotalSeconds >= Options.StatsIntervalSeconds) LogStats(now);
+        }
+        catch (Exception e) { _log.LogError("rtsp.heartbeat_failed error=\"{Error}\"", e.Message); }
+    }
+
+    void LogStats(long now)
+    {
+        long allocated = GC.GetTotalAllocatedBytes();
+        long packets = 0;
+        foreach (var ch in _channels) packets += Interlocked.Read(ref ch.PacketsSent);
+        long dPackets = packets - _lastPackets;
+        double perPacket = dPackets > 0 ? (double)(allocated - _lastAllocated) / dPackets : 0;
+        foreach (var ch in _channels)
+        {
+            var hist = ch.Latency;
+            ch.Latency = new LatencyHistogram();
+            long dropped = 0;
+            foreach (var r in ch.Hub.Readers) dropped += r.DroppedFrames;
+            _log.LogInformation(
+                "rtsp.stats channel={Channel} port={Port} connections={Connections} viewers={Viewers} packets_sent={Packets} dropped_frames={Dropped} latency_p50_us={P50} latency_p99_us={P99} alloc_bytes_per_packet={Alloc:F1}",
+                ch.Hub.Index + 1, ch.Port, _connections.Count, ch.Hub.ReaderCount, Interlocked.Read(ref ch.PacketsSent), dropped,
+                hist.Quantile(0.5), hist.Quantile(0.99), perPacket);
+        }
+        _lastStats = now;
+        _lastAllocated = GC.GetTotalAllocatedBytes();
+        _lastPackets = packets;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _heartbeat.DisposeAsync();
+        foreach (var c in _connections.Keys) c.Abort("server stopping");
+    }
+}
