@@ -1,0 +1,49 @@
+using Pearl2.Host;
+using Xunit;
+
+namespace Pearl2.Tests.Unit;
+
+public class ConfigTests
+{
+    [Fact]
+    public void DefaultsAreValidAndTwoChannels()
+    {
+        var c = ConfigLoader.ParseText("{}");
+        Assert.Equal(2, c.Channels.Count);
+        Assert.Equal((1920, 1080, 30), (c.Channels[0].Video.Width, c.Channels[0].Video.Height, c.Channels[0].Video.Fps));
+        Assert.Equal(554, c.Rtsp.Port);
+        Assert.Empty(ConfigLoader.Validate(new FirmwareConfig()));
+    }
+
+    [Theory]
+    [InlineData("""{"channels":[{"name":"a","video":{"width":641}}]}""", "channels[0].video.width: 641 is not an even number from 64 to 4096")]
+    [InlineData("""{"channels":[{"name":"a"},{"name":"b","video":{"fps":0}}]}""", "channels[1].video.fps: 0 is not from 1 to 60")]
+    [InlineData("""{"channels":[]}""", "channels: must list 1 to 8 channels")]
+    [InlineData("""{"rtsp":{"port":70000}}""", "rtsp.port: 70000 (+ one port per channel) is not a TCP port")]
+    [InlineData("""{"channels":[{"name":"a","source":"hdmi9"}]}""", "channels[0].source: 'hdmi9' is not a known source (known: testpattern)")]
+    [InlineData("""{"channels":[{"name":"a","audio":{"channels":6}}]}""", "channels[0].audio.channels: 6 is not 1 or 2")]
+    public void BadValuesAreRefusedWithFieldPathAndReason(string json, string expected)
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.ParseText(json));
+        Assert.Contains(expected, e.Errors);
+    }
+
+    [Fact]
+    public void AllErrorsAreReportedTogether()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.ParseText("""{"channels":[{"name":"","video":{"height":1}}],"rtsp":{"sessionTimeoutSeconds":1}}"""));
+        Assert.Equal(3, e.Errors.Count);
+    }
+
+    [Theory]
+    [InlineData("""{"rtsp":{"port":"abc"}}""", "rtsp.port")]
+    [InlineData("""{"rtsp":{"portt":1}}""", "rtsp")]
+    [InlineData("""{"channels":[{"name":"a","video":{"width":1.5}}]}""", "channels[0].video.width")]
+    [InlineData("""{"device":""", "device")]
+    public void TypeErrorsNameTheField(string json, string field)
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.ParseText(json));
+        var err = Assert.Single(e.Errors);
+        Assert.StartsWith(field, err);
+    }
+}
