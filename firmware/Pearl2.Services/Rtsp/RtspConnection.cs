@@ -319,6 +319,12 @@ public sealed class RtspConnection
                         long tag = unit.SlotTag(_channel.Slot);
                         byte expected = t == 0 ? RtpPackager.VideoInterleaved : RtpPackager.AudioInterleaved;
                         if (ch.Rtp != expected) bytes = Renumber(bytes, ch.Rtp);
+                        if (_packetCount[t] == 0)
+                        {
+                            // A sender report before a track's first packet lets the player place both tracks on one clock from the start.
+                            _lastPts[t] = unit.Pts;
+                            await SendSenderReportAsync(t);
+                        }
                         await SendAsync(bytes);
                         int packets = RtpPackager.TagPackets(tag);
                         _packetCount[t] += (uint)packets;
@@ -360,11 +366,15 @@ public sealed class RtspConnection
 
     async ValueTask SendSenderReportsAsync()
     {
-        var info = _channel.Hub.Info;
-        if (info is null) return;
         for (int t = 0; t < 2; t++)
+            if (_packetCount[t] > 0) await SendSenderReportAsync(t);
+    }
+
+    async ValueTask SendSenderReportAsync(int t)
+    {
+        var info = _channel.Hub.Info;
+        if (info is null || _tracks[t] is not { } ch) return;
         {
-            if (_tracks[t] is not { } ch || _packetCount[t] == 0) continue;
             var kind = (TrackKind)t;
             int clock = kind == TrackKind.Video ? 90000 : info.AudioSampleRate;
             var wall = info.WallClockAtPtsZero + TimeSpan.FromSeconds((double)_lastPts[t] / clock);

@@ -1,0 +1,147 @@
+using System.Diagnostics;
+using System.Text;
+
+namespace Pearl2.Tests.Integration;
+
+public sealed record ProcessResult(int ExitCode, string Stdout, string Stderr, bool TimedOut);
+
+/// <summary>Runs the real peers (ffprobe, ffmpeg, gst-launch) and the real pearl2d binary.</summary>
+public static class Peers
+{
+    public static string RepoRoot { get; } = FindRoot();
+
+    static string FindRoot()
+    {
+        var d = new DirectoryInfo(AppContext.BaseDirectory);
+        while (d is not null && !File.Exists(Path.Combine(d.FullName, "Pearl2.Firmware.sln"))) d = d.Parent;
+        return d?.FullName ?? throw new InvalidOperationException("repository root not found above " + AppContext.BaseDirectory);
+    }
+
+    /// <summary>The published NativeAOT binary (make publish), or $PEARL2D.</summary>
+    public static string Pearl2d
+    {
+        get
+        {
+            var p = Environment.GetEnvironmentVariable("PEARL2D") ?? Path.Combine(RepoRoot, "out", "linux-x64", "pearl2d");
+            if (!File.Exists(p)) throw new FileNotFoundException($"pearl2d binary not found at {p}: run 'make publish' first (make test does)");
+            return p;
+        }
+    }
+
+    public static string Require(string tool)
+    {
+        foreach (var dir in (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin").Split(':'))
+        {
+            var p = Path.Combine(dir, tool);
+            if (File.Exists(p)) return p;
+        }
+        throw new InvalidOperationException($"peer '{tool}' is not installed: run 'make deps' (make test does)");
+    }
+
+    public static async Task<ProcessResult> RunAsync(string file, IEnumerable<string> args, TimeSpan timeout)
+    {
+        var psi = new ProcessStartInfo(Require(file)) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        p.StandardInput.Close();
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        bool timedOut = false;
+        using (var cts = new CancellationTokenSource(timeout))
+        {
+            try { await p.WaitForExitAsync(cts.Token); }
+            catch (OperationCanceledException) { timedOut = true; try { p.Kill(true); } catch (InvalidOperationException) { } await p.WaitForExitAsync(); }
+        }
+        return new ProcessResult(p.ExitCode, await stdout, await stderr, timedOut);
+    }
+
+    public static int FreePortBase(int count)
+    {
+        // A block of consecutive free TCP ports, found by binding each.
+        for (int attempt = 0; attempt < 50; attempt++)
+        {
+            int start = Random.Shared.Next(20000, 60000);
+            bool ok = true;
+            for (int i = 0; i < count && ok; i++)
+            {
+                try
+                {
+                    var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Any, start + i);
+                    l.Start(); l.Stop();
+                }
+                catch (System.Net.Sockets.SocketException) { ok = false; }
+            }
+            if (ok) return start;
+        }
+        throw new InvalidOperationException("no free port block");
+    }
+}
+
+/// <summary>A running pearl2d with its log captured; killed on dispose.</summary>
+public sealed class Pearl2dProcess : IAsyncDisposable
+{
+    readonly Process _p;
+    readonly StringBuilder _log = new();
+    readonly object _lock = new();
+
+    public int RtspBase { get; }
+    public string ConfigPath { get; }
+    public int Pid => _p.Id;
+
+    Pearl2dProcess(Process p, int rtspBase, string configPath)
+    {
+        _p = p; RtspBase = rtspBase; ConfigPath = configPath;
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_lock) _log.AppendLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_lock) _log.AppendLine(e.Data); };
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+    }
+
+    public string Log { get { lock (_lock) return _log.ToString(); } }
+    public bool HasExited => _p.HasExited;
+
+    public string Url(int channel = 1, string path = "/stream.sdp") => $"rtsp://127.0.0.1:{RtspBase + channel - 1}{path}";
+
+    /// <summary>Starts pearl2d with <paramref name="configJson"/> (the rtsp port is chosen free) and waits for "pearl2d.ready".</summary>
+    public static async Task<Pearl2dProcess> StartAsync(string? configJson, int channels = 2, params string[] extraArgs)
+    {
+        int port = Peers.FreePortBase(channels);
+        var dir = Directory.CreateTempSubdirectory("pearl2d-test").FullName;
+        var args = new List<string> { "--data-dir", Path.Combine(dir, "data") };
+        string configPath = "";
+        if (configJson is not null)
+        {
+            configPath = Path.Combine(dir, "config.json");
+            File.WriteAllText(configPath, configJson.Replace("\"port\": 554", $"\"port\": {port}"));
+            args.AddRange(["--config", configPath]);
+        }
+        else args.AddRange(["--port-offset", (port - 554).ToString()]);
+        args.AddRange(extraArgs);
+        var psi = new ProcessStartInfo(Peers.Pearl2d) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = dir };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        var proc = new Pearl2dProcess(Process.Start(psi)!, port, configPath);
+        await proc.WaitForLogAsync("pearl2d.ready", TimeSpan.FromSeconds(30));
+        return proc;
+    }
+
+    public async Task WaitForLogAsync(string text, TimeSpan timeout)
+    {
+        var until = DateTime.UtcNow + timeout;
+        while (!Log.Contains(text, StringComparison.Ordinal))
+        {
+            if (_p.HasExited) throw new InvalidOperationException($"pearl2d exited ({_p.ExitCode}) before '{text}':\n{Log}");
+            if (DateTime.UtcNow > until) throw new TimeoutException($"no '{text}' from pearl2d in {timeout}:\n{Log}");
+            await Task.Delay(50);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_p.HasExited)
+        {
+            _p.Kill(entireProcessTree: true);
+            await _p.WaitForExitAsync();
+        }
+        _p.Dispose();
+    }
+}

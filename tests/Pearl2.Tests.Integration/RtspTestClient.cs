@@ -1,0 +1,183 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Text;
+
+namespace Pearl2.Tests.Integration;
+
+/// <summary>
+/// A minimal, light RTSP/TCP viewer for tests and the load benchmark: DESCRIBE, SETUP both tracks, PLAY,
+/// then counts what arrives — video frames (marker bits), sequence gaps — without allocating per packet.
+/// It checks what the wire carried; decoding is left to the real players.
+/// </summary>
+public sealed class RtspTestClient : IAsyncDisposable
+{
+    readonly TcpClient _tcp = new();
+    NetworkStream _stream = null!;
+    readonly byte[] _buf = new byte[256 * 1024];
+    int _start, _end, _cseq;
+    string? _session;
+
+    public long VideoFrames, VideoPackets, AudioPackets, SequenceGaps, Bytes;
+    public int? FirstVideoSequence;
+    ushort _lastVideoSeq, _lastAudioSeq;
+    bool _haveVideo, _haveAudio;
+    public string? LastPlayResponse;
+    public long FirstFrameTicks;
+
+    public static async Task<RtspTestClient> ConnectAsync(string host, int port)
+    {
+        var c = new RtspTestClient();
+        await c._tcp.ConnectAsync(host, port);
+        c._tcp.NoDelay = true;
+        c._stream = c._tcp.GetStream();
+        return c;
+    }
+
+    public async Task<string> RequestAsync(string method, string url, params string[] headers)
+    {
+        var sb = new StringBuilder();
+        sb.Append(method).Append(' ').Append(url).Append(" RTSP/1.0\r\nCSeq: ").Append(++_cseq).Append("\r\n");
+        if (_session is not null) sb.Append("Session: ").Append(_session).Append("\r\n");
+        foreach (var h in headers) sb.Append(h).Append("\r\n");
+        sb.Append("\r\n");
+        await SendRawAsync(Encoding.ASCII.GetBytes(sb.ToString()));
+        return await ReadResponseAsync();
+    }
+
+    public Task SendRawAsync(byte[] bytes) => _stream.WriteAsync(bytes).AsTask();
+
+    /// <summary>Reads until one whole RTSP response (headers and body) is buffered, skipping interleaved frames.</summary>
+    public async Task<string> ReadResponseAsync(CancellationToken ct = default)
+    {
+        while (true)
+        {
+            while (_end - _start >= 4 && _buf[_start] == (byte)'$')
+            {
+                int len = _buf[_start + 2] << 8 | _buf[_start + 3];
+                if (_end - _start < 4 + len) break;
+                Count(_buf.AsSpan(_start + 4, len), _buf[_start + 1]);
+                _start += 4 + len;
+            }
+            if (_end - _start > 0 && _buf[_start] != (byte)'$')
+            {
+                var span = _buf.AsSpan(_start, _end - _start);
+                int head = span.IndexOf("\r\n\r\n"u8);
+                if (head >= 0)
+                {
+                    var text = Encoding.ASCII.GetString(span[..(head + 4)]);
+                    int body = 0;
+                    foreach (var line in text.Split("\r\n"))
+                        if (line.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase)) body = int.Parse(line[15..].Trim());
+                    if (span.Length >= head + 4 + body)
+                    {
+                        var all = Encoding.UTF8.GetString(span[..(head + 4 + body)]);
+                        _start += head + 4 + body;
+                        return all;
+                    }
+                }
+            }
+            if (!await FillAsync(ct)) throw new IOException("connection closed by server");
+        }
+    }
+
+    async Task<bool> FillAsync(CancellationToken ct)
+    {
+        if (_start > 0)
+        {
+            Buffer.BlockCopy(_buf, _start, _buf, 0, _end - _start);
+            _end -= _start; _start = 0;
+        }
+        if (_end == _buf.Length) throw new InvalidOperationException("frame larger than client buffer");
+        int n = await _stream.ReadAsync(_buf.AsMemory(_end), ct);
+        if (n == 0) return false;
+        _end += n;
+        Bytes += n;
+        return true;
+    }
+
+    public static int Status(string response) => int.Parse(response.AsSpan(9, 3));
+
+    public static string? Header(string response, string name)
+    {
+        foreach (var line in response.Split("\r\n"))
+            if (line.StartsWith(name + ":", StringComparison.OrdinalIgnoreCase)) return line[(name.Length + 1)..].Trim();
+        return null;
+    }
+
+    /// <summary>DESCRIBE, SETUP video (and audio when offered) over TCP, PLAY.</summary>
+    public async Task PlayAsync(string url)
+    {
+        var describe = await RequestAsync("DESCRIBE", url, "Accept: application/sdp");
+        if (Status(describe) != 200) throw new InvalidOperationException("DESCRIBE failed: " + describe);
+        var video = await RequestAsync("SETUP", url + "/trackID=0", "Transport: RTP/AVP/TCP;unicast;interleaved=0-1");
+        if (Status(video) != 200) throw new InvalidOperationException("SETUP failed: " + video);
+        _session = Header(video, "Session")!.Split(';')[0];
+        if (describe.Contains("m=audio"))
+        {
+            var audio = await RequestAsync("SETUP", url + "/trackID=1", "Transport: RTP/AVP/TCP;unicast;interleaved=2-3");
+            if (Status(audio) != 200) throw new InvalidOperationException("SETUP audio failed: " + audio);
+        }
+        LastPlayResponse = await RequestAsync("PLAY", url, "Range: npt=0.000-");
+        if (Status(LastPlayResponse) != 200) throw new InvalidOperationException("PLAY failed: " + LastPlayResponse);
+    }
+
+    /// <summary>Reads and counts media until <paramref name="ct"/> fires or the server closes.</summary>
+    public async Task ReceiveAsync(CancellationToken ct)
+    {
+        try
+        {
+            while (!ct.IsCancellationRequested)
+            {
+                while (_end - _start >= 4)
+                {
+                    if (_buf[_start] != (byte)'$')
+                    {
+                        // An RTSP response in the stream (keep-alive answers): skip to the end of its header.
+                        int head = _buf.AsSpan(_start, _end - _start).IndexOf("\r\n\r\n"u8);
+                        if (head < 0) break;
+                        _start += head + 4;
+                        continue;
+                    }
+                    int len = _buf[_start + 2] << 8 | _buf[_start + 3];
+                    if (_end - _start < 4 + len) break;
+                    Count(_buf.AsSpan(_start + 4, len), _buf[_start + 1]);
+                    _start += 4 + len;
+                }
+                if (!await FillAsync(ct)) return;
+            }
+        }
+        catch (OperationCanceledException) { }
+    }
+
+    void Count(ReadOnlySpan<byte> packet, byte channel)
+    {
+        if (packet.Length < 12 || (channel & 1) == 1) return; // RTCP
+        ushort seq = BinaryPrimitives.ReadUInt16BigEndian(packet[2..]);
+        bool marker = (packet[1] & 0x80) != 0;
+        if (channel == 0)
+        {
+            FirstVideoSequence ??= seq;
+            if (_haveVideo && seq != (ushort)(_lastVideoSeq + 1)) SequenceGaps++;
+            _lastVideoSeq = seq; _haveVideo = true;
+            VideoPackets++;
+            if (marker)
+            {
+                if (VideoFrames == 0) FirstFrameTicks = Environment.TickCount64;
+                VideoFrames++;
+            }
+        }
+        else
+        {
+            if (_haveAudio && seq != (ushort)(_lastAudioSeq + 1)) SequenceGaps++;
+            _lastAudioSeq = seq; _haveAudio = true;
+            AudioPackets++;
+        }
+    }
+
+    /// <summary>Stops reading without closing: the server sees a viewer whose window fills up.</summary>
+    public ValueTask DisposeAsync()
+    {
+        _tcp.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}
