@@ -1,0 +1,70 @@
+# Pearl2 firmware. `make run` and `make test` do all set-up on a fresh Debian 12 with the .NET SDK.
+SHELL := /bin/bash
+RID ?= linux-x64
+OUT := out/$(RID)
+PEARL2D := $(OUT)/pearl2d
+DOTNET ?= dotnet
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+export DOTNET_CLI_TELEMETRY_OPTOUT := 1
+export DOTNET_NOLOGO := 1
+
+# Debian 12 packages, by what needs them.
+RUNTIME_PKGS := libavcodec59 libavformat59 libavutil57 libswscale6
+BUILD_PKGS   := clang lld llvm zlib1g-dev
+ARM64_PKGS   := gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+TEST_PKGS    := ffmpeg gcc pkg-config libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
+                gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+                gstreamer1.0-plugins-ugly gstreamer1.0-libav
+BENCH_PKGS   := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 python3-gi
+
+# Installs the packages of $(1) that are missing (apt-get as root), and nothing when all are there.
+define apt_install
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get -q -o DPkg::Lock::Timeout=600 update && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 $$missing; \
+	fi
+endef
+
+.PHONY: all deps deps-runtime deps-build deps-test deps-bench build publish run test bench clean
+
+all: build
+
+deps: deps-runtime deps-build deps-test deps-bench
+
+deps-runtime:
+	$(call apt_install,$(RUNTIME_PKGS))
+
+deps-build:
+	$(call apt_install,$(BUILD_PKGS) $(if $(filter linux-arm64,$(RID)),$(ARM64_PKGS)))
+
+deps-test: deps-runtime deps-build
+	$(call apt_install,$(TEST_PKGS))
+
+deps-bench: deps-test
+	$(call apt_install,$(BENCH_PKGS))
+
+build:
+	$(DOTNET) build Pearl2.Firmware.sln -c Release
+
+# NativeAOT, one file, zero trim/AOT warnings (they are errors).
+publish: deps-build
+	$(DOTNET) publish firmware/Pearl2.Host/Pearl2.Host.csproj -c Release -r $(RID) -o $(OUT) -p:TreatWarningsAsErrors=true
+	@rm -f $(OUT)/*.pdb $(OUT)/*.staticwebassets.endpoints.json
+	@echo "published $(PEARL2D)"
+
+# The firmware on this host: test pattern and tone, two channels; ports shift by 10000 when 554 cannot be bound.
+run: deps-runtime publish
+	$(PEARL2D) --port-offset auto --data-dir data
+
+test: deps-test publish
+	$(DOTNET) test tests/Pearl2.Tests.Unit/Pearl2.Tests.Unit.csproj -c Release --logger "console;verbosity=normal"
+	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) test tests/Pearl2.Tests.Integration/Pearl2.Tests.Integration.csproj -c Release --logger "console;verbosity=normal"
+
+bench: deps-bench publish
+	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- $(BENCH_ARGS)
+
+clean:
+	rm -rf out
+	$(DOTNET) clean Pearl2.Firmware.sln >/dev/null
