@@ -17,7 +17,7 @@ public sealed class RtspTestClient : IAsyncDisposable
     int _start, _end, _cseq;
     string? _session;
 
-    public long VideoFrames, VideoPackets, AudioPackets, SequenceGaps, Bytes;
+    public long VideoFrames, VideoPackets, AudioPackets, SequenceGaps, Bytes; // read by other threads with Interlocked.Read
     public int? FirstVideoSequence;
     ushort _lastVideoSeq, _lastAudioSeq;
     bool _haveVideo, _haveAudio;

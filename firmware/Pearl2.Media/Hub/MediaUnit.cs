@@ -1,5 +1,3 @@
-using System.Buffers;
-
 namespace Pearl2.Media;
 
 public enum TrackKind : byte { Video = 0, Audio = 1 }
@@ -35,7 +33,7 @@ public sealed class MediaUnit
     {
         Track = track; IsKeyFrame = key; Pts = pts;
         Length = prefix.Length + data.Length;
-        _buffer = ArrayPool<byte>.Shared.Rent(Length);
+        _buffer = BufferPool.Rent(Length);
         prefix.CopyTo(_buffer);
         data.CopyTo(_buffer.AsSpan(prefix.Length));
         _refs = 1;
@@ -47,8 +45,8 @@ public sealed class MediaUnit
         var b = _slotBuffers[slot];
         if (b is null || b.Length < size)
         {
-            if (b is not null) ArrayPool<byte>.Shared.Return(b);
-            _slotBuffers[slot] = b = ArrayPool<byte>.Shared.Rent(size);
+            if (b is not null) BufferPool.Return(b);
+            _slotBuffers[slot] = b = BufferPool.Rent(size);
         }
         return b;
     }
@@ -69,9 +67,14 @@ public sealed class MediaUnit
         int r = Interlocked.Decrement(ref _refs);
         if (r > 0) return;
         if (r < 0) throw new InvalidOperationException("MediaUnit released more often than referenced");
-        ArrayPool<byte>.Shared.Return(_buffer);
+        BufferPool.Return(_buffer);
         _buffer = [];
-        for (int i = 0; i < MaxSlots; i++) _slotLengths[i] = 0;
+        for (int i = 0; i < MaxSlots; i++)
+        {
+            if (_slotBuffers[i] is { } b) BufferPool.Return(b);
+            _slotBuffers[i] = null;
+            _slotLengths[i] = 0;
+        }
         _pool.Return(this);
     }
 }

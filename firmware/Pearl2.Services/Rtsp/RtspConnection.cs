@@ -3,6 +3,7 @@ using System.Globalization;
 using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
 using Pearl2.Formats.Rtp;
@@ -364,12 +365,14 @@ public sealed class RtspConnection
         return _rewriteBuffer.AsMemory(0, shared.Length);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     async ValueTask SendSenderReportsAsync()
     {
         for (int t = 0; t < 2; t++)
             if (_packetCount[t] > 0) await SendSenderReportAsync(t);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     async ValueTask SendSenderReportAsync(int t)
     {
         var info = _channel.Hub.Info;
@@ -386,6 +389,7 @@ public sealed class RtspConnection
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     async ValueTask SendAsync(ReadOnlyMemory<byte> bytes)
     {
         await _sendLock.WaitAsync();

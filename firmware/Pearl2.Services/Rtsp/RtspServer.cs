@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Logging;
@@ -44,7 +43,8 @@ public sealed class RtspServer : IAsyncDisposable
 {
     readonly ILogger _log;
     readonly TimeProvider _time;
-    readonly ConcurrentDictionary<RtspConnection, byte> _connections = new();
+    readonly object _connectionsLock = new();
+    RtspConnection[] _connections = []; // copy on write: the heartbeat walks it without allocating
     readonly List<RtspChannel> _channels = new();
     readonly ITimer _heartbeat;
     long _lastStats, _lastAllocated, _lastPackets;
@@ -62,7 +62,7 @@ public sealed class RtspServer : IAsyncDisposable
     public RtspOptions Options { get; }
     public TimeProvider Time => _time;
     public IReadOnlyList<RtspChannel> Channels => _channels;
-    public int ConnectionCount => _connections.Count;
+    public int ConnectionCount => Volatile.Read(ref _connections).Length;
 
     public RtspChannel AddChannel(ChannelHub hub, int port)
     {
@@ -79,9 +79,9 @@ public sealed class RtspServer : IAsyncDisposable
         var socket = context.Features.Get<IConnectionSocketFeature>()?.Socket
             ?? throw new InvalidOperationException("RTSP needs Kestrel's socket transport (IConnectionSocketFeature)");
         var conn = new RtspConnection(this, channel, context, socket, _log);
-        _connections.TryAdd(conn, 0);
+        lock (_connectionsLock) _connections = [.. _connections, conn];
         try { await conn.RunAsync(); }
-        finally { _connections.TryRemove(conn, out _); }
+        finally { lock (_connectionsLock) _connections = Array.FindAll(_connections, c => c != conn); }
     }
 
     void Heartbeat()
@@ -89,7 +89,7 @@ public sealed class RtspServer : IAsyncDisposable
         try
         {
             long now = _time.GetTimestamp();
-            foreach (var c in _connections.Keys) c.OnHeartbeat(now);
+            foreach (var c in Volatile.Read(ref _connections)) c.OnHeartbeat(now);
             if (_time.GetElapsedTime(_lastStats, now).TotalSeconds >= Options.StatsIntervalSeconds) LogStats(now);
         }
         catch (Exception e) { _log.LogError("rtsp.heartbeat_failed error=\"{Error}\"", e.Message); }
@@ -97,7 +97,7 @@ public sealed class RtspServer : IAsyncDisposable
 
     void LogStats(long now)
     {
-        long allocated = GC.GetTotalAllocatedBytes();
+        long allocated = GC.GetTotalAllocatedBytes(precise: true);
         long packets = 0;
         foreach (var ch in _channels) packets += Interlocked.Read(ref ch.PacketsSent);
         long dPackets = packets - _lastPackets;
@@ -110,17 +110,17 @@ public sealed class RtspServer : IAsyncDisposable
             foreach (var r in ch.Hub.Readers) dropped += r.DroppedFrames;
             _log.LogInformation(
                 "rtsp.stats channel={Channel} port={Port} connections={Connections} viewers={Viewers} packets_sent={Packets} dropped_frames={Dropped} latency_p50_us={P50} latency_p99_us={P99} alloc_bytes_per_packet={Alloc:F1}",
-                ch.Hub.Index + 1, ch.Port, _connections.Count, ch.Hub.ReaderCount, Interlocked.Read(ref ch.PacketsSent), dropped,
+                ch.Hub.Index + 1, ch.Port, ConnectionCount, ch.Hub.ReaderCount, Interlocked.Read(ref ch.PacketsSent), dropped,
                 hist.Quantile(0.5), hist.Quantile(0.99), perPacket);
         }
         _lastStats = now;
-        _lastAllocated = GC.GetTotalAllocatedBytes();
+        _lastAllocated = GC.GetTotalAllocatedBytes(precise: true); // the log lines above are not the streaming path's
         _lastPackets = packets;
     }
 
     public async ValueTask DisposeAsync()
     {
         await _heartbeat.DisposeAsync();
-        foreach (var c in _connections.Keys) c.Abort("server stopping");
+        foreach (var c in Volatile.Read(ref _connections)) c.Abort("server stopping");
     }
 }

@@ -1,0 +1,241 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+using Pearl2.Tests.Integration;
+
+// make bench: RTSP/TCP fan-out of one 1080p30 ~4 Mbit/s channel, pearl2d against gst-rtsp-server (shared
+// media relaying the same encoded stream), N viewers per step, in one run on this machine.
+CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+var opts = BenchOptions.Parse(args);
+var bench = new FanOutBench(opts);
+return await bench.RunAsync();
+
+sealed record BenchOptions(int[] Ladder, double Warmup, double Window, bool OnlyOurs)
+{
+    public static BenchOptions Parse(string[] args)
+    {
+        int[] ladder = [1, 10, 50, 100, 200, 300, 400, 500, 600, 800];
+        double warmup = 3, window = 8;
+        bool onlyOurs = false;
+        for (int i = 0; i < args.Length; i++)
+            switch (args[i])
+            {
+                case "--ladder": ladder = args[++i].Split(',').Select(int.Parse).ToArray(); break;
+                case "--warmup": warmup = double.Parse(args[++i]); break;
+                case "--window": window = double.Parse(args[++i]); break;
+                case "--only-pearl2d": onlyOurs = true; break;
+                default: throw new ArgumentException($"unknown argument {args[i]} (--ladder 1,10,50 --warmup S --window S --only-pearl2d)");
+            }
+        return new BenchOptions(ladder, warmup, window, onlyOurs);
+    }
+}
+
+sealed record Step(string Server, int N, double FramesMin, double FramesAvg, double Expected, long Gaps, int LossyViewers, double CpuPct, long RssKb,
+    double LoadCpuPct, string P50, string P99, string AllocPerPacket, double Mbps)
+{
+    public bool Lossless => LossyViewers == 0;
+}
+
+sealed class FanOutBench(BenchOptions o)
+{
+    const int Fps = 30;
+    readonly List<Step> _steps = new();
+    readonly List<(DateTime At, string Line)> _stats = new();
+
+    public async Task<int> RunAsync()
+    {
+        var root = FindRoot();
+        var pearl2d = Environment.GetEnvironmentVariable("PEARL2D") ?? Path.Combine(root, "out/linux-x64/pearl2d");
+        var dir = Directory.CreateTempSubdirectory("pearl2-bench").FullName;
+        int port = FreePort(), gstPort = FreePort();
+        File.WriteAllText(Path.Combine(dir, "bench.json"), $$"""
+            {
+              "channels": [ { "name": "Bench", "video": { "width": 1920, "height": 1080, "fps": {{Fps}}, "bitrateKbps": 4000, "keyFrameIntervalFrames": 60 }, "audio": { "enabled": false } } ],
+              "rtsp": { "port": {{port}}, "statsIntervalSeconds": 2, "viewerQueueUnits": 512 }
+            }
+            """);
+        Console.WriteLine($"# pearl2d fan-out bench: {Machine()}");
+        using var server = Start(pearl2d, ["--config", Path.Combine(dir, "bench.json"), "--data-dir", Path.Combine(dir, "data")], line =>
+        {
+            if (line.Contains("rtsp.stats")) lock (_stats) _stats.Add((DateTime.UtcNow, line));
+        });
+        await Task.Delay(3000);
+        string ours = $"rtsp://127.0.0.1:{port}/stream.sdp";
+        await RunLadderAsync("pearl2d", server, ours);
+
+        if (!o.OnlyOurs)
+        {
+            var relay = Path.Combine(AppContext.BaseDirectory, "gst-rtsp-relay.py");
+            using var gst = Start("/bin/bash", ["-c", $"ulimit -n 65536; exec /usr/bin/python3 {relay} {gstPort} {ours}"], _ => { });
+            await Task.Delay(2000);
+            string reference = $"rtsp://127.0.0.1:{gstPort}/stream.sdp";
+            // Prepare the shared media once (its rtspsrc connects to pearl2d) so step 1 does not pay for it.
+            await using (var warm = await RtspTestClient.ConnectAsync("127.0.0.1", gstPort)) { await warm.PlayAsync(reference); await Task.Delay(2000); }
+            await RunLadderAsync("gst-rtsp-server", gst, reference);
+        }
+
+        Report();
+        return 0;
+    }
+
+    async Task RunLadderAsync(string name, Process server, string url)
+    {
+        foreach (int n in o.Ladder)
+        {
+            var step = await RunStepAsync(name, server, url, n);
+            _steps.Add(step);
+            Console.WriteLine($"{name} N={n}: frames/viewer min {step.FramesMin:F0} avg {step.FramesAvg:F1} of {step.Expected:F0}, lossy viewers {step.LossyViewers}, server CPU {step.CpuPct:F1}%, RSS {step.RssKb / 1024} MiB, load client CPU {step.LoadCpuPct:F1}%, p50/p99 {step.P50}/{step.P99} us, alloc/packet {step.AllocPerPacket}, {step.Mbps:F0} Mbit/s");
+            if (!step.Lossless) break;
+            await Task.Delay(1500);
+        }
+    }
+
+    async Task<Step> RunStepAsync(string name, Process server, string url, int n)
+    {
+        var uri = new Uri(url);
+        var clients = new RtspTestClient[n];
+        var loops = new Task[n];
+        using var stop = new CancellationTokenSource();
+        using var gate = new SemaphoreSlim(32);
+        await Task.WhenAll(Enumerable.Range(0, n).Select(async i =>
+        {
+            await gate.WaitAsync();
+            try
+            {
+                clients[i] = await RtspTestClient.ConnectAsync(uri.Host, uri.Port);
+                await clients[i].PlayAsync(url);
+                loops[i] = Task.Run(() => clients[i].ReceiveAsync(stop.Token));
+            }
+            finally { gate.Release(); }
+        }));
+        await Task.Delay(TimeSpan.FromSeconds(o.Warmup));
+
+        var frames0 = clients.Select(c => Interlocked.Read(ref c.VideoFrames)).ToArray();
+        var gaps0 = clients.Select(c => Interlocked.Read(ref c.SequenceGaps)).ToArray();
+        long bytes0 = clients.Sum(c => Interlocked.Read(ref c.Bytes));
+        double cpu0 = CpuSeconds(server.Id), load0 = Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+        var t0 = Stopwatch.GetTimestamp();
+        var windowStart = DateTime.UtcNow;
+        await Task.Delay(TimeSpan.FromSeconds(o.Window));
+        double elapsed = Stopwatch.GetElapsedTime(t0).TotalSeconds;
+        double cpu1 = CpuSeconds(server.Id), load1 = Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+        long rss = RssKb(server.Id);
+        var frames = clients.Select((c, i) => (double)(Interlocked.Read(ref c.VideoFrames) - frames0[i])).ToArray();
+        var gaps = clients.Select((c, i) => Interlocked.Read(ref c.SequenceGaps) - gaps0[i]).ToArray();
+        long bytes = clients.Sum(c => Interlocked.Read(ref c.Bytes)) - bytes0;
+        var windowEnd = DateTime.UtcNow;
+
+        stop.Cancel();
+        foreach (var c in clients) await c.DisposeAsync();
+        try { await Task.WhenAll(loops.Where(l => l is not null)); } catch (Exception) { }
+
+        double expected = Fps * elapsed;
+        int lossy = frames.Where((f, i) => gaps[i] > 0 || f < 0.95 * expected).Count();
+        string p50 = "n/a", p99 = "n/a", alloc = "n/a";
+        if (name == "pearl2d")
+        {
+            List<string> lines;
+            lock (_stats) lines = _stats.Where(s => s.At > windowStart.AddSeconds(1) && s.At <= windowEnd).Select(s => s.Line).ToList();
+            var p50s = lines.Select(l => Field(l, "latency_p50_us")).Where(v => v >= 0).ToList();
+            var p99s = lines.Select(l => Field(l, "latency_p99_us")).Where(v => v >= 0).ToList();
+            var allocs = lines.Select(l => Field(l, "alloc_bytes_per_packet")).ToList();
+            if (p50s.Count > 0) { p50 = p50s.OrderBy(v => v).ElementAt(p50s.Count / 2).ToString("F0"); p99 = p99s.Max().ToString("F0"); }
+            if (allocs.Count > 0) alloc = allocs.Average().ToString("F2");
+        }
+        return new Step(name, n, frames.Min(), frames.Average(), expected, gaps.Sum(), lossy, 100 * (cpu1 - cpu0) / elapsed, rss,
+            100 * (load1 - load0) / elapsed, p50, p99, alloc, bytes * 8 / elapsed / 1e6);
+    }
+
+    static double Field(string line, string name)
+    {
+        var m = Regex.Match(line, name + @"=(-?[\d.]+)");
+        return m.Success ? double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : -1;
+    }
+
+    void Report()
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine();
+        sb.AppendLine($"## Fan-out, RTSP/TCP, one 1080p30 ~4 Mbit/s channel — {DateTime.UtcNow:yyyy-MM-dd}");
+        sb.AppendLine();
+        sb.AppendLine($"Machine: {Machine()}. Command: `make bench` (ladder {string.Join(",", o.Ladder)}, warm-up {o.Warmup} s, window {o.Window} s).");
+        sb.AppendLine();
+        sb.AppendLine("| server | N | frames/viewer min / avg (expected) | lossy viewers | server CPU % | CPU per extra viewer % | RSS MiB | added latency p50 / p99 µs | alloc B/packet | delivered Mbit/s | load client CPU % |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
+        foreach (var s in _steps)
+        {
+            var first = _steps.First(x => x.Server == s.Server);
+            string perViewer = s.N > first.N ? ((s.CpuPct - first.CpuPct) / (s.N - first.N)).ToString("F3") : "–";
+            sb.AppendLine($"| {s.Server} | {s.N} | {s.FramesMin:F0} / {s.FramesAvg:F1} ({s.Expected:F0}) | {s.LossyViewers} | {s.CpuPct:F1} | {perViewer} | {s.RssKb / 1024} | {s.P50} / {s.P99} | {s.AllocPerPacket} | {s.Mbps:F0} | {s.LoadCpuPct:F1} |");
+        }
+        sb.AppendLine();
+        foreach (var g in _steps.GroupBy(s => s.Server))
+        {
+            var clean = g.Where(s => s.Lossless).Select(s => s.N).DefaultIfEmpty(0).Max();
+            var firstLoss = g.FirstOrDefault(s => !s.Lossless);
+            sb.AppendLine($"- {g.Key}: zero-loss up to {clean} viewers" + (firstLoss is null ? " (no loss on the whole ladder)" : $"; loss began at {firstLoss.N}"));
+        }
+        var ours = _steps.Where(s => s.Server == "pearl2d").ToDictionary(s => s.N);
+        var theirs = _steps.Where(s => s.Server != "pearl2d").ToDictionary(s => s.N);
+        if (theirs.Count > 0)
+        {
+            sb.AppendLine("- server CPU ratio pearl2d / gst-rtsp-server at the same N (total, including pearl2d's own 1080p encode): " +
+                string.Join(", ", ours.Keys.Where(theirs.ContainsKey).Select(n => $"N={n}: {ours[n].CpuPct / Math.Max(0.1, theirs[n].CpuPct):F2}")));
+            var o1 = ours.Values.MinBy(s => s.N)!; var t1 = theirs.Values.MinBy(s => s.N)!;
+            sb.AppendLine("- marginal CPU per viewer ratio (above each server's first step): " +
+                string.Join(", ", ours.Keys.Where(n => theirs.ContainsKey(n) && n > o1.N).Select(n =>
+                    $"N={n}: {((ours[n].CpuPct - o1.CpuPct) / (n - o1.N)) / Math.Max(1e-6, (theirs[n].CpuPct - t1.CpuPct) / (n - t1.N)):F2}")));
+        }
+        Console.WriteLine(sb.ToString());
+        var outDir = Path.Combine(FindRoot(), "out");
+        Directory.CreateDirectory(outDir);
+        File.WriteAllText(Path.Combine(outDir, "bench-latest.md"), sb.ToString());
+        Console.WriteLine($"(written to out/bench-latest.md; copy what matters into BENCHMARKS.md)");
+    }
+
+    static Process Start(string file, string[] args, Action<string> onLine)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        var p = Process.Start(psi)!;
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) onLine(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) onLine(e.Data); };
+        p.BeginOutputReadLine(); p.BeginErrorReadLine();
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { p.Kill(true); } catch (Exception) { } };
+        return p;
+    }
+
+    static double CpuSeconds(int pid)
+    {
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0; // utime + stime in USER_HZ
+    }
+
+    static long RssKb(int pid) =>
+        File.ReadLines($"/proc/{pid}/status").Where(l => l.StartsWith("VmRSS:")).Select(l => long.Parse(Regex.Match(l, @"\d+").Value)).FirstOrDefault();
+
+    static string Machine()
+    {
+        var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':')[1].Trim() ?? "?";
+        var mem = File.ReadLines("/proc/meminfo").First().Split(':')[1].Trim();
+        return $"{Environment.ProcessorCount} × {cpu}, {mem} RAM, Linux {Environment.OSVersion.Version}";
+    }
+
+    static int FreePort()
+    {
+        var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        l.Start();
+        int p = ((System.Net.IPEndPoint)l.LocalEndpoint).Port;
+        l.Stop();
+        return p;
+    }
+
+    static string FindRoot()
+    {
+        var d = new DirectoryInfo(AppContext.BaseDirectory);
+        while (d is not null && !File.Exists(Path.Combine(d.FullName, "Pearl2.Firmware.sln"))) d = d.Parent;
+        return d?.FullName ?? Environment.CurrentDirectory;
+    }
+}
