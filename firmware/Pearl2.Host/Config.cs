@@ -40,6 +40,8 @@ public sealed class VideoConfig
     public int KeyFrameIntervalFrames { get; set; } = 60;
     /// <summary>libavcodec encoder name; null takes the board's (libx264 on a host, h264_v4l2m2m on the Pi).</summary>
     public string? Encoder { get; set; }
+    /// <summary>"abr": average bitrate, capped by a one-second VBV (the test pattern needs far less than the cap); "cbr": constant, padded with filler data.</summary>
+    public string RateControl { get; set; } = "abr";
     public string Preset { get; set; } = "ultrafast";
     public string Tune { get; set; } = "zerolatency";
 }
@@ -144,6 +146,7 @@ public static class ConfigLoader
                 Check(v.BitrateKbps is >= 100 and <= 50000, $"{p}.video.bitrateKbps", $"{v.BitrateKbps} is not from 100 to 50000");
                 Check(v.KeyFrameIntervalFrames is >= 1 and <= 600, $"{p}.video.keyFrameIntervalFrames", $"{v.KeyFrameIntervalFrames} is not from 1 to 600");
                 Check(v.Encoder is null || (v.Encoder.Length > 0 && v.Encoder.All(ch => char.IsAsciiLetterOrDigit(ch) || ch == '_')), $"{p}.video.encoder", "must be a libavcodec encoder name");
+                Check(v.RateControl is "abr" or "cbr", $"{p}.video.rateControl", $"'{v.RateControl}' is not abr or cbr");
                 Check(v.Preset is "ultrafast" or "superfast" or "veryfast" or "faster" or "fast" or "medium", $"{p}.video.preset", $"'{v.Preset}' is not one of ultrafast, superfast, veryfast, faster, fast, medium");
                 Check(v.Tune is "" or "zerolatency" or "film" or "animation" or "stillimage", $"{p}.video.tune", $"'{v.Tune}' is not one of zerolatency, film, animation, stillimage or empty");
             }

@@ -124,7 +124,7 @@ namespace Pearl2.Host
                     channels.Add((ch, cc));
                     var v = cc.Video;
                     var pipeline = new EncodePipeline(hub, new PipelineOptions(
-                        new H264EncoderOptions(v.Encoder ?? board.H264Encoder, v.Width, v.Height, v.Fps, v.BitrateKbps * 1000L, v.KeyFrameIntervalFrames, v.Preset, v.Tune),
+                        new H264EncoderOptions(v.Encoder ?? board.H264Encoder, v.Width, v.Height, v.Fps, v.BitrateKbps * 1000L, v.KeyFrameIntervalFrames, v.Preset, v.Tune, v.RateControl == "cbr"),
                         cc.Audio.Enabled, cc.Audio.SampleRate, cc.Audio.Channels, cc.Audio.BitrateKbps * 1000L),
                         time, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Pearl2.Media"));
                     pipeline.Start();

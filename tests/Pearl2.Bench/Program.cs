@@ -9,13 +9,15 @@ using Pearl2.Tests.Integration;
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 var opts = BenchOptions.Parse(args);
 var bench = new FanOutBench(opts);
-return await bench.RunAsync();
+Console.CancelKeyPress += (_, _) => FanOutBench.KillAll();
+try { return await bench.RunAsync(); }
+finally { FanOutBench.KillAll(); }
 
 sealed record BenchOptions(int[] Ladder, double Warmup, double Window, bool OnlyOurs)
 {
     public static BenchOptions Parse(string[] args)
     {
-        int[] ladder = [1, 10, 50, 100, 200, 300, 400, 500, 600, 800];
+        int[] ladder = [0, 1, 10, 50, 100, 200, 300, 400, 500, 600, 800, 1000];
         double warmup = 3, window = 8;
         bool onlyOurs = false;
         for (int i = 0; i < args.Length; i++)
@@ -51,12 +53,12 @@ sealed class FanOutBench(BenchOptions o)
         int port = FreePort(), gstPort = FreePort();
         File.WriteAllText(Path.Combine(dir, "bench.json"), $$"""
             {
-              "channels": [ { "name": "Bench", "video": { "width": 1920, "height": 1080, "fps": {{Fps}}, "bitrateKbps": 4000, "keyFrameIntervalFrames": 60 }, "audio": { "enabled": false } } ],
+              "channels": [ { "name": "Bench", "video": { "width": 1920, "height": 1080, "fps": {{Fps}}, "bitrateKbps": 4000, "rateControl": "cbr", "keyFrameIntervalFrames": 60 }, "audio": { "enabled": false } } ],
               "rtsp": { "port": {{port}}, "statsIntervalSeconds": 2, "viewerQueueUnits": 512 }
             }
             """);
         Console.WriteLine($"# pearl2d fan-out bench: {Machine()}");
-        using var server = Start(pearl2d, ["--config", Path.Combine(dir, "bench.json"), "--data-dir", Path.Combine(dir, "data")], line =>
+        var server = Start(pearl2d, ["--config", Path.Combine(dir, "bench.json"), "--data-dir", Path.Combine(dir, "data")], line =>
         {
             if (line.Contains("rtsp.stats")) lock (_stats) _stats.Add((DateTime.UtcNow, line));
         });
@@ -67,8 +69,8 @@ sealed class FanOutBench(BenchOptions o)
         if (!o.OnlyOurs)
         {
             var relay = Path.Combine(AppContext.BaseDirectory, "gst-rtsp-relay.py");
-            using var gst = Start("/bin/bash", ["-c", $"ulimit -n 65536; exec /usr/bin/python3 {relay} {gstPort} {ours}"], _ => { });
-            await Task.Delay(2000);
+            var gst = Start("/bin/bash", ["-c", $"ulimit -n 65536; exec /usr/bin/python3 {relay} {gstPort} {ours}"], _ => { });
+            for (int i = 0; i < 100 && !PortOpen(gstPort); i++) await Task.Delay(100);
             string reference = $"rtsp://127.0.0.1:{gstPort}/stream.sdp";
             // Prepare the shared media once (its rtspsrc connects to pearl2d) so step 1 does not pay for it.
             await using (var warm = await RtspTestClient.ConnectAsync("127.0.0.1", gstPort)) { await warm.PlayAsync(reference); await Task.Delay(2000); }
@@ -132,6 +134,7 @@ sealed class FanOutBench(BenchOptions o)
 
         double expected = Fps * elapsed;
         int lossy = frames.Where((f, i) => gaps[i] > 0 || f < 0.95 * expected).Count();
+        if (n == 0) frames = [0];
         string p50 = "n/a", p99 = "n/a", alloc = "n/a";
         if (name == "pearl2d")
         {
@@ -165,8 +168,8 @@ sealed class FanOutBench(BenchOptions o)
         sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var s in _steps)
         {
-            var first = _steps.First(x => x.Server == s.Server);
-            string perViewer = s.N > first.N ? ((s.CpuPct - first.CpuPct) / (s.N - first.N)).ToString("F3") : "–";
+            var idle = _steps.First(x => x.Server == s.Server);
+            string perViewer = s.N > idle.N ? PerViewer(s).ToString("F3") : "–";
             sb.AppendLine($"| {s.Server} | {s.N} | {s.FramesMin:F0} / {s.FramesAvg:F1} ({s.Expected:F0}) | {s.LossyViewers} | {s.CpuPct:F1} | {perViewer} | {s.RssKb / 1024} | {s.P50} / {s.P99} | {s.AllocPerPacket} | {s.Mbps:F0} | {s.LoadCpuPct:F1} |");
         }
         sb.AppendLine();
@@ -176,22 +179,33 @@ sealed class FanOutBench(BenchOptions o)
             var firstLoss = g.FirstOrDefault(s => !s.Lossless);
             sb.AppendLine($"- {g.Key}: zero-loss up to {clean} viewers" + (firstLoss is null ? " (no loss on the whole ladder)" : $"; loss began at {firstLoss.N}"));
         }
+        double PerViewer(Step s)
+        {
+            var idle = _steps.First(x => x.Server == s.Server);
+            return (s.CpuPct - idle.CpuPct) / (s.N - idle.N);
+        }
         var ours = _steps.Where(s => s.Server == "pearl2d").ToDictionary(s => s.N);
         var theirs = _steps.Where(s => s.Server != "pearl2d").ToDictionary(s => s.N);
         if (theirs.Count > 0)
         {
-            sb.AppendLine("- server CPU ratio pearl2d / gst-rtsp-server at the same N (total, including pearl2d's own 1080p encode): " +
-                string.Join(", ", ours.Keys.Where(theirs.ContainsKey).Select(n => $"N={n}: {ours[n].CpuPct / Math.Max(0.1, theirs[n].CpuPct):F2}")));
-            var o1 = ours.Values.MinBy(s => s.N)!; var t1 = theirs.Values.MinBy(s => s.N)!;
-            sb.AppendLine("- marginal CPU per viewer ratio (above each server's first step): " +
-                string.Join(", ", ours.Keys.Where(n => theirs.ContainsKey(n) && n > o1.N).Select(n =>
-                    $"N={n}: {((ours[n].CpuPct - o1.CpuPct) / (n - o1.N)) / Math.Max(1e-6, (theirs[n].CpuPct - t1.CpuPct) / (n - t1.N)):F2}")));
+            sb.AppendLine("- total server CPU, pearl2d / gst-rtsp-server at the same N (pearl2d's includes its own 1080p30 encode): " +
+                string.Join(", ", ours.Keys.Where(n => n > 0 && theirs.ContainsKey(n)).Select(n => $"N={n}: {ours[n].CpuPct / Math.Max(0.1, theirs[n].CpuPct):F2}")));
+            sb.AppendLine("- CPU per viewer above each server's own idle (N=0) CPU, pearl2d / gst-rtsp-server: " +
+                string.Join(", ", ours.Keys.Where(n => n > 0 && theirs.ContainsKey(n)).Select(n => $"N={n}: {PerViewer(ours[n]) / Math.Max(1e-6, PerViewer(theirs[n])):F2}")));
         }
         Console.WriteLine(sb.ToString());
         var outDir = Path.Combine(FindRoot(), "out");
         Directory.CreateDirectory(outDir);
         File.WriteAllText(Path.Combine(outDir, "bench-latest.md"), sb.ToString());
         Console.WriteLine($"(written to out/bench-latest.md; copy what matters into BENCHMARKS.md)");
+    }
+
+    static readonly List<Process> Started = new();
+
+    /// <summary>Every server this run started is killed when it ends, however it ends.</summary>
+    public static void KillAll()
+    {
+        foreach (var p in Started) { try { if (!p.HasExited) { p.Kill(true); p.WaitForExit(5000); } } catch (Exception) { } }
     }
 
     static Process Start(string file, string[] args, Action<string> onLine)
@@ -202,7 +216,7 @@ sealed class FanOutBench(BenchOptions o)
         p.OutputDataReceived += (_, e) => { if (e.Data is not null) onLine(e.Data); };
         p.ErrorDataReceived += (_, e) => { if (e.Data is not null) onLine(e.Data); };
         p.BeginOutputReadLine(); p.BeginErrorReadLine();
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => { try { p.Kill(true); } catch (Exception) { } };
+        Started.Add(p);
         return p;
     }
 
@@ -221,6 +235,12 @@ sealed class FanOutBench(BenchOptions o)
         var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':')[1].Trim() ?? "?";
         var mem = File.ReadLines("/proc/meminfo").First().Split(':')[1].Trim();
         return $"{Environment.ProcessorCount} × {cpu}, {mem} RAM, Linux {Environment.OSVersion.Version}";
+    }
+
+    static bool PortOpen(int port)
+    {
+        try { using var c = new System.Net.Sockets.TcpClient(); c.Connect("127.0.0.1", port); return true; }
+        catch (System.Net.Sockets.SocketException) { return false; }
     }
 
     static int FreePort()

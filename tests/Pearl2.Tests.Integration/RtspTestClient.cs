@@ -104,17 +104,26 @@ public sealed class RtspTestClient : IAsyncDisposable
         return null;
     }
 
-    /// <summary>DESCRIBE, SETUP video (and audio when offered) over TCP, PLAY.</summary>
+    /// <summary>DESCRIBE, SETUP video (and audio when offered) over TCP with the SDP's control URLs, PLAY.</summary>
     public async Task PlayAsync(string url)
     {
         var describe = await RequestAsync("DESCRIBE", url, "Accept: application/sdp");
         if (Status(describe) != 200) throw new InvalidOperationException("DESCRIBE failed: " + describe);
-        var video = await RequestAsync("SETUP", url + "/trackID=0", "Transport: RTP/AVP/TCP;unicast;interleaved=0-1");
+        var baseUrl = Header(describe, "Content-Base") ?? url;
+        var controls = new Dictionary<string, string>();
+        string? media = null;
+        foreach (var line in describe[(describe.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..].Split("\r\n"))
+        {
+            if (line.StartsWith("m=")) media = line[2..line.IndexOf(' ')];
+            else if (line.StartsWith("a=control:") && media is not null) controls[media] = line[10..];
+        }
+        string Control(string c) => c.StartsWith("rtsp://") ? c : baseUrl.TrimEnd('/') + "/" + c;
+        var video = await RequestAsync("SETUP", Control(controls["video"]), "Transport: RTP/AVP/TCP;unicast;interleaved=0-1");
         if (Status(video) != 200) throw new InvalidOperationException("SETUP failed: " + video);
         _session = Header(video, "Session")!.Split(';')[0];
-        if (describe.Contains("m=audio"))
+        if (controls.TryGetValue("audio", out var audioControl))
         {
-            var audio = await RequestAsync("SETUP", url + "/trackID=1", "Transport: RTP/AVP/TCP;unicast;interleaved=2-3");
+            var audio = await RequestAsync("SETUP", Control(audioControl), "Transport: RTP/AVP/TCP;unicast;interleaved=2-3");
             if (Status(audio) != 200) throw new InvalidOperationException("SETUP audio failed: " + audio);
         }
         LastPlayResponse = await RequestAsync("PLAY", url, "Range: npt=0.000-");

@@ -12,7 +12,7 @@ public interface IEncodedSink
     void OnEncoded(TrackKind track, ReadOnlySpan<byte> prefix, ReadOnlySpan<byte> data, long pts, bool keyFrame);
 }
 
-public sealed record H264EncoderOptions(string Encoder, int Width, int Height, int Fps, long Bitrate, int KeyFrameInterval, string Preset, string Tune);
+public sealed record H264EncoderOptions(string Encoder, int Width, int Height, int Fps, long Bitrate, int KeyFrameInterval, string Preset, string Tune, bool ConstantBitrate = false);
 
 /// <summary>One open libavcodec encoder context and its reusable frame and packet.</summary>
 public abstract unsafe class AvEncoder : IDisposable
@@ -133,7 +133,7 @@ public sealed unsafe class H264Encoder : AvEncoder
             if (o.Tune.Length > 0) Set("tune", o.Tune);
             Set("forced-idr", "1");
             // Steady bitrate for live viewers: VBV of one second, no scene-cut IDRs between the planned ones.
-            Set("x264-params", $"scenecut=0:vbv-maxrate={o.Bitrate / 1000}:vbv-bufsize={o.Bitrate / 1000}:repeat-headers=1");
+            Set("x264-params", $"scenecut=0:vbv-maxrate={o.Bitrate / 1000}:vbv-bufsize={o.Bitrate / 1000}:repeat-headers=1" + (o.ConstantBitrate ? ":nal-hrd=cbr" : ""));
         }
         Open($"H.264 encoder {o.Encoder} {o.Width}x{o.Height}@{o.Fps}");
 

@@ -268,6 +268,9 @@ public sealed class RtspConnection
     void StartPlaying()
     {
         if (_playLoop is not null || _reader is null) return;
+        // Room for a few key frames in the kernel, so a write completes at once instead of waiting for the
+        // viewer to read; this is also the bound on what a stalled viewer can hold in the kernel.
+        try { _socket.SendBufferSize = _server.Options.SocketSendBufferBytes; } catch (SocketException) { }
         _nextSenderReport = _server.Time.GetTimestamp();
         _playLoop = PlayLoopAsync(_reader);
     }

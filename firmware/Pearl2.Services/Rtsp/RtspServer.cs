@@ -14,6 +14,7 @@ public sealed record RtspOptions
     /// <summary>Units (video frames and audio frames) a viewer may have queued before it loses a GOP.</summary>
     public int ViewerQueueUnits { get; init; } = 512;
     public int StatsIntervalSeconds { get; init; } = 10;
+    public int SocketSendBufferBytes { get; init; } = 512 * 1024;
 }
 
 /// <summary>One channel as the RTSP server sees it: its hub, its RTP packaging and its viewers' latency.</summary>
