@@ -34,7 +34,7 @@ sealed record BenchOptions(int[] Ladder, double Warmup, double Window, bool Only
 }
 
 sealed record Step(string Server, int N, double FramesMin, double FramesAvg, double Expected, long Gaps, int LossyViewers, double CpuPct, long RssKb,
-    double LoadCpuPct, string P50, string P99, string AllocPerPacket, double Mbps)
+    double LoadCpuPct, string P50, string P99, string AllocPerPacket, double Mbps, string KeyP50 = "n/a", string KeyP99 = "n/a")
 {
     public bool Lossless => LossyViewers == 0;
 }
@@ -87,7 +87,7 @@ sealed class FanOutBench(BenchOptions o)
         {
             var step = await RunStepAsync(name, server, url, n);
             _steps.Add(step);
-            Console.WriteLine($"{name} N={n}: frames/viewer min {step.FramesMin:F0} avg {step.FramesAvg:F1} of {step.Expected:F0}, lossy viewers {step.LossyViewers}, server CPU {step.CpuPct:F1}%, RSS {step.RssKb / 1024} MiB, load client CPU {step.LoadCpuPct:F1}%, p50/p99 {step.P50}/{step.P99} us, alloc/packet {step.AllocPerPacket}, {step.Mbps:F0} Mbit/s");
+            Console.WriteLine($"{name} N={n}: frames/viewer min {step.FramesMin:F0} avg {step.FramesAvg:F1} of {step.Expected:F0}, lossy viewers {step.LossyViewers}, server CPU {step.CpuPct:F1}%, RSS {step.RssKb / 1024} MiB, load client CPU {step.LoadCpuPct:F1}%, p50/p99 {step.P50}/{step.P99} us (key frames {step.KeyP50}/{step.KeyP99}), alloc/packet {step.AllocPerPacket}, {step.Mbps:F0} Mbit/s");
             if (!step.Lossless) break;
             await Task.Delay(1500);
         }
@@ -135,7 +135,7 @@ sealed class FanOutBench(BenchOptions o)
         double expected = Fps * elapsed;
         int lossy = frames.Where((f, i) => gaps[i] > 0 || f < 0.95 * expected).Count();
         if (n == 0) frames = [0];
-        string p50 = "n/a", p99 = "n/a", alloc = "n/a";
+        string p50 = "n/a", p99 = "n/a", alloc = "n/a", kp50 = "n/a", kp99 = "n/a";
         if (name == "pearl2d")
         {
             List<string> lines;
@@ -144,10 +144,13 @@ sealed class FanOutBench(BenchOptions o)
             var p99s = lines.Select(l => Field(l, "latency_p99_us")).Where(v => v >= 0).ToList();
             var allocs = lines.Select(l => Field(l, "alloc_bytes_per_packet")).ToList();
             if (p50s.Count > 0) { p50 = p50s.OrderBy(v => v).ElementAt(p50s.Count / 2).ToString("F0"); p99 = p99s.Max().ToString("F0"); }
+            var kp50s = lines.Select(l => Field(l, "keyframe_latency_p50_us")).Where(v => v >= 0).ToList();
+            var kp99s = lines.Select(l => Field(l, "keyframe_latency_p99_us")).Where(v => v >= 0).ToList();
+            if (kp50s.Count > 0) { kp50 = kp50s.OrderBy(v => v).ElementAt(kp50s.Count / 2).ToString("F0"); kp99 = kp99s.Max().ToString("F0"); }
             if (allocs.Count > 0) alloc = allocs.Average().ToString("F2");
         }
         return new Step(name, n, frames.Min(), frames.Average(), expected, gaps.Sum(), lossy, 100 * (cpu1 - cpu0) / elapsed, rss,
-            100 * (load1 - load0) / elapsed, p50, p99, alloc, bytes * 8 / elapsed / 1e6);
+            100 * (load1 - load0) / elapsed, p50, p99, alloc, bytes * 8 / elapsed / 1e6, kp50, kp99);
     }
 
     static double Field(string line, string name)
@@ -164,13 +167,13 @@ sealed class FanOutBench(BenchOptions o)
         sb.AppendLine();
         sb.AppendLine($"Machine: {Machine()}. Command: `make bench` (ladder {string.Join(",", o.Ladder)}, warm-up {o.Warmup} s, window {o.Window} s).");
         sb.AppendLine();
-        sb.AppendLine("| server | N | frames/viewer min / avg (expected) | lossy viewers | server CPU % | CPU per extra viewer % | RSS MiB | added latency p50 / p99 µs | alloc B/packet | delivered Mbit/s | load client CPU % |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
+        sb.AppendLine("| server | N | frames/viewer min / avg (expected) | lossy viewers | server CPU % | CPU per extra viewer % | RSS MiB | added latency p50 / p99 µs | key frames p50 / p99 µs | alloc B/packet | delivered Mbit/s | load client CPU % |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var s in _steps)
         {
             var idle = _steps.First(x => x.Server == s.Server);
             string perViewer = s.N > idle.N ? PerViewer(s).ToString("F3") : "–";
-            sb.AppendLine($"| {s.Server} | {s.N} | {s.FramesMin:F0} / {s.FramesAvg:F1} ({s.Expected:F0}) | {s.LossyViewers} | {s.CpuPct:F1} | {perViewer} | {s.RssKb / 1024} | {s.P50} / {s.P99} | {s.AllocPerPacket} | {s.Mbps:F0} | {s.LoadCpuPct:F1} |");
+            sb.AppendLine($"| {s.Server} | {s.N} | {s.FramesMin:F0} / {s.FramesAvg:F1} ({s.Expected:F0}) | {s.LossyViewers} | {s.CpuPct:F1} | {perViewer} | {s.RssKb / 1024} | {s.P50} / {s.P99} | {s.KeyP50} / {s.KeyP99} | {s.AllocPerPacket} | {s.Mbps:F0} | {s.LoadCpuPct:F1} |");
         }
         sb.AppendLine();
         foreach (var g in _steps.GroupBy(s => s.Server))

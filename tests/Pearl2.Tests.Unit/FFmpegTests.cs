@@ -56,6 +56,20 @@ public class FFmpegTests
     }
 
     [Fact]
+    public void MissingLibraryNamesTheDebianPackage()
+    {
+        var e = Assert.Throws<FFmpegMissingException>(() => FFmpegLibraries.Check("libavcodec.so.9999", "libavcodec59", 59, () => 59u << 16));
+        Assert.Contains("apt-get install libavcodec59", e.Message);
+    }
+
+    [Fact]
+    public void OtherMajorVersionIsRefused()
+    {
+        var e = Assert.Throws<FFmpegMissingException>(() => FFmpegLibraries.Check("libavutil.so.57", "libavutil57", 57, () => 58u << 16 | 2u << 8));
+        Assert.Contains("reports version 58.2.0, expected major 57", e.Message);
+    }
+
+    [Fact]
     public void LibraryVersionsAreDebian12s() => Assert.Contains("avcodec=59.", FFmpegLibraries.Versions());
 
     [Fact]

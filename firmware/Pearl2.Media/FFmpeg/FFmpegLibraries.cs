@@ -21,16 +21,19 @@ public static class FFmpegLibraries
     public static void EnsureAvailable()
     {
         if (_checked) return;
-        foreach (var lib in Required)
-        {
-            if (!NativeLibrary.TryLoad(lib.Soname, out _))
-                throw new FFmpegMissingException($"FFmpeg library {lib.Soname} not found: install the Debian 12 package '{lib.Package}' (apt-get install {lib.Package})");
-            uint v = lib.Version();
-            if (v >> 16 != lib.Major)
-                throw new FFmpegMissingException($"{lib.Soname} reports version {v >> 16}.{(v >> 8) & 0xff}.{v & 0xff}, expected major {lib.Major} (Debian 12 '{lib.Package}')");
-        }
+        foreach (var lib in Required) Check(lib.Soname, lib.Package, lib.Major, lib.Version);
         LibAv.av_log_set_level(16); // AV_LOG_ERROR: keep libav's chatter out of the journal
         _checked = true;
+    }
+
+    /// <summary>Loads one library by soname and checks its major version.</summary>
+    internal static void Check(string soname, string package, uint major, Func<uint> version)
+    {
+        if (!NativeLibrary.TryLoad(soname, out _))
+            throw new FFmpegMissingException($"FFmpeg library {soname} not found: install the Debian 12 package '{package}' (apt-get install {package})");
+        uint v = version();
+        if (v >> 16 != major)
+            throw new FFmpegMissingException($"{soname} reports version {v >> 16}.{(v >> 8) & 0xff}.{v & 0xff}, expected major {major} (Debian 12 '{package}')");
     }
 
     public static string Versions()

@@ -47,7 +47,9 @@ public sealed class RtspConnection
     internal RtspConnection(RtspServer server, RtspChannel channel, ConnectionContext context, Socket socket, ILogger log)
     {
         _server = server; _channel = channel; _context = context; _socket = socket; _log = log;
-        _remote = context.RemoteEndPoint?.ToString() ?? "?";
+        _remote = context.RemoteEndPoint is IPEndPoint ep
+            ? (ep.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(ep.Address.MapToIPv4(), ep.Port) : ep).ToString()
+            : context.RemoteEndPoint?.ToString() ?? "?";
         _lastActivity = server.Time.GetTimestamp();
     }
 
@@ -110,6 +112,12 @@ public sealed class RtspConnection
         catch (ConnectionResetException) { reason = "connection reset"; }
         catch (IOException) { reason = "connection reset"; }
         catch (SocketException) { reason = "connection reset"; }
+        catch (Exception e)
+        {
+            // A bug of ours must cost this one connection, never the server or the other viewers.
+            reason = "internal error";
+            _log.LogError("rtsp.internal_error channel={Channel} remote={Remote} error=\"{Error}\" type={Type}", ChannelNumber, _remote, e.Message, e.GetType().Name);
+        }
         finally
         {
             await StopPlayingAsync();
@@ -337,7 +345,9 @@ public sealed class RtspConnection
                         Interlocked.Add(ref _channel.PacketsSent, packets);
                         Interlocked.Increment(ref _channel.UnitsSent);
                         long now = time.GetTimestamp();
-                        _channel.Latency.Record((long)time.GetElapsedTime(unit.HubTimestamp, now).TotalMicroseconds);
+                        long latency = (long)time.GetElapsedTime(unit.HubTimestamp, now).TotalMicroseconds;
+                        _channel.Latency.Record(latency);
+                        if (unit.IsKeyFrame && unit.Track == TrackKind.Video) _channel.KeyFrameLatency.Record(latency);
                         if (now >= _nextSenderReport)
                         {
                             await SendSenderReportsAsync();

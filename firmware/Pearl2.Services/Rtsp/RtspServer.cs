@@ -30,6 +30,8 @@ public sealed class RtspChannel
     public RtpPackager Packager { get; }
     public int Slot { get; }
     public LatencyHistogram Latency { get; set; } = new();
+    /// <summary>The same for key frames alone: the biggest units, so they set the tail.</summary>
+    public LatencyHistogram KeyFrameLatency { get; set; } = new();
     /// <summary>Whether viewers from other hosts are served (loopback always is).</summary>
     public bool StreamingEnabled { get; set; } = true;
     public long PacketsSent;
@@ -106,13 +108,15 @@ public sealed class RtspServer : IAsyncDisposable
         foreach (var ch in _channels)
         {
             var hist = ch.Latency;
+            var keyHist = ch.KeyFrameLatency;
             ch.Latency = new LatencyHistogram();
+            ch.KeyFrameLatency = new LatencyHistogram();
             long dropped = 0;
             foreach (var r in ch.Hub.Readers) dropped += r.DroppedFrames;
             _log.LogInformation(
-                "rtsp.stats channel={Channel} port={Port} connections={Connections} viewers={Viewers} packets_sent={Packets} dropped_frames={Dropped} latency_p50_us={P50} latency_p99_us={P99} alloc_bytes_per_packet={Alloc:F1}",
+                "rtsp.stats channel={Channel} port={Port} connections={Connections} viewers={Viewers} packets_sent={Packets} dropped_frames={Dropped} latency_p50_us={P50} latency_p99_us={P99} keyframe_latency_p50_us={KP50} keyframe_latency_p99_us={KP99} alloc_bytes_per_packet={Alloc:F1}",
                 ch.Hub.Index + 1, ch.Port, ConnectionCount, ch.Hub.ReaderCount, Interlocked.Read(ref ch.PacketsSent), dropped,
-                hist.Quantile(0.5), hist.Quantile(0.99), perPacket);
+                hist.Quantile(0.5), hist.Quantile(0.99), keyHist.Quantile(0.5), keyHist.Quantile(0.99), perPacket);
         }
         _lastStats = now;
         _lastAllocated = GC.GetTotalAllocatedBytes(precise: true); // the log lines above are not the streaming path's
