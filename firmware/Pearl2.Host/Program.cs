@@ -135,6 +135,7 @@ namespace Pearl2.Host
             {
                 log.LogCritical("pearl2d.encoder_failed error=\"{Error}\"", e.Message);
                 foreach (var p in pipelines) p.Dispose();
+                await app.DisposeAsync(); // flushes the log before the exit code
                 return 4;
             }
 
@@ -143,6 +144,7 @@ namespace Pearl2.Host
             {
                 log.LogCritical("pearl2d.listen_failed error=\"{Error}\" hint=\"use --port-offset N (or auto) when ports below 1024 need privileges\"", e.Message);
                 foreach (var p in pipelines) p.Dispose();
+                await app.DisposeAsync();
                 return 5;
             }
 
@@ -157,6 +159,7 @@ namespace Pearl2.Host
             await rtsp.DisposeAsync();
             foreach (var p in pipelines) p.Dispose();
             await app.StopAsync();
+            await app.DisposeAsync();
             return 0;
         }
 
