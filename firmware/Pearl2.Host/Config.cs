@@ -63,6 +63,8 @@ public sealed class RtspConfig
     public int MaxRtpPayload { get; set; } = 1400;
     public int ViewerQueueUnits { get; set; } = 512;
     public int StatsIntervalSeconds { get; set; } = 10;
+    /// <summary>RTSP/UDP server ports: channel i uses udpPortBase + 4i … + 4i + 3 (video RTP/RTCP, audio RTP/RTCP); 0 turns UDP off.</summary>
+    public int UdpPortBase { get; set; } = 6970;
 }
 
 /// <summary>Board profile data (board/&lt;name&gt;/board.json): what differs between boards, with no board names in code.</summary>
@@ -168,6 +170,8 @@ public static class ConfigLoader
             Check(r.StallTimeoutSeconds is >= 1 and <= 600, "rtsp.stallTimeoutSeconds", $"{r.StallTimeoutSeconds} is not from 1 to 600");
             Check(r.MaxRtpPayload is >= 200 and <= 8960, "rtsp.maxRtpPayload", $"{r.MaxRtpPayload} is not from 200 to 8960");
             Check(r.ViewerQueueUnits is >= 16 and <= 8192, "rtsp.viewerQueueUnits", $"{r.ViewerQueueUnits} is not from 16 to 8192");
+            Check(r.UdpPortBase == 0 || (r.UdpPortBase is >= 1024 && r.UdpPortBase % 2 == 0 && r.UdpPortBase + 4 * c.Channels.Count <= 65535), "rtsp.udpPortBase",
+                $"{r.UdpPortBase} is not 0 or an even UDP port from 1024 with room for 4 ports per channel");
             Check(r.StatsIntervalSeconds is >= 1 and <= 3600, "rtsp.statsIntervalSeconds", $"{r.StatsIntervalSeconds} is not from 1 to 3600");
         }
         return e;

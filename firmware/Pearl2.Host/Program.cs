@@ -63,7 +63,8 @@ namespace Pearl2.Host
             int offset;
             if (offsetArg is null or "0") offset = 0;
             else if (offsetArg == "auto") offset = CanBind(config.Rtsp.Port) ? 0 : 10000;
-            else if (!int.TryParse(offsetArg, out offset) || offset < 0 || config.Rtsp.Port + offset + config.Channels.Count > 65535)
+            else if (!int.TryParse(offsetArg, out offset) || offset < 0 || config.Rtsp.Port + offset + config.Channels.Count > 65535
+                || config.Rtsp.UdpPortBase + offset + 4 * config.Channels.Count > 65535)
             { Console.Error.WriteLine($"pearl2d: --port-offset '{offsetArg}' is not a usable offset"); return 2; }
 
             try { FFmpegLibraries.EnsureAvailable(); }
@@ -111,6 +112,7 @@ namespace Pearl2.Host
                 MaxRtpPayload = config.Rtsp.MaxRtpPayload,
                 ViewerQueueUnits = config.Rtsp.ViewerQueueUnits,
                 StatsIntervalSeconds = config.Rtsp.StatsIntervalSeconds,
+                UdpPortBase = config.Rtsp.UdpPortBase == 0 ? 0 : config.Rtsp.UdpPortBase + offset,
             }, time, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Pearl2.Rtsp"));
 
             try

@@ -36,7 +36,16 @@ public sealed class RtspConnection
     long _lastActivity;
     long _sendStartedAt; // 0 when no send is in flight
     string? _sessionId;
-    readonly (byte Rtp, byte Rtcp)?[] _tracks = new (byte, byte)?[2];
+    readonly TrackTransport?[] _tracks = new TrackTransport?[2];
+
+    /// <summary>How one track reaches this viewer: interleaved on the RTSP connection, or UDP to its ports.</summary>
+    sealed class TrackTransport
+    {
+        public byte Rtp, Rtcp;                 // interleaved channels (TCP)
+        public UdpTrackPorts? Udp;             // server ports (UDP)
+        public SocketAddress? RtpDestination, RtcpDestination;
+        public bool IsUdp => Udp is not null;
+    }
     HubReader? _reader;
     Task? _playLoop;
     long _nextSenderReport;
@@ -121,6 +130,7 @@ public sealed class RtspConnection
         finally
         {
             await StopPlayingAsync();
+            ReleaseTracks();
             _log.LogInformation("rtsp.disconnect channel={Channel} remote={Remote} session={Session} reason=\"{Reason}\"", ChannelNumber, _remote, _sessionId ?? "-", reason);
             input.Complete();
         }
@@ -145,8 +155,9 @@ public sealed class RtspConnection
             Abort("viewer stopped reading");
             return;
         }
-        bool playing = _reader is not null;
-        if (!playing && _server.Time.GetElapsedTime(Volatile.Read(ref _lastActivity), now).TotalSeconds > o.SessionTimeoutSeconds)
+        // A TCP viewer that is playing proves itself by taking what we send; a UDP one by RTCP or RTSP keep-alives.
+        bool playingOverTcp = _reader is not null && !(_tracks[0]?.IsUdp ?? false) && !(_tracks[1]?.IsUdp ?? false);
+        if (!playingOverTcp && _server.Time.GetElapsedTime(Volatile.Read(ref _lastActivity), now).TotalSeconds > o.SessionTimeoutSeconds)
             Abort(_sessionId is null ? "idle connection" : "session timeout");
     }
 
@@ -233,17 +244,38 @@ public sealed class RtspConnection
         var transport = req["Transport"];
         if (transport is null || !TransportHeader.TryParse(transport, out var specs, out _))
             return new RtspResponse(461) { CSeq = req.CSeq };
-        var tcp = specs.FirstOrDefault(s => s.Lower == RtpLowerTransport.Tcp && !s.Multicast && s.Profile == "RTP/AVP");
-        if (tcp is null) return new RtspResponse(461) { CSeq = req.CSeq }; // UDP unicast and HTTP tunnelling come with the RTSP issue
+        // The first transport of the client's list that we serve: interleaved TCP, or unicast UDP to its own address.
+        var udpPorts = _channel.Udp[track];
+        var spec = specs.FirstOrDefault(s => s.Profile == "RTP/AVP" && !s.Multicast &&
+            (s.Lower == RtpLowerTransport.Tcp || (s.ClientPort is not null && udpPorts is not null && _context.RemoteEndPoint is IPEndPoint)));
+        if (spec is null) return new RtspResponse(461) { CSeq = req.CSeq };
 
-        var interleaved = tcp.Interleaved ?? (track * 2, track * 2 + 1);
-        for (int t = 0; t < _tracks.Length; t++)
-            if (t != track && _tracks[t] is { } other && (other.Rtp == interleaved.First || other.Rtcp == interleaved.First || other.Rtp == interleaved.Second))
-                return new RtspResponse(461) { CSeq = req.CSeq };
-        _tracks[track] = ((byte)interleaved.First, (byte)interleaved.Second);
+        TransportSpec reply;
+        var ssrc = track == 0 ? _channel.Packager.VideoSsrc : _channel.Packager.AudioSsrc;
+        if (spec.Lower == RtpLowerTransport.Tcp)
+        {
+            var interleaved = spec.Interleaved ?? (track * 2, track * 2 + 1);
+            for (int t = 0; t < _tracks.Length; t++)
+                if (t != track && _tracks[t] is { IsUdp: false } other && (other.Rtp == interleaved.First || other.Rtcp == interleaved.First || other.Rtp == interleaved.Second))
+                    return new RtspResponse(461) { CSeq = req.CSeq };
+            _tracks[track] = new TrackTransport { Rtp = (byte)interleaved.First, Rtcp = (byte)interleaved.Second };
+            reply = spec with { Interleaved = interleaved, ClientPort = null, ServerPort = null, Mode = null, Ssrc = ssrc };
+        }
+        else
+        {
+            // Datagrams go only to the peer that set the session up, whatever "destination" it names.
+            var peer = ((IPEndPoint)_context.RemoteEndPoint!).Address;
+            var (rtpPort, rtcpPort) = spec.ClientPort!.Value;
+            _tracks[track] = new TrackTransport
+            {
+                Udp = udpPorts,
+                RtpDestination = UdpTrackPorts.Destination(peer, rtpPort),
+                RtcpDestination = UdpTrackPorts.Destination(peer, rtcpPort),
+            };
+            udpPorts!.Register(_tracks[track]!.RtcpDestination!, this);
+            reply = new TransportSpec { Lower = RtpLowerTransport.Udp, ClientPort = (rtpPort, rtcpPort), ServerPort = (udpPorts.RtpPort, udpPorts.RtcpPort), Ssrc = ssrc };
+        }
         _sessionId ??= Convert.ToHexString(BitConverter.GetBytes(Random.Shared.NextInt64())).ToLowerInvariant();
-        var reply = tcp with { Interleaved = interleaved, ClientPort = null, ServerPort = null, Mode = null,
-            Ssrc = track == 0 ? _channel.Packager.VideoSsrc : _channel.Packager.AudioSsrc };
         _log.LogInformation("rtsp.setup channel={Channel} remote={Remote} session={Session} track={Track} transport=\"{Transport}\"", ChannelNumber, _remote, _sessionId, track, reply.ToString());
         return new RtspResponse(200) { CSeq = req.CSeq }
             .Add("Transport", reply.ToString())
@@ -283,6 +315,17 @@ public sealed class RtspConnection
         _playLoop = PlayLoopAsync(_reader);
     }
 
+    void ReleaseTracks()
+    {
+        for (int t = 0; t < _tracks.Length; t++)
+        {
+            _tracks[t]?.Udp?.Unregister(this);
+            _tracks[t] = null;
+        }
+    }
+
+    internal void OnReceiverReport() => Touch();
+
     async Task StopPlayingAsync()
     {
         var reader = _reader;
@@ -307,7 +350,7 @@ public sealed class RtspConnection
         var id = _sessionId!;
         _log.LogInformation("rtsp.teardown channel={Channel} remote={Remote} session={Session}", ChannelNumber, _remote, id);
         _sessionId = null;
-        _tracks[0] = _tracks[1] = null;
+        ReleaseTracks();
         return new RtspResponse(200) { CSeq = req.CSeq }.Add("Session", id);
     }
 
@@ -329,16 +372,24 @@ public sealed class RtspConnection
                         if (_tracks[t] is not { } ch) continue;
                         var bytes = unit.Slot(_channel.Slot);
                         long tag = unit.SlotTag(_channel.Slot);
-                        byte expected = t == 0 ? RtpPackager.VideoInterleaved : RtpPackager.AudioInterleaved;
-                        if (ch.Rtp != expected) bytes = Renumber(bytes, ch.Rtp);
                         if (_packetCount[t] == 0)
                         {
                             // A sender report before a track's first packet lets the player place both tracks on one clock from the start.
                             _lastPts[t] = unit.Pts;
                             await SendSenderReportAsync(t);
                         }
-                        await SendAsync(bytes);
                         int packets = RtpPackager.TagPackets(tag);
+                        if (ch.IsUdp)
+                        {
+                            int sent = UdpBatchSender.Send(ch.Udp!.Rtp, ch.RtpDestination!, bytes.Span, out _);
+                            if (sent < packets) Interlocked.Add(ref _channel.UdpDatagramsDropped, packets - sent);
+                        }
+                        else
+                        {
+                            byte expected = t == 0 ? RtpPackager.VideoInterleaved : RtpPackager.AudioInterleaved;
+                            if (ch.Rtp != expected) bytes = Renumber(bytes, ch.Rtp);
+                            await SendAsync(bytes);
+                        }
                         _packetCount[t] += (uint)packets;
                         _octetCount[t] += (uint)(bytes.Length - packets * (RtpHeader.Size + InterleavedFrame.HeaderSize));
                         _lastPts[t] = unit.Pts;
@@ -397,6 +448,12 @@ public sealed class RtspConnection
             var sr = new RtcpSenderReport(kind == TrackKind.Video ? _channel.Packager.VideoSsrc : _channel.Packager.AudioSsrc,
                 RtcpSenderReport.ToNtp(wall), _channel.Packager.RtpTimestamp(kind, _lastPts[t]), _packetCount[t], _octetCount[t], "pearl2d");
             int n = sr.WriteTo(_rtcpBuffer.AsSpan(InterleavedFrame.HeaderSize));
+            if (ch.IsUdp)
+            {
+                try { ch.Udp!.Rtcp.SendTo(_rtcpBuffer.AsSpan(InterleavedFrame.HeaderSize, n), SocketFlags.None, ch.RtcpDestination!); }
+                catch (SocketException) { } // a lost sender report is not worth a viewer
+                return;
+            }
             InterleavedFrame.WriteHeader(_rtcpBuffer, ch.Rtcp, n);
             await SendAsync(_rtcpBuffer.AsMemory(0, InterleavedFrame.HeaderSize + n));
         }

@@ -15,15 +15,20 @@ public sealed record RtspOptions
     public int ViewerQueueUnits { get; init; } = 512;
     public int StatsIntervalSeconds { get; init; } = 10;
     public int SocketSendBufferBytes { get; init; } = 512 * 1024;
+    /// <summary>RTSP/UDP server ports: channel i, track t (0 video, 1 audio) uses base + 4i + 2t (RTP) and the next odd port (RTCP); 0 turns UDP off.</summary>
+    public int UdpPortBase { get; init; } = 6970;
 }
 
 /// <summary>One channel as the RTSP server sees it: its hub, its RTP packaging and its viewers' latency.</summary>
 public sealed class RtspChannel
 {
-    public RtspChannel(ChannelHub hub, int port, RtpPackager packager, int slot)
+    public RtspChannel(ChannelHub hub, int port, RtpPackager packager, int slot, UdpTrackPorts?[] udp)
     {
-        Hub = hub; Port = port; Packager = packager; Slot = slot;
+        Hub = hub; Port = port; Packager = packager; Slot = slot; Udp = udp;
     }
+
+    /// <summary>Server port pairs for UDP viewers, per track (null when UDP is off).</summary>
+    public UdpTrackPorts?[] Udp { get; }
 
     public ChannelHub Hub { get; }
     public int Port { get; }
@@ -36,6 +41,7 @@ public sealed class RtspChannel
     public bool StreamingEnabled { get; set; } = true;
     public long PacketsSent;
     public long UnitsSent;
+    public long UdpDatagramsDropped;
 }
 
 /// <summary>
@@ -71,7 +77,10 @@ public sealed class RtspServer : IAsyncDisposable
     {
         var packager = new RtpPackager(Options.MaxRtpPayload);
         int slot = hub.AddPackager(packager);
-        var ch = new RtspChannel(hub, port, packager, slot);
+        var udp = new UdpTrackPorts?[2];
+        if (Options.UdpPortBase > 0)
+            for (int t = 0; t < 2; t++) udp[t] = new UdpTrackPorts(Options.UdpPortBase + 4 * hub.Index + 2 * t, _log);
+        var ch = new RtspChannel(hub, port, packager, slot, udp);
         _channels.Add(ch);
         return ch;
     }
@@ -114,8 +123,8 @@ public sealed class RtspServer : IAsyncDisposable
             long dropped = 0;
             foreach (var r in ch.Hub.Readers) dropped += r.DroppedFrames;
             _log.LogInformation(
-                "rtsp.stats channel={Channel} port={Port} connections={Connections} viewers={Viewers} packets_sent={Packets} dropped_frames={Dropped} latency_p50_us={P50} latency_p99_us={P99} keyframe_latency_p50_us={KP50} keyframe_latency_p99_us={KP99} alloc_bytes_per_packet={Alloc:F1}",
-                ch.Hub.Index + 1, ch.Port, ConnectionCount, ch.Hub.ReaderCount, Interlocked.Read(ref ch.PacketsSent), dropped,
+                "rtsp.stats channel={Channel} port={Port} connections={Connections} viewers={Viewers} packets_sent={Packets} dropped_frames={Dropped} udp_datagrams_dropped={UdpDropped} latency_p50_us={P50} latency_p99_us={P99} keyframe_latency_p50_us={KP50} keyframe_latency_p99_us={KP99} alloc_bytes_per_packet={Alloc:F1}",
+                ch.Hub.Index + 1, ch.Port, ConnectionCount, ch.Hub.ReaderCount, Interlocked.Read(ref ch.PacketsSent), dropped, Interlocked.Read(ref ch.UdpDatagramsDropped),
                 hist.Quantile(0.5), hist.Quantile(0.99), keyHist.Quantile(0.5), keyHist.Quantile(0.99), perPacket);
         }
         _lastStats = now;
@@ -127,5 +136,7 @@ public sealed class RtspServer : IAsyncDisposable
     {
         await _heartbeat.DisposeAsync();
         foreach (var c in Volatile.Read(ref _connections)) c.Abort("server stopping");
+        foreach (var ch in _channels)
+            foreach (var u in ch.Udp) u?.Dispose();
     }
 }

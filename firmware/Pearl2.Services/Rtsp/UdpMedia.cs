@@ -1,0 +1,166 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Pearl2.Formats.Rtsp;
+
+namespace Pearl2.Services.Rtsp;
+
+/// <summary>
+/// One track's server port pair for RTSP/UDP (RTP on the even port, RTCP on the odd one), shared by every UDP
+/// viewer of the track. Datagrams go only to the address of the peer that set the session up; RTCP receiver
+/// reports that arrive on the odd port keep that viewer's session alive.
+/// </summary>
+public sealed class UdpTrackPorts : IDisposable
+{
+    readonly ILogger _log;
+    readonly CancellationTokenSource _stop = new();
+    readonly object _lock = new();
+    Dictionary<long, RtspConnection> _viewers = new(); // copy on write, keyed by the viewer's RTCP address
+
+    public UdpTrackPorts(int rtpPort, ILogger log)
+    {
+        _log = log;
+        RtpPort = rtpPort;
+        Rtp = Bind(rtpPort);
+        Rtcp = Bind(rtpPort + 1);
+        _ = DrainAsync(Rtp, false);
+        _ = DrainAsync(Rtcp, true);
+    }
+
+    public int RtpPort { get; }
+    public int RtcpPort => RtpPort + 1;
+    public Socket Rtp { get; }
+    public Socket Rtcp { get; }
+
+    static Socket Bind(int port)
+    {
+        var s = new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp) { DualMode = true };
+        s.SendBufferSize = 1 << 20;
+        s.Bind(new IPEndPoint(IPAddress.IPv6Any, port));
+        return s;
+    }
+
+    /// <summary>A viewer's address as the dual-mode sockets see it (IPv4 peers as IPv4-mapped IPv6).</summary>
+    public static SocketAddress Destination(IPAddress address, int port) =>
+        new IPEndPoint(address.AddressFamily == AddressFamily.InterNetwork ? address.MapToIPv6() : address, port).Serialize();
+
+    static long Key(ReadOnlySpan<byte> sockaddr)
+    {
+        // sockaddr_in6: family(2) port(2) flowinfo(4) addr(16): hash the port and address.
+        var hash = new HashCode();
+        hash.AddBytes(sockaddr.Length >= 24 ? sockaddr.Slice(2, 22) : sockaddr);
+        return hash.ToHashCode() ^ ((long)sockaddr.Length << 40);
+    }
+
+    public void Register(SocketAddress rtcpDestination, RtspConnection viewer)
+    {
+        lock (_lock) _viewers = new Dictionary<long, RtspConnection>(_viewers) { [Key(rtcpDestination.Buffer.Span[..rtcpDestination.Size])] = viewer };
+    }
+
+    public void Unregister(RtspConnection viewer)
+    {
+        lock (_lock) _viewers = _viewers.Where(kv => kv.Value != viewer).ToDictionary(kv => kv.Key, kv => kv.Value);
+    }
+
+    async Task DrainAsync(Socket socket, bool rtcp)
+    {
+        var buffer = new byte[2048];
+        var from = new SocketAddress(AddressFamily.InterNetworkV6);
+        while (!_stop.IsCancellationRequested)
+        {
+            try
+            {
+                int n = await socket.ReceiveFromAsync(buffer, SocketFlags.None, from, _stop.Token);
+                if (rtcp && n >= 8 && Volatile.Read(ref _viewers).TryGetValue(Key(from.Buffer.Span[..from.Size]), out var viewer)) viewer.OnReceiverReport();
+            }
+            catch (OperationCanceledException) { return; }
+            catch (ObjectDisposedException) { return; }
+            catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionRefused) { }
+            catch (SocketException e) { _log.LogWarning("rtsp.udp_receive_failed port={Port} error=\"{Error}\"", ((IPEndPoint)socket.LocalEndPoint!).Port, e.Message); await Task.Delay(100); }
+        }
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        Rtp.Dispose();
+        Rtcp.Dispose();
+    }
+}
+
+/// <summary>
+/// Sends an access unit's RTP packets (stored as RTSP interleaved frames) to one UDP viewer with a single
+/// sendmmsg(2): one system call per access unit per viewer, never blocking (MSG_DONTWAIT).
+/// </summary>
+public static unsafe partial class UdpBatchSender
+{
+    const int MaxBatch = 256;
+    const int MSG_DONTWAIT = 0x40;
+    const int EAGAIN = 11, EINTR = 4;
+
+    [StructLayout(LayoutKind.Sequential)]
+    struct IoVec { public byte* Base; public nuint Length; }
+
+    [StructLayout(LayoutKind.Explicit, Size = 64)]
+    struct MMsgHdr
+    {
+        [FieldOffset(0)] public void* Name;
+        [FieldOffset(8)] public uint NameLength;
+        [FieldOffset(16)] public IoVec* Iov;
+        [FieldOffset(24)] public nuint IovLength;
+        [FieldOffset(32)] public void* Control;
+        [FieldOffset(40)] public nuint ControlLength;
+        [FieldOffset(48)] public int Flags;
+        [FieldOffset(56)] public uint Length;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int sendmmsg(nint fd, MMsgHdr* msgvec, uint vlen, int flags);
+
+    /// <summary>Sends every frame's payload as one datagram; returns the datagrams the kernel took (the rest are dropped).</summary>
+    public static int Send(Socket socket, SocketAddress destination, ReadOnlySpan<byte> interleavedFrames, out int bytes)
+    {
+        bytes = 0;
+        var iov = stackalloc IoVec[MaxBatch];
+        var msgs = stackalloc MMsgHdr[MaxBatch];
+        int count = 0, sent = 0;
+        fixed (byte* data = interleavedFrames)
+        fixed (byte* name = destination.Buffer.Span)
+        {
+            int at = 0;
+            while (at + InterleavedFrame.HeaderSize <= interleavedFrames.Length)
+            {
+                int len = (interleavedFrames[at + 2] << 8) | interleavedFrames[at + 3];
+                iov[count] = new IoVec { Base = data + at + InterleavedFrame.HeaderSize, Length = (nuint)len };
+                msgs[count] = new MMsgHdr { Name = name, NameLength = (uint)destination.Size, Iov = iov + count, IovLength = 1 };
+                bytes += len;
+                at += InterleavedFrame.HeaderSize + len;
+                if (++count == MaxBatch) { sent += Flush(socket, msgs, count); count = 0; }
+            }
+            if (count > 0) sent += Flush(socket, msgs, count);
+        }
+        return sent;
+    }
+
+    static int Flush(Socket socket, MMsgHdr* msgs, int count)
+    {
+        bool added = false;
+        socket.SafeHandle.DangerousAddRef(ref added);
+        try
+        {
+            nint fd = socket.SafeHandle.DangerousGetHandle();
+            int done = 0;
+            while (done < count)
+            {
+                int r = sendmmsg(fd, msgs + done, (uint)(count - done), MSG_DONTWAIT);
+                if (r > 0) { done += r; continue; }
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == EINTR) continue;
+                break; // EAGAIN (socket buffer full) or an ICMP error: UDP viewers lose these datagrams
+            }
+            return done;
+        }
+        finally { if (added) socket.SafeHandle.DangerousRelease(); }
+    }
+}
