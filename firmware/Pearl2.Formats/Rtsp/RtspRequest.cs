@@ -62,6 +62,10 @@ public static class RtspRequestParser
     /// header block so the caller can answer 400 and carry on with the next request.
     /// </summary>
     public static RtspParseStatus TryParse(ReadOnlySequence<byte> buffer, out RtspRequest? request, out long consumed, out string? error)
+        => TryParse(buffer, false, out request, out consumed, out error);
+
+    /// <summary>As above; with <paramref name="allowHttp"/> an HTTP/1.x request line is accepted too (the tunnel's GET and POST).</summary>
+    public static RtspParseStatus TryParse(ReadOnlySequence<byte> buffer, bool allowHttp, out RtspRequest? request, out long consumed, out string? error)
     {
         request = null; consumed = 0; error = null;
         var reader = new SequenceReader<byte>(buffer);
@@ -74,11 +78,18 @@ public static class RtspRequestParser
         long headLen = reader.Consumed;
         Span<byte> tmp = stackalloc byte[(int)head.Length];
         head.CopyTo(tmp);
-        var status = ParseHead(tmp, out var method, out var uri, out var version, out var headers, out var cseq, out int contentLength, out error);
+        var status = ParseHead(tmp, allowHttp, out var method, out var uri, out var version, out var headers, out var cseq, out int contentLength, out error);
         if (status != RtspParseStatus.Complete)
         {
             consumed = headLen;
             return status;
+        }
+        if (allowHttp && version!.StartsWith("HTTP/", StringComparison.Ordinal))
+        {
+            // A tunnel's POST announces a huge body that never ends: the caller reads the body itself.
+            consumed = headLen;
+            request = new RtspRequest { Method = method!, Uri = uri!, Version = version, Headers = headers!, CSeq = cseq };
+            return RtspParseStatus.Complete;
         }
         if (contentLength > MaxBodyBytes) { error = "body larger than 65536 bytes"; return RtspParseStatus.TooLarge; }
         if (buffer.Length - headLen < contentLength) return RtspParseStatus.Incomplete;
@@ -88,7 +99,7 @@ public static class RtspRequestParser
         return RtspParseStatus.Complete;
     }
 
-    static RtspParseStatus ParseHead(ReadOnlySpan<byte> head, out string? method, out string? uri, out string? version,
+    static RtspParseStatus ParseHead(ReadOnlySpan<byte> head, bool allowHttp, out string? method, out string? uri, out string? version,
         out List<KeyValuePair<string, string>>? headers, out int cseq, out int contentLength, out string? error)
     {
         method = uri = version = null; headers = null; cseq = -1; contentLength = 0; error = null;
@@ -104,7 +115,7 @@ public static class RtspRequestParser
         var u = line[(sp1 + 1)..sp2];
         var v = line[(sp2 + 1)..];
         if (!IsToken(m)) { error = "method is not a token"; return RtspParseStatus.Malformed; }
-        if (!v.StartsWith("RTSP/"u8)) { error = "protocol is not RTSP"; return RtspParseStatus.Malformed; }
+        if (!v.StartsWith("RTSP/"u8) && !(allowHttp && v.StartsWith("HTTP/1."u8))) { error = "protocol is not RTSP"; return RtspParseStatus.Malformed; }
         if (u.Length == 0 || u.ContainsAnyInRange((byte)0, (byte)0x20) || u.Contains((byte)0x7f)) { error = "bad request URI"; return RtspParseStatus.Malformed; }
         method = Encoding.ASCII.GetString(m);
         uri = Encoding.UTF8.GetString(u);

@@ -53,8 +53,11 @@ public sealed class RtspConnection
     readonly long[] _lastPts = new long[2];
     volatile bool _closing;
 
-    internal RtspConnection(RtspServer server, RtspChannel channel, ConnectionContext context, Socket socket, ILogger log)
+    readonly PipeReader? _input;
+
+    internal RtspConnection(RtspServer server, RtspChannel channel, ConnectionContext context, Socket socket, ILogger log, PipeReader? input = null)
     {
+        _input = input;
         _server = server; _channel = channel; _context = context; _socket = socket; _log = log;
         _remote = context.RemoteEndPoint is IPEndPoint ep
             ? (ep.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(ep.Address.MapToIPv4(), ep.Port) : ep).ToString()
@@ -68,7 +71,7 @@ public sealed class RtspConnection
     public async Task RunAsync()
     {
         _log.LogInformation("rtsp.connect channel={Channel} remote={Remote}", ChannelNumber, _remote);
-        var input = _context.Transport.Input;
+        var input = _input ?? _context.Transport.Input; // a tunnel's requests come decoded from its POSTs
         string reason = "client closed";
         try
         {

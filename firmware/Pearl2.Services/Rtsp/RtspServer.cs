@@ -1,6 +1,8 @@
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Logging;
+using System.Buffers;
+using System.Net.Sockets;
 using Pearl2.Media;
 
 namespace Pearl2.Services.Rtsp;
@@ -56,6 +58,7 @@ public sealed class RtspServer : IAsyncDisposable
     RtspConnection[] _connections = []; // copy on write: the heartbeat walks it without allocating
     readonly List<RtspChannel> _channels = new();
     readonly ITimer _heartbeat;
+    readonly RtspTunnels _tunnels;
     long _lastStats, _lastAllocated, _lastPackets;
 
     public RtspServer(RtspOptions options, TimeProvider time, ILogger log)
@@ -65,6 +68,7 @@ public sealed class RtspServer : IAsyncDisposable
         _log = log;
         _lastStats = time.GetTimestamp();
         _lastAllocated = GC.GetTotalAllocatedBytes();
+        _tunnels = new RtspTunnels(this, log);
         _heartbeat = time.CreateTimer(_ => Heartbeat(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
     }
 
@@ -85,12 +89,44 @@ public sealed class RtspServer : IAsyncDisposable
         return ch;
     }
 
-    /// <summary>Kestrel's connection callback for a channel's port.</summary>
+    /// <summary>Kestrel's connection callback for a channel's port: RTSP, or an HTTP GET/POST of a tunnel.</summary>
     public async Task HandleAsync(ConnectionContext context, RtspChannel channel)
     {
         var socket = context.Features.Get<IConnectionSocketFeature>()?.Socket
             ?? throw new InvalidOperationException("RTSP needs Kestrel's socket transport (IConnectionSocketFeature)");
-        var conn = new RtspConnection(this, channel, context, socket, _log);
+        bool http;
+        try { http = await StartsWithHttpAsync(context); }
+        catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException) { return; }
+        try
+        {
+            if (http) await _tunnels.HandleAsync(context, socket, channel);
+            else await RunConnectionAsync(new RtspConnection(this, channel, context, socket, _log));
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException or SocketException) { }
+    }
+
+    /// <summary>Looks at the first bytes without consuming them: RTSP methods never start like HTTP's GET or POST.</summary>
+    static async Task<bool> StartsWithHttpAsync(ConnectionContext context)
+    {
+        var input = context.Transport.Input;
+        while (true)
+        {
+            var r = await input.ReadAsync(context.ConnectionClosed);
+            var b = r.Buffer;
+            if (b.Length >= 5 || r.IsCompleted)
+            {
+                Span<byte> head = stackalloc byte[5];
+                int n = (int)Math.Min(5, b.Length);
+                b.Slice(0, n).CopyTo(head);
+                input.AdvanceTo(b.Start);
+                return head[..n].StartsWith("GET "u8) || head[..n].StartsWith("POST "u8);
+            }
+            input.AdvanceTo(b.Start, b.End);
+        }
+    }
+
+    internal async Task RunConnectionAsync(RtspConnection conn)
+    {
         lock (_connectionsLock) _connections = [.. _connections, conn];
         try { await conn.RunAsync(); }
         finally { lock (_connectionsLock) _connections = Array.FindAll(_connections, c => c != conn); }

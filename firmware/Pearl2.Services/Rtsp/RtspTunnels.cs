@@ -1,0 +1,158 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+using Pearl2.Formats.Rtsp;
+
+namespace Pearl2.Services.Rtsp;
+
+/// <summary>
+/// RTSP over HTTP (the QuickTime tunnelling scheme, as ffmpeg's "-rtsp_transport http" and GStreamer's
+/// rtsph:// speak it) on the channel's RTSP port: a GET with an x-sessioncookie becomes the way out
+/// (responses and interleaved RTP), and POSTs with the same cookie carry base64 RTSP requests in.
+/// </summary>
+public sealed class RtspTunnels(RtspServer server, ILogger log)
+{
+    const int MaxTunnels = 1024;
+    readonly Dictionary<string, Tunnel> _byCookie = new();
+
+    sealed class Tunnel
+    {
+        public readonly Pipe Requests = new(new PipeOptions(pauseWriterThreshold: 256 * 1024, resumeWriterThreshold: 128 * 1024, useSynchronizationContext: false));
+        public readonly SemaphoreSlim PostLock = new(1, 1);
+        public Base64Stream Decoder = new();
+        public RtspConnection? Connection;
+    }
+
+    static ReadOnlySpan<byte> Http(int status, string reason) => Encoding.ASCII.GetBytes(
+        $"HTTP/1.0 {status} {reason}\r\nServer: pearl2d\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+
+    public async Task HandleAsync(ConnectionContext context, Socket socket, RtspChannel channel)
+    {
+        var input = context.Transport.Input;
+        var remote = context.RemoteEndPoint as IPEndPoint;
+        string who = remote is null ? "?" : new IPEndPoint(remote.Address.IsIPv4MappedToIPv6 ? remote.Address.MapToIPv4() : remote.Address, remote.Port).ToString();
+        RtspRequest? request;
+        while (true)
+        {
+            var read = await input.ReadAsync(context.ConnectionClosed);
+            var status = RtspRequestParser.TryParse(read.Buffer, allowHttp: true, out request, out long consumed, out var error);
+            if (status == RtspParseStatus.Complete) { input.AdvanceTo(read.Buffer.GetPosition(consumed)); break; }
+            if (status != RtspParseStatus.Incomplete || read.IsCompleted)
+            {
+                log.LogWarning("rtsp.tunnel_refused channel={Channel} remote={Remote} status=400 reason=\"{Reason}\"", channel.Hub.Index + 1, who, error ?? "incomplete request");
+                await socket.SendAsync(Http(status == RtspParseStatus.TooLarge ? 431 : 400, status == RtspParseStatus.TooLarge ? "Request Header Fields Too Large" : "Bad Request").ToArray(), SocketFlags.None);
+                return;
+            }
+            input.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+        }
+
+        var cookie = request!["x-sessioncookie"];
+        if (string.IsNullOrEmpty(cookie) || cookie.Length > 128 || request.Method is not ("GET" or "POST"))
+        {
+            log.LogWarning("rtsp.tunnel_refused channel={Channel} remote={Remote} status=400 reason=\"no x-sessioncookie\"", channel.Hub.Index + 1, who);
+            await socket.SendAsync(Http(400, "Bad Request").ToArray(), SocketFlags.None);
+            return;
+        }
+        bool local = remote is not null && IPAddress.IsLoopback(remote.Address.IsIPv4MappedToIPv6 ? remote.Address.MapToIPv4() : remote.Address);
+        if (!channel.StreamingEnabled && !local)
+        {
+            log.LogWarning("rtsp.tunnel_refused channel={Channel} remote={Remote} status=403 reason=\"streaming disabled for external viewers\"", channel.Hub.Index + 1, who);
+            await socket.SendAsync(Http(403, "Forbidden").ToArray(), SocketFlags.None);
+            return;
+        }
+
+        if (request.Method == "GET") await RunGetAsync(context, socket, channel, cookie, who);
+        else await RunPostAsync(context, socket, channel, cookie, who);
+    }
+
+    async Task RunGetAsync(ConnectionContext context, Socket socket, RtspChannel channel, string cookie, string who)
+    {
+        var tunnel = new Tunnel();
+        lock (_byCookie)
+        {
+            if (_byCookie.Count >= MaxTunnels || _byCookie.ContainsKey(cookie)) tunnel = null!;
+            else _byCookie[cookie] = tunnel;
+        }
+        if (tunnel is null)
+        {
+            await socket.SendAsync(Http(503, "Service Unavailable").ToArray(), SocketFlags.None);
+            return;
+        }
+        try
+        {
+            await socket.SendAsync(Encoding.ASCII.GetBytes(
+                "HTTP/1.0 200 OK\r\nServer: pearl2d\r\nConnection: close\r\nCache-Control: no-store\r\nPragma: no-cache\r\nContent-Type: application/x-rtsp-tunnelled\r\n\r\n"), SocketFlags.None);
+            log.LogInformation("rtsp.tunnel_open channel={Channel} remote={Remote}", channel.Hub.Index + 1, who);
+            var conn = new RtspConnection(server, channel, context, socket, log, tunnel.Requests.Reader);
+            tunnel.Connection = conn;
+            // The GET carries nothing more from the client; its end is the tunnel's end.
+            var watch = WatchGetAsync(context, conn);
+            await server.RunConnectionAsync(conn);
+            await watch;
+        }
+        finally
+        {
+            lock (_byCookie) _byCookie.Remove(cookie);
+            await tunnel.Requests.Writer.CompleteAsync();
+        }
+    }
+
+    static async Task WatchGetAsync(ConnectionContext context, RtspConnection conn)
+    {
+        var input = context.Transport.Input;
+        try
+        {
+            while (true)
+            {
+                var r = await input.ReadAsync(context.ConnectionClosed);
+                input.AdvanceTo(r.Buffer.End);
+                if (r.IsCompleted) break;
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException or SocketException) { }
+        conn.Abort("tunnel GET closed");
+    }
+
+    async Task RunPostAsync(ConnectionContext context, Socket socket, RtspChannel channel, string cookie, string who)
+    {
+        Tunnel? tunnel;
+        lock (_byCookie) _byCookie.TryGetValue(cookie, out tunnel);
+        if (tunnel is null)
+        {
+            log.LogWarning("rtsp.tunnel_refused channel={Channel} remote={Remote} status=404 reason=\"POST for an unknown x-sessioncookie\"", channel.Hub.Index + 1, who);
+            await socket.SendAsync(Http(404, "Not Found").ToArray(), SocketFlags.None);
+            return;
+        }
+        var input = context.Transport.Input;
+        await tunnel.PostLock.WaitAsync();
+        try
+        {
+            while (true)
+            {
+                var read = await input.ReadAsync(context.ConnectionClosed);
+                foreach (var segment in read.Buffer)
+                {
+                    var dest = tunnel.Requests.Writer.GetSpan(Base64Stream.MaxOutput(segment.Length));
+                    int n = tunnel.Decoder.Decode(segment.Span, dest);
+                    tunnel.Requests.Writer.Advance(n);
+                    if (!tunnel.Decoder.Valid) break;
+                }
+                input.AdvanceTo(read.Buffer.End);
+                if (!tunnel.Decoder.Valid)
+                {
+                    log.LogWarning("rtsp.tunnel_refused channel={Channel} remote={Remote} status=400 reason=\"POST body is not base64\"", channel.Hub.Index + 1, who);
+                    tunnel.Connection?.Abort("tunnel POST body is not base64");
+                    return;
+                }
+                var flush = await tunnel.Requests.Writer.FlushAsync();
+                if (read.IsCompleted || flush.IsCompleted) return;
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException or SocketException) { }
+        finally { tunnel.PostLock.Release(); }
+    }
+}
