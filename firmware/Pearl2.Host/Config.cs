@@ -29,6 +29,16 @@ public sealed class ChannelConfig
     public string Source { get; set; } = "testpattern";
     public VideoConfig Video { get; set; } = new();
     public AudioConfig Audio { get; set; } = new();
+    /// <summary>Viewer login for RTSP; null (the default) lets every viewer in.</summary>
+    public AuthConfig? Auth { get; set; }
+}
+
+public sealed class AuthConfig
+{
+    public string Username { get; set; } = "";
+    public string Password { get; set; } = "";
+    /// <summary>Also accept Basic (the password travels in clear); Digest is always offered.</summary>
+    public bool AllowBasic { get; set; }
 }
 
 public sealed class VideoConfig
@@ -151,6 +161,11 @@ public static class ConfigLoader
                 Check(v.RateControl is "abr" or "cbr", $"{p}.video.rateControl", $"'{v.RateControl}' is not abr or cbr");
                 Check(v.Preset is "ultrafast" or "superfast" or "veryfast" or "faster" or "fast" or "medium", $"{p}.video.preset", $"'{v.Preset}' is not one of ultrafast, superfast, veryfast, faster, fast, medium");
                 Check(v.Tune is "" or "zerolatency" or "film" or "animation" or "stillimage", $"{p}.video.tune", $"'{v.Tune}' is not one of zerolatency, film, animation, stillimage or empty");
+            }
+            if (ch.Auth is { } auth)
+            {
+                Check(auth.Username.Length is >= 1 and <= 64 && !auth.Username.Any(c => char.IsControl(c) || c == ':' || c == '"'), $"{p}.auth.username", "must be 1 to 64 characters without ':', '\"' or control characters");
+                Check(auth.Password.Length is >= 4 and <= 128 && !auth.Password.Any(char.IsControl), $"{p}.auth.password", "must be 4 to 128 characters without control characters");
             }
             var a = ch.Audio;
             if (a is null) e.Add($"{p}.audio: must be an object");

@@ -123,6 +123,7 @@ namespace Pearl2.Host
                     var hub = new ChannelHub(i, cc.Name, time);
                     var ch = rtsp.AddChannel(hub, config.Rtsp.Port + offset + i);
                     ch.StreamingEnabled = cc.Streaming;
+                    ch.Credentials = cc.Auth is { } a ? new ViewerCredentials(a.Username, a.Password, a.AllowBasic) : null;
                     channels.Add((ch, cc));
                     var v = cc.Video;
                     var pipeline = new EncodePipeline(hub, new PipelineOptions(

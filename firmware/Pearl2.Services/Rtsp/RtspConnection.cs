@@ -178,6 +178,16 @@ public sealed class RtspConnection
         if (req.CSeq < 0) return new RtspResponse(400) { };
         if (req.Version != "RTSP/1.0") return new RtspResponse(505) { CSeq = req.CSeq };
         if (!_channel.StreamingEnabled && !IsLocalPeer) return new RtspResponse(403) { CSeq = req.CSeq };
+        if (_channel.Credentials is { } creds && req.Method != "OPTIONS")
+        {
+            var outcome = _server.Auth.Check(req, creds, out var user, out var why);
+            if (outcome != AuthOutcome.Accepted)
+            {
+                if (outcome != AuthOutcome.Missing)
+                    _log.LogWarning("rtsp.auth_failed channel={Channel} remote={Remote} method={Method} user=\"{User}\" reason=\"{Reason}\"", ChannelNumber, _remote, req.Method, user ?? "", why);
+                return _server.Auth.Challenge(req.CSeq, creds, outcome == AuthOutcome.Stale);
+            }
+        }
 
         var response = req.Method switch
         {

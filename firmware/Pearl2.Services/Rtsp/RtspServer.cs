@@ -19,6 +19,7 @@ public sealed record RtspOptions
     public int SocketSendBufferBytes { get; init; } = 512 * 1024;
     /// <summary>RTSP/UDP server ports: channel i, track t (0 video, 1 audio) uses base + 4i + 2t (RTP) and the next odd port (RTCP); 0 turns UDP off.</summary>
     public int UdpPortBase { get; init; } = 6970;
+    public int NonceLifetimeSeconds { get; init; } = 300;
 }
 
 /// <summary>One channel as the RTSP server sees it: its hub, its RTP packaging and its viewers' latency.</summary>
@@ -39,6 +40,8 @@ public sealed class RtspChannel
     public LatencyHistogram Latency { get; set; } = new();
     /// <summary>The same for key frames alone: the biggest units, so they set the tail.</summary>
     public LatencyHistogram KeyFrameLatency { get; set; } = new();
+    /// <summary>Viewer login for this channel; null serves everyone.</summary>
+    public ViewerCredentials? Credentials { get; set; }
     /// <summary>Whether viewers from other hosts are served (loopback always is).</summary>
     public bool StreamingEnabled { get; set; } = true;
     public long PacketsSent;
@@ -69,10 +72,12 @@ public sealed class RtspServer : IAsyncDisposable
         _lastStats = time.GetTimestamp();
         _lastAllocated = GC.GetTotalAllocatedBytes();
         _tunnels = new RtspTunnels(this, log);
+        Auth = new ViewerAuth(time, TimeSpan.FromSeconds(options.NonceLifetimeSeconds));
         _heartbeat = time.CreateTimer(_ => Heartbeat(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
     }
 
     public RtspOptions Options { get; }
+    public ViewerAuth Auth { get; }
     public TimeProvider Time => _time;
     public IReadOnlyList<RtspChannel> Channels => _channels;
     public int ConnectionCount => Volatile.Read(ref _connections).Length;
