@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
@@ -156,6 +157,31 @@ namespace Pearl2.Host
                 log.LogInformation("stream.url channel={Channel} name=\"{Name}\" rtsp=rtsp://{Host}:{Port}/stream.sdp local=rtsp://127.0.0.1:{Port}/stream.sdp streaming={Streaming} video={W}x{H}@{Fps} bitrate_kbps={Kbps}",
                     ch.Hub.Index + 1, cc.Name, host, ch.Port, ch.Port, cc.Streaming, cc.Video.Width, cc.Video.Height, cc.Video.Fps, cc.Video.BitrateKbps);
             log.LogInformation("pearl2d.ready");
+
+            // SIGHUP re-reads the config: streaming on/off and viewer logins apply at once; the rest needs a restart.
+            using var reload = configPath is null ? null : PosixSignalRegistration.Create(PosixSignal.SIGHUP, ctx =>
+            {
+                ctx.Cancel = true;
+                try
+                {
+                    var next = ConfigLoader.Load(configPath);
+                    if (next.Channels.Count != channels.Count)
+                        log.LogWarning("config.reload_partial reason=\"the number of channels changes only at restart\" running={Running} file={File}", channels.Count, next.Channels.Count);
+                    for (int i = 0; i < Math.Min(next.Channels.Count, channels.Count); i++)
+                    {
+                        var (ch, _) = channels[i];
+                        var nc = next.Channels[i];
+                        ch.StreamingEnabled = nc.Streaming;
+                        ch.Credentials = nc.Auth is { } a ? new ViewerCredentials(a.Username, a.Password, a.AllowBasic) : null;
+                        log.LogInformation("config.applied channel={Channel} streaming={Streaming} auth={Auth}", i + 1, nc.Streaming, nc.Auth is not null);
+                    }
+                }
+                catch (ConfigException e)
+                {
+                    foreach (var err in e.Errors) log.LogError("config.reload_refused error=\"{Error}\" running=unchanged", err);
+                }
+                catch (IOException e) { log.LogError("config.reload_refused error=\"{Error}\" running=unchanged", e.Message); }
+            });
 
             await app.WaitForShutdownAsync();
             log.LogInformation("pearl2d.stopping");

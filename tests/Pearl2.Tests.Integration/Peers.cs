@@ -55,6 +55,29 @@ public static class Peers
         return new ProcessResult(p.ExitCode, await stdout, await stderr, timedOut);
     }
 
+    /// <summary>An even UDP port with <paramref name="count"/> free ports from it.</summary>
+    public static int FreeUdpPortBase(int count)
+    {
+        for (int attempt = 0; attempt < 50; attempt++)
+        {
+            int start = Random.Shared.Next(10000, 30000) * 2;
+            var sockets = new List<System.Net.Sockets.Socket>();
+            try
+            {
+                for (int i = 0; i < count; i++)
+                {
+                    var u = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetworkV6, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp) { DualMode = true };
+                    sockets.Add(u);
+                    u.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.IPv6Any, start + i));
+                }
+                return start;
+            }
+            catch (System.Net.Sockets.SocketException) { }
+            finally { foreach (var u in sockets) u.Dispose(); }
+        }
+        throw new InvalidOperationException("no free UDP port block");
+    }
+
     public static int FreePortBase(int count)
     {
         // A block of consecutive free TCP ports, found by binding each.
@@ -103,25 +126,43 @@ public sealed class Pearl2dProcess : IAsyncDisposable
     public string Url(int channel = 1, string path = "/stream.sdp") => $"rtsp://127.0.0.1:{RtspBase + channel - 1}{path}";
 
     /// <summary>Starts pearl2d with <paramref name="configJson"/> (the rtsp port is chosen free) and waits for "pearl2d.ready".</summary>
-    public static async Task<Pearl2dProcess> StartAsync(string? configJson, int channels = 2, params string[] extraArgs)
+    public static Task<Pearl2dProcess> StartAsync(string? configJson, int channels = 2, params string[] extraArgs)
+        => StartInAsync(null, configJson, channels, extraArgs);
+
+    /// <summary>As <see cref="StartAsync"/>, inside network namespace <paramref name="netns"/> when given.</summary>
+    public static async Task<Pearl2dProcess> StartInAsync(string? netns, string? configJson, int channels = 2, params string[] extraArgs)
     {
         int port = Peers.FreePortBase(channels);
+        int udp = Peers.FreeUdpPortBase(4 * channels);
         var dir = Directory.CreateTempSubdirectory("pearl2d-test").FullName;
         var args = new List<string> { "--data-dir", Path.Combine(dir, "data") };
         string configPath = "";
         if (configJson is not null)
         {
             configPath = Path.Combine(dir, "config.json");
-            File.WriteAllText(configPath, configJson.Replace("\"port\": 554", $"\"port\": {port}"));
+            File.WriteAllText(configPath, configJson.Replace("\"port\": 554", $"\"port\": {port}, \"udpPortBase\": {udp}"));
             args.AddRange(["--config", configPath]);
         }
         else args.AddRange(["--port-offset", (port - 554).ToString()]);
         args.AddRange(extraArgs);
-        var psi = new ProcessStartInfo(Peers.Pearl2d) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = dir };
+        var psi = new ProcessStartInfo(netns is null ? Peers.Pearl2d : "/usr/sbin/ip") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = dir };
+        if (netns is not null) foreach (var a in new[] { "netns", "exec", netns, Peers.Pearl2d }) psi.ArgumentList.Add(a); // ip execs it: same pid
         foreach (var a in args) psi.ArgumentList.Add(a);
         var proc = new Pearl2dProcess(Process.Start(psi)!, port, configPath);
         await proc.WaitForLogAsync("pearl2d.ready", TimeSpan.FromSeconds(30));
         return proc;
+    }
+
+    public void Signal(int signal) => Process.Start("/bin/kill", $"-{signal} {_p.Id}")!.WaitForExit();
+
+    public long RssKb => File.ReadLines($"/proc/{_p.Id}/status").Where(l => l.StartsWith("VmRSS:")).Select(l => long.Parse(l.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1])).First();
+
+    public int CountInLog(string text)
+    {
+        var log = Log;
+        int n = 0, at = 0;
+        while ((at = log.IndexOf(text, at, StringComparison.Ordinal)) >= 0) { n++; at += text.Length; }
+        return n;
     }
 
     public async Task WaitForLogAsync(string text, TimeSpan timeout)

@@ -175,6 +175,16 @@ public sealed class RtspConnection
 
     async Task<RtspResponse> HandleAsync(RtspRequest req)
     {
+        var response = await DecideAsync(req);
+        if (response.StatusCode >= 400)
+            _log.LogWarning("rtsp.request_refused channel={Channel} remote={Remote} method={Method} uri={Uri} status={Status}", ChannelNumber, _remote, req.Method, req.Uri, response.StatusCode);
+        else
+            _log.LogDebug("rtsp.request channel={Channel} remote={Remote} method={Method} uri={Uri} status={Status}", ChannelNumber, _remote, req.Method, req.Uri, response.StatusCode);
+        return response;
+    }
+
+    async Task<RtspResponse> DecideAsync(RtspRequest req)
+    {
         if (req.CSeq < 0) return new RtspResponse(400) { };
         if (req.Version != "RTSP/1.0") return new RtspResponse(505) { CSeq = req.CSeq };
         if (!_channel.StreamingEnabled && !IsLocalPeer) return new RtspResponse(403) { CSeq = req.CSeq };
@@ -201,10 +211,6 @@ public sealed class RtspConnection
             "ANNOUNCE" or "RECORD" or "REDIRECT" => new RtspResponse(405) { CSeq = req.CSeq }.Add("Allow", Public),
             _ => new RtspResponse(405) { CSeq = req.CSeq }.Add("Allow", Public),
         };
-        if (response.StatusCode >= 400)
-            _log.LogWarning("rtsp.request_refused channel={Channel} remote={Remote} method={Method} uri={Uri} status={Status}", ChannelNumber, _remote, req.Method, req.Uri, response.StatusCode);
-        else
-            _log.LogDebug("rtsp.request channel={Channel} remote={Remote} method={Method} uri={Uri} status={Status}", ChannelNumber, _remote, req.Method, req.Uri, response.StatusCode);
         return response;
     }
 
