@@ -68,6 +68,7 @@ public sealed class RtspResponse
         431 => "Request Header Fields Too Large",
         454 => "Session Not Found",
         455 => "Method Not Valid in This State",
+        457 => "Invalid Range",
         459 => "Aggregate Operation Not Allowed",
         461 => "Unsupported Transport",
         500 => "Internal Server Error",

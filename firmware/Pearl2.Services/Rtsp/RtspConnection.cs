@@ -305,6 +305,7 @@ public sealed class RtspConnection
     {
         if (req["Session"] is null || CheckSession(req) is { } bad) return new RtspResponse(454) { CSeq = req.CSeq };
         if (_tracks[0] is null && _tracks[1] is null) return new RtspResponse(455) { CSeq = req.CSeq };
+        if (req["Range"] is { } range && !RangeHeader.TryParse(range, out _)) return new RtspResponse(457) { CSeq = req.CSeq }; // a live stream plays from now whatever the range
         var response = new RtspResponse(200) { CSeq = req.CSeq }.Add("Session", _sessionId!).Add("Range", "npt=now-");
         if (_reader is not null) return response; // already playing: a repeated PLAY is a keep-alive
 
