@@ -27,6 +27,18 @@ define apt_install
 	fi
 endef
 
+FUZZ_INPUTS ?= 1000000
+FUZZ_SECONDS ?= 80
+
+.PHONY: fuzz
+# Every network parser: FUZZ_INPUTS in-process mutations each, then FUZZ_SECONDS of AFL++ (coverage-guided, SharpFuzz) each.
+# Crashes and hangs land in tests/Pearl2.Fuzz/corpus/<target>/, which the unit tests replay.
+fuzz: deps-build
+	$(call apt_install,afl++)
+	$(DOTNET) build tests/Pearl2.Fuzz/Pearl2.Fuzz.csproj -c Release
+	$(DOTNET) tests/Pearl2.Fuzz/bin/Release/net10.0/pearl2-fuzz.dll campaign --inputs $(FUZZ_INPUTS) --out out/fuzz
+	scripts/fuzz-afl.sh $(FUZZ_SECONDS)
+
 .PHONY: all deps deps-runtime deps-build deps-test deps-bench build publish run test bench clean
 
 all: build

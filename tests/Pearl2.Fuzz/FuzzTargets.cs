@@ -1,0 +1,87 @@
+using System.Buffers;
+using System.Text;
+using Pearl2.Formats.Codecs;
+using Pearl2.Formats.Rtp;
+using Pearl2.Formats.Rtsp;
+using Pearl2.Formats.Sdp;
+
+namespace Pearl2.Fuzz;
+
+/// <summary>
+/// One entry per parser that reads bytes from the network. A target must never throw or hang, whatever
+/// the input: any exception is a crash. Shared by the fuzzer and by the unit tests that replay the corpus.
+/// </summary>
+public static class FuzzTargets
+{
+    public static readonly IReadOnlyDictionary<string, Action<byte[]>> All = new Dictionary<string, Action<byte[]>>
+    {
+        ["rtsp-request"] = RtspRequests,
+        ["transport"] = b => TransportHeader.TryParse(Text(b), out _, out _),
+        ["session"] = b => SessionHeader.TryParse(Text(b), out _),
+        ["range"] = b => RangeHeader.TryParse(Text(b), out _),
+        ["sdp"] = b => SdpParser.TryParse(Text(b), out _, out _),
+        ["tunnel-base64"] = TunnelBase64,
+        ["authorization"] = b => AuthorizationHeader.TryParse(Text(b), out _),
+        ["h264"] = H264,
+        ["rtp"] = b => RtpHeader.TryParse(b, out _, out _),
+    };
+
+    static string Text(byte[] b) => Encoding.Latin1.GetString(b);
+
+    /// <summary>As the connection does it: requests and interleaved frames back to back, each parse consuming what it read.</summary>
+    static void RtspRequests(byte[] data)
+    {
+        Span<byte> head = stackalloc byte[4];
+        foreach (bool http in new[] { false, true })
+        {
+            var seq = new ReadOnlySequence<byte>(data);
+            for (int guard = 0; guard < 256 && !seq.IsEmpty; guard++)
+            {
+                if (seq.FirstSpan[0] == (byte)'$')
+                {
+                    if (seq.Length < 4) break;
+                    seq.Slice(0, 4).CopyTo(head);
+                    InterleavedFrame.TryReadHeader(head, out _, out int len);
+                    if (seq.Length < 4 + len) break;
+                    seq = seq.Slice(4 + len);
+                    continue;
+                }
+                var status = RtspRequestParser.TryParse(seq, http, out var req, out long consumed, out _);
+                if (status is RtspParseStatus.Incomplete or RtspParseStatus.TooLarge) break;
+                if (consumed <= 0 || consumed > seq.Length) throw new InvalidOperationException($"parser consumed {consumed} of {seq.Length}");
+                if (req is not null) { _ = req.Path; _ = req["Session"]; if (req["Transport"] is { } t) TransportHeader.TryParse(t, out _, out _); }
+                seq = seq.Slice(consumed);
+            }
+        }
+    }
+
+    static void TunnelBase64(byte[] data)
+    {
+        // The same bytes cut at two points must decode to the same output as in one piece.
+        var whole = new Base64Stream();
+        var a = new byte[Base64Stream.MaxOutput(data.Length) + 3];
+        int n = whole.Decode(data, a);
+        if (data.Length < 2) return;
+        int cut = data[0] % data.Length;
+        var split = new Base64Stream();
+        var b = new byte[a.Length + 3];
+        int m = split.Decode(data.AsSpan(0, cut), b);
+        m += split.Decode(data.AsSpan(cut), b.AsSpan(m));
+        if (whole.Valid && split.Valid && !a.AsSpan(0, n).SequenceEqual(b.AsSpan(0, m))) throw new InvalidOperationException("split decode differs");
+    }
+
+    static void H264(byte[] data)
+    {
+        foreach (var nal in new AnnexBReader(data))
+            if (!nal.IsEmpty) H264Sps.TryParse(nal, out _);
+        H264Sps.TryParse(data, out _);
+        if (data.Length < 8192)
+        {
+            // Packetize as the server does; the output bound must hold.
+            var buf = new byte[H264Packetizer.MaxOutputSize(data.Length, 1400, true)];
+            var w = new RtpPacketWriter(buf, true, 0, 96, 1, 0, 0);
+            try { H264Packetizer.Packetize(data, 1400, ref w); }
+            catch (ArgumentException) { } // more than 128 NAL units: the documented refusal
+        }
+    }
+}
