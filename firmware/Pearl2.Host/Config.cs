@@ -90,6 +90,9 @@ public sealed class BoardProfile
     DefaultIgnoreCondition = JsonIgnoreCondition.Never)]
 [JsonSerializable(typeof(FirmwareConfig))]
 [JsonSerializable(typeof(BoardProfile))]
+[JsonSerializable(typeof(RtspConfig))]
+[JsonSerializable(typeof(VideoConfig))]
+[JsonSerializable(typeof(AudioConfig))]
 internal sealed partial class ConfigJson : JsonSerializerContext;
 
 public sealed class ConfigException(IReadOnlyList<string> errors) : Exception(string.Join("; ", errors))

@@ -2,16 +2,10 @@ using System.Net;
 using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
-using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Connections;
-using Microsoft.AspNetCore.Hosting;
 using Microsoft.Extensions.Logging;
 using Pearl2.Host;
-using Pearl2.Media;
 using Pearl2.Media.Encoders;
 using Pearl2.Media.FFmpeg;
-using Pearl2.Media.Sources;
-using Pearl2.Services.Rtsp;
 
 return await Pearl2d.MainAsync(args);
 
@@ -74,121 +68,63 @@ namespace Pearl2.Host
             dataDir ??= Path.Combine(Environment.CurrentDirectory, "data");
             Directory.CreateDirectory(dataDir);
 
-            var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], ContentRootPath = AppContext.BaseDirectory });
-            builder.Logging.ClearProviders();
-            builder.Logging.AddSimpleConsole(o =>
-            {
-                o.SingleLine = true;
-                o.UseUtcTimestamp = true;
-                o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
-                o.IncludeScopes = false;
-            });
-            builder.Logging.SetMinimumLevel(LogLevel.Information);
-            builder.Logging.AddFilter("Microsoft", LogLevel.Warning);
-
-            var time = TimeProvider.System;
-            RtspServer? rtsp = null;
-            var pipelines = new List<EncodePipeline>();
-            var channels = new List<(RtspChannel Rtsp, ChannelConfig Config)>();
-
-            builder.WebHost.ConfigureKestrel(k =>
-            {
-                k.AddServerHeader = false;
-                for (int i = 0; i < config.Channels.Count; i++)
+            using var loggers = LoggerFactory.Create(b => b
+                .AddSimpleConsole(o =>
                 {
-                    int index = i; // the channels are made after Build(); connections arrive after StartAsync()
-                    k.ListenAnyIP(config.Rtsp.Port + offset + i, lo => lo.Run(ctx => rtsp!.HandleAsync(ctx, channels[index].Rtsp)));
-                }
-            });
-
-            var app = builder.Build();
-            var log = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("pearl2d");
+                    o.SingleLine = true;
+                    o.UseUtcTimestamp = true;
+                    o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+                    o.IncludeScopes = false;
+                })
+                .SetMinimumLevel(LogLevel.Information)
+                .AddFilter("Microsoft", LogLevel.Warning));
+            var log = loggers.CreateLogger("pearl2d");
             log.LogInformation("pearl2d.start version={Version} board={Board} channels={Channels} port_offset={Offset} data_dir={DataDir} {Libs}",
                 Version, board.Name, config.Channels.Count, offset, dataDir, FFmpegLibraries.Versions());
 
-            rtsp = new RtspServer(new RtspOptions
-            {
-                SessionTimeoutSeconds = config.Rtsp.SessionTimeoutSeconds,
-                StallTimeoutSeconds = config.Rtsp.StallTimeoutSeconds,
-                MaxRtpPayload = config.Rtsp.MaxRtpPayload,
-                ViewerQueueUnits = config.Rtsp.ViewerQueueUnits,
-                StatsIntervalSeconds = config.Rtsp.StatsIntervalSeconds,
-                UdpPortBase = config.Rtsp.UdpPortBase == 0 ? 0 : config.Rtsp.UdpPortBase + offset,
-            }, time, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Pearl2.Rtsp"));
-
-            try
-            {
-                for (int i = 0; i < config.Channels.Count; i++)
-                {
-                    var cc = config.Channels[i];
-                    var hub = new ChannelHub(i, cc.Name, time);
-                    var ch = rtsp.AddChannel(hub, config.Rtsp.Port + offset + i);
-                    ch.StreamingEnabled = cc.Streaming;
-                    ch.Credentials = cc.Auth is { } a ? new ViewerCredentials(a.Username, a.Password, a.AllowBasic) : null;
-                    channels.Add((ch, cc));
-                    var v = cc.Video;
-                    var pipeline = new EncodePipeline(hub, new PipelineOptions(
-                        new H264EncoderOptions(v.Encoder ?? board.H264Encoder, v.Width, v.Height, v.Fps, v.BitrateKbps * 1000L, v.KeyFrameIntervalFrames, v.Preset, v.Tune, v.RateControl == "cbr"),
-                        cc.Audio.Enabled, cc.Audio.SampleRate, cc.Audio.Channels, cc.Audio.BitrateKbps * 1000L),
-                        time, app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("Pearl2.Media"));
-                    pipeline.Start();
-                    pipelines.Add(pipeline);
-                }
-            }
+            var device = new Device(config, board, offset, loggers, TimeProvider.System);
+            try { await device.StartAsync(); }
             catch (EncoderException e)
             {
                 log.LogCritical("pearl2d.encoder_failed error=\"{Error}\"", e.Message);
-                foreach (var p in pipelines) p.Dispose();
-                await app.DisposeAsync(); // flushes the log before the exit code
                 return 4;
             }
-
-            try { await app.StartAsync(); }
-            catch (IOException e)
+            catch (Exception e) when (e is SocketException or IOException)
             {
                 log.LogCritical("pearl2d.listen_failed error=\"{Error}\" hint=\"use --port-offset N (or auto) when ports below 1024 need privileges\"", e.Message);
-                foreach (var p in pipelines) p.Dispose();
-                await app.DisposeAsync();
                 return 5;
             }
 
             var host = HostAddress();
-            foreach (var (ch, cc) in channels)
+            foreach (var (i, cc, port) in device.Channels)
                 log.LogInformation("stream.url channel={Channel} name=\"{Name}\" rtsp=rtsp://{Host}:{Port}/stream.sdp local=rtsp://127.0.0.1:{Port}/stream.sdp streaming={Streaming} video={W}x{H}@{Fps} bitrate_kbps={Kbps}",
-                    ch.Hub.Index + 1, cc.Name, host, ch.Port, ch.Port, cc.Streaming, cc.Video.Width, cc.Video.Height, cc.Video.Fps, cc.Video.BitrateKbps);
+                    i + 1, cc.Name, host, port, port, cc.Streaming, cc.Video.Width, cc.Video.Height, cc.Video.Fps, cc.Video.BitrateKbps);
             log.LogInformation("pearl2d.ready");
 
-            // SIGHUP re-reads the config: streaming on/off and viewer logins apply at once; the rest needs a restart.
-            using var reload = configPath is null ? null : PosixSignalRegistration.Create(PosixSignal.SIGHUP, ctx =>
+            var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
+            using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
+            var reloads = new SemaphoreSlim(1, 1);
+            // SIGHUP re-reads the config file: a bad file is refused whole and the running config stays.
+            using var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
             {
-                ctx.Cancel = true;
-                try
+                c.Cancel = true;
+                if (configPath is null) { log.LogWarning("config.reload_ignored reason=\"running the built-in defaults (no --config)\""); return; }
+                _ = Task.Run(async () =>
                 {
-                    var next = ConfigLoader.Load(configPath);
-                    if (next.Channels.Count != channels.Count)
-                        log.LogWarning("config.reload_partial reason=\"the number of channels changes only at restart\" running={Running} file={File}", channels.Count, next.Channels.Count);
-                    for (int i = 0; i < Math.Min(next.Channels.Count, channels.Count); i++)
-                    {
-                        var (ch, _) = channels[i];
-                        var nc = next.Channels[i];
-                        ch.StreamingEnabled = nc.Streaming;
-                        ch.Credentials = nc.Auth is { } a ? new ViewerCredentials(a.Username, a.Password, a.AllowBasic) : null;
-                        log.LogInformation("config.applied channel={Channel} streaming={Streaming} auth={Auth}", i + 1, nc.Streaming, nc.Auth is not null);
-                    }
-                }
-                catch (ConfigException e)
-                {
-                    foreach (var err in e.Errors) log.LogError("config.reload_refused error=\"{Error}\" running=unchanged", err);
-                }
-                catch (IOException e) { log.LogError("config.reload_refused error=\"{Error}\" running=unchanged", e.Message); }
+                    await reloads.WaitAsync();
+                    try { await device.ApplyAsync(ConfigLoader.Load(configPath)); }
+                    catch (ConfigException e) { foreach (var err in e.Errors) log.LogError("config.reload_refused error=\"{Error}\" running=unchanged", err); }
+                    catch (IOException e) { log.LogError("config.reload_refused error=\"{Error}\" running=unchanged", e.Message); }
+                    finally { reloads.Release(); }
+                });
             });
 
-            await app.WaitForShutdownAsync();
+            await stop.Task;
             log.LogInformation("pearl2d.stopping");
-            await rtsp.DisposeAsync();
-            foreach (var p in pipelines) p.Dispose();
-            await app.StopAsync();
-            await app.DisposeAsync();
+            await reloads.WaitAsync();
+            await device.DisposeAsync();
+            log.LogInformation("pearl2d.stopped");
             return 0;
         }
 

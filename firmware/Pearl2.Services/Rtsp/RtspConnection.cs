@@ -65,6 +65,8 @@ public sealed class RtspConnection
         _lastActivity = server.Time.GetTimestamp();
     }
 
+    public RtspChannel Channel => _channel;
+
     bool IsLocalPeer => _context.RemoteEndPoint is IPEndPoint ep && IPAddress.IsLoopback(ep.Address.IsIPv4MappedToIPv6 ? ep.Address.MapToIPv4() : ep.Address);
     int ChannelNumber => _channel.Hub.Index + 1;
 

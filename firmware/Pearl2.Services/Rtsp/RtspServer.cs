@@ -59,7 +59,7 @@ public sealed class RtspServer : IAsyncDisposable
     readonly TimeProvider _time;
     readonly object _connectionsLock = new();
     RtspConnection[] _connections = []; // copy on write: the heartbeat walks it without allocating
-    readonly List<RtspChannel> _channels = new();
+    readonly List<RtspChannel> _channels = new(); // changed only by the host's start and reload, never concurrently
     readonly ITimer _heartbeat;
     readonly RtspTunnels _tunnels;
     long _lastStats, _lastAllocated, _lastPackets;
@@ -81,6 +81,15 @@ public sealed class RtspServer : IAsyncDisposable
     public TimeProvider Time => _time;
     public IReadOnlyList<RtspChannel> Channels => _channels;
     public int ConnectionCount => Volatile.Read(ref _connections).Length;
+
+    /// <summary>Takes a channel away: its viewers are disconnected, its UDP ports closed (its listener is the caller's).</summary>
+    public void RemoveChannel(RtspChannel channel)
+    {
+        _channels.Remove(channel);
+        foreach (var c in Volatile.Read(ref _connections))
+            if (c.Channel == channel) c.Abort("channel removed");
+        foreach (var u in channel.Udp) u?.Dispose();
+    }
 
     public RtspChannel AddChannel(ChannelHub hub, int port)
     {

@@ -1,0 +1,152 @@
+using System.Net.Sockets;
+using System.Text.Json;
+using Microsoft.Extensions.Logging;
+using Pearl2.Media;
+using Pearl2.Media.Encoders;
+using Pearl2.Media.Sources;
+using Pearl2.Services.Rtsp;
+
+namespace Pearl2.Host;
+
+/// <summary>
+/// The running appliance: one hub, encode pipeline, RTSP channel and listener per configured channel.
+/// A reload adds, removes or restarts channels one by one; the others never notice.
+/// </summary>
+public sealed class Device : IAsyncDisposable
+{
+    sealed record RunningChannel(ChannelConfig Config, ChannelHub Hub, EncodePipeline Pipeline, RtspChannel Rtsp, RtspListener Listener);
+
+    readonly BoardProfile _board;
+    readonly int _offset;
+    readonly ILoggerFactory _loggers;
+    readonly ILogger _log;
+    readonly TimeProvider _time;
+    readonly List<RunningChannel> _channels = new();
+    FirmwareConfig _config;
+
+    public Device(FirmwareConfig config, BoardProfile board, int portOffset, ILoggerFactory loggers, TimeProvider time)
+    {
+        _config = config; _board = board; _offset = portOffset; _loggers = loggers; _time = time;
+        _log = loggers.CreateLogger("pearl2d");
+        Rtsp = new RtspServer(new RtspOptions
+        {
+            SessionTimeoutSeconds = config.Rtsp.SessionTimeoutSeconds,
+            StallTimeoutSeconds = config.Rtsp.StallTimeoutSeconds,
+            MaxRtpPayload = config.Rtsp.MaxRtpPayload,
+            ViewerQueueUnits = config.Rtsp.ViewerQueueUnits,
+            StatsIntervalSeconds = config.Rtsp.StatsIntervalSeconds,
+            UdpPortBase = config.Rtsp.UdpPortBase == 0 ? 0 : config.Rtsp.UdpPortBase + portOffset,
+        }, time, loggers.CreateLogger("Pearl2.Rtsp"));
+    }
+
+    public RtspServer Rtsp { get; }
+
+    public int RtspPort(int index) => _config.Rtsp.Port + _offset + index;
+
+    /// <summary>Starts every channel; any failure stops what started and is thrown (nothing runs half-configured).</summary>
+    public async Task StartAsync()
+    {
+        try
+        {
+            for (int i = 0; i < _config.Channels.Count; i++) _channels.Add(await StartChannelAsync(i, _config.Channels[i]));
+        }
+        catch
+        {
+            await DisposeAsync();
+            throw;
+        }
+    }
+
+    async Task<RunningChannel> StartChannelAsync(int index, ChannelConfig cc)
+    {
+        var hub = new ChannelHub(index, cc.Name, _time);
+        var v = cc.Video;
+        var pipeline = new EncodePipeline(hub, new PipelineOptions(
+            new H264EncoderOptions(v.Encoder ?? _board.H264Encoder, v.Width, v.Height, v.Fps, v.BitrateKbps * 1000L, v.KeyFrameIntervalFrames, v.Preset, v.Tune, v.RateControl == "cbr"),
+            cc.Audio.Enabled, cc.Audio.SampleRate, cc.Audio.Channels, cc.Audio.BitrateKbps * 1000L), _time, _loggers.CreateLogger("Pearl2.Media"));
+        RtspChannel? rtsp = null;
+        try
+        {
+            rtsp = Rtsp.AddChannel(hub, RtspPort(index));
+            Apply(rtsp, cc);
+            pipeline.Start();
+            var listener = await RtspListener.BindAsync(Rtsp, rtsp, _loggers);
+            _log.LogInformation("channel.started channel={Channel} name=\"{Name}\" rtsp_port={Port} video={W}x{H}@{Fps} bitrate_kbps={Kbps} encoder={Encoder}",
+                index + 1, cc.Name, rtsp.Port, v.Width, v.Height, v.Fps, v.BitrateKbps, v.Encoder ?? _board.H264Encoder);
+            return new RunningChannel(cc, hub, pipeline, rtsp, listener);
+        }
+        catch
+        {
+            if (rtsp is not null) Rtsp.RemoveChannel(rtsp);
+            pipeline.Dispose();
+            throw;
+        }
+    }
+
+    static void Apply(RtspChannel rtsp, ChannelConfig cc)
+    {
+        rtsp.StreamingEnabled = cc.Streaming;
+        rtsp.Credentials = cc.Auth is { } a ? new ViewerCredentials(a.Username, a.Password, a.AllowBasic) : null;
+    }
+
+    async Task StopChannelAsync(RunningChannel rc, string why)
+    {
+        await rc.Listener.DisposeAsync();
+        Rtsp.RemoveChannel(rc.Rtsp);
+        rc.Pipeline.Dispose();
+        _log.LogInformation("channel.stopped channel={Channel} reason=\"{Reason}\"", rc.Hub.Index + 1, why);
+    }
+
+    /// <summary>
+    /// Applies a new (validated) config: streaming and logins at once; a channel whose picture or sound
+    /// changed is restarted alone; channels are added or removed at the end of the list.
+    /// </summary>
+    public async Task ApplyAsync(FirmwareConfig next)
+    {
+        if (JsonSerializer.Serialize(next.Rtsp, ConfigJson.Default.RtspConfig) != JsonSerializer.Serialize(_config.Rtsp, ConfigJson.Default.RtspConfig))
+            _log.LogWarning("config.needs_restart field=rtsp reason=\"RTSP ports and limits change at the next start\"");
+        while (_channels.Count > next.Channels.Count)
+        {
+            await StopChannelAsync(_channels[^1], "removed from the config");
+            _channels.RemoveAt(_channels.Count - 1);
+        }
+        for (int i = 0; i < next.Channels.Count; i++)
+        {
+            try
+            {
+                var nc = next.Channels[i];
+                if (i >= _channels.Count) { _channels.Add(await StartChannelAsync(i, nc)); continue; }
+                var rc = _channels[i];
+                if (MediaOf(rc.Config) != MediaOf(nc))
+                {
+                    await StopChannelAsync(rc, "picture or sound settings changed");
+                    _channels[i] = await StartChannelAsync(i, nc);
+                }
+                else
+                {
+                    Apply(rc.Rtsp, nc);
+                    _channels[i] = rc with { Config = nc };
+                }
+                _log.LogInformation("config.applied channel={Channel} streaming={Streaming} auth={Auth}", i + 1, nc.Streaming, nc.Auth is not null);
+            }
+            catch (Exception e) when (e is EncoderException or SocketException or IOException)
+            {
+                _log.LogError("config.channel_failed channel={Channel} error=\"{Error}\"", i + 1, e.Message);
+                if (i >= _channels.Count) break;
+            }
+        }
+        _config = next;
+    }
+
+    static string MediaOf(ChannelConfig c) => c.Source + "|" + c.Name + "|" +
+        JsonSerializer.Serialize(c.Video, ConfigJson.Default.VideoConfig) + JsonSerializer.Serialize(c.Audio, ConfigJson.Default.AudioConfig);
+
+    public IEnumerable<(int Index, ChannelConfig Config, int Port)> Channels => _channels.Select((c, i) => (i, c.Config, c.Rtsp.Port));
+
+    public async ValueTask DisposeAsync()
+    {
+        for (int i = _channels.Count - 1; i >= 0; i--) await StopChannelAsync(_channels[i], "stopping");
+        _channels.Clear();
+        await Rtsp.DisposeAsync();
+    }
+}

@@ -1,0 +1,62 @@
+using System.Net.Sockets;
+using System.Text.Json;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Pearl2.Tests.Integration;
+
+/// <summary>Channels come and go with the config (SIGHUP) while a viewer of channel 1 loses nothing.</summary>
+public sealed class ChannelReloadTests(ITestOutputHelper output)
+{
+    static string Config(int channels, string extra = "") =>
+        "{ \"channels\": [" + string.Join(",", Enumerable.Range(1, channels).Select(i =>
+            $"{{ \"name\": \"Ch {i}\", \"video\": {{ \"width\": {160 + 160 * i}, \"height\": {120 + 120 * i} }}, \"audio\": {{ \"enabled\": false }} }}")) +
+        "], \"rtsp\": { \"port\": 554" + extra + " } }";
+
+    [Fact]
+    public async Task AddingAndRemovingChannelsLeavesTheOthersUndisturbed()
+    {
+        await using var device = await Pearl2dProcess.StartAsync(Config(1), channels: 3);
+        var portsConfig = File.ReadAllText(device.ConfigPath); // holds the chosen ports
+        string Rewrite(int channels, string extra = "") => Config(channels, extra).Replace("\"port\": 554", portsConfig[portsConfig.IndexOf("\"port\":", StringComparison.Ordinal)..].Split('}')[0].TrimEnd());
+
+        await using var viewer = await RtspTestClient.ConnectAsync("127.0.0.1", device.RtspBase);
+        await viewer.PlayAsync(device.Url(1));
+        using var stop = new CancellationTokenSource();
+        var receiving = Task.Run(() => viewer.ReceiveAsync(stop.Token));
+
+        // Grow to three channels.
+        File.WriteAllText(device.ConfigPath, Rewrite(3));
+        device.Signal(1);
+        await device.WaitForLogAsync("channel.started channel=3", TimeSpan.FromSeconds(20));
+        foreach (var (ch, w) in new[] { (2, 480), (3, 640) })
+        {
+            var r = await Peers.RunAsync("ffprobe", ["-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v", "-count_frames", "-read_intervals", "%+2",
+                "-show_entries", "stream=width,nb_read_frames", "-of", "json", device.Url(ch)], TimeSpan.FromSeconds(60));
+            Assert.True(r.ExitCode == 0, r.Stderr);
+            var s = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("streams")[0];
+            Assert.Equal(w, s.GetProperty("width").GetInt32());
+        }
+
+        // A bad file is refused whole; everything keeps running.
+        File.WriteAllText(device.ConfigPath, Rewrite(3).Replace("\"width\": 320", "\"width\": 321"));
+        device.Signal(1);
+        await device.WaitForLogAsync("config.reload_refused error=\"channels[0].video.width: 321", TimeSpan.FromSeconds(10));
+
+        // Back to one channel: ports 2 and 3 close.
+        File.WriteAllText(device.ConfigPath, Rewrite(1));
+        device.Signal(1);
+        await device.WaitForLogAsync("channel.stopped channel=2", TimeSpan.FromSeconds(20));
+        await device.WaitForLogAsync("channel.stopped channel=3", TimeSpan.FromSeconds(20));
+        using (var probe = new TcpClient())
+            await Assert.ThrowsAnyAsync<SocketException>(() => probe.ConnectAsync("127.0.0.1", device.RtspBase + 1));
+
+        await Task.Delay(1000);
+        stop.Cancel();
+        await receiving;
+        output.WriteLine($"channel 1 viewer: {viewer.VideoFrames} frames, {viewer.SequenceGaps} gaps");
+        Assert.Equal(0, viewer.SequenceGaps);
+        Assert.True(viewer.VideoFrames > 60);
+        Assert.DoesNotContain("channel.stopped channel=1", device.Log);
+    }
+}
