@@ -13,13 +13,14 @@ Console.CancelKeyPress += (_, _) => FanOutBench.KillAll();
 try { return await bench.RunAsync(); }
 finally { FanOutBench.KillAll(); }
 
-sealed record BenchOptions(int[] Ladder, double Warmup, double Window, bool OnlyOurs)
+sealed record BenchOptions(int[] Ladder, double Warmup, double Window, bool OnlyOurs, string[] Transports)
 {
     public static BenchOptions Parse(string[] args)
     {
         int[] ladder = [0, 1, 10, 50, 100, 200, 300, 400, 500, 600, 800, 1000];
         double warmup = 3, window = 8;
         bool onlyOurs = false;
+        string[] transports = ["tcp", "udp"];
         for (int i = 0; i < args.Length; i++)
             switch (args[i])
             {
@@ -27,13 +28,14 @@ sealed record BenchOptions(int[] Ladder, double Warmup, double Window, bool Only
                 case "--warmup": warmup = double.Parse(args[++i]); break;
                 case "--window": window = double.Parse(args[++i]); break;
                 case "--only-pearl2d": onlyOurs = true; break;
+                case "--transport": transports = args[++i].Split(','); break;
                 default: throw new ArgumentException($"unknown argument {args[i]} (--ladder 1,10,50 --warmup S --window S --only-pearl2d)");
             }
-        return new BenchOptions(ladder, warmup, window, onlyOurs);
+        return new BenchOptions(ladder, warmup, window, onlyOurs, transports);
     }
 }
 
-sealed record Step(string Server, int N, double FramesMin, double FramesAvg, double Expected, long Gaps, int LossyViewers, double CpuPct, long RssKb,
+sealed record Step(string Server, string Transport, int N, double FramesMin, double FramesAvg, double Expected, long Gaps, int LossyViewers, double CpuPct, long RssKb,
     double LoadCpuPct, string P50, string P99, string AllocPerPacket, double Mbps, string KeyP50 = "n/a", string KeyP99 = "n/a")
 {
     public bool Lossless => LossyViewers == 0;
@@ -64,7 +66,7 @@ sealed class FanOutBench(BenchOptions o)
         });
         await Task.Delay(3000);
         string ours = $"rtsp://127.0.0.1:{port}/stream.sdp";
-        await RunLadderAsync("pearl2d", server, ours);
+        foreach (var t in o.Transports) await RunLadderAsync("pearl2d", t, server, ours);
 
         if (!o.OnlyOurs)
         {
@@ -74,26 +76,26 @@ sealed class FanOutBench(BenchOptions o)
             string reference = $"rtsp://127.0.0.1:{gstPort}/stream.sdp";
             // Prepare the shared media once (its rtspsrc connects to pearl2d) so step 1 does not pay for it.
             await using (var warm = await RtspTestClient.ConnectAsync("127.0.0.1", gstPort)) { await warm.PlayAsync(reference); await Task.Delay(2000); }
-            await RunLadderAsync("gst-rtsp-server", gst, reference);
+            foreach (var t in o.Transports) await RunLadderAsync("gst-rtsp-server", t, gst, reference);
         }
 
         Report();
         return 0;
     }
 
-    async Task RunLadderAsync(string name, Process server, string url)
+    async Task RunLadderAsync(string name, string transport, Process server, string url)
     {
         foreach (int n in o.Ladder)
         {
-            var step = await RunStepAsync(name, server, url, n);
+            var step = await RunStepAsync(name, transport, server, url, n);
             _steps.Add(step);
-            Console.WriteLine($"{name} N={n}: frames/viewer min {step.FramesMin:F0} avg {step.FramesAvg:F1} of {step.Expected:F0}, lossy viewers {step.LossyViewers}, server CPU {step.CpuPct:F1}%, RSS {step.RssKb / 1024} MiB, load client CPU {step.LoadCpuPct:F1}%, p50/p99 {step.P50}/{step.P99} us (key frames {step.KeyP50}/{step.KeyP99}), alloc/packet {step.AllocPerPacket}, {step.Mbps:F0} Mbit/s");
+            Console.WriteLine($"{name} {transport} N={n}: frames/viewer min {step.FramesMin:F0} avg {step.FramesAvg:F1} of {step.Expected:F0}, lossy viewers {step.LossyViewers}, server CPU {step.CpuPct:F1}%, RSS {step.RssKb / 1024} MiB, load client CPU {step.LoadCpuPct:F1}%, p50/p99 {step.P50}/{step.P99} us (key frames {step.KeyP50}/{step.KeyP99}), alloc/packet {step.AllocPerPacket}, {step.Mbps:F0} Mbit/s");
             if (!step.Lossless) break;
             await Task.Delay(1500);
         }
     }
 
-    async Task<Step> RunStepAsync(string name, Process server, string url, int n)
+    async Task<Step> RunStepAsync(string name, string transport, Process server, string url, int n)
     {
         var uri = new Uri(url);
         var clients = new RtspTestClient[n];
@@ -106,7 +108,7 @@ sealed class FanOutBench(BenchOptions o)
             try
             {
                 clients[i] = await RtspTestClient.ConnectAsync(uri.Host, uri.Port);
-                await clients[i].PlayAsync(url);
+                if (transport == "udp") await clients[i].PlayUdpAsync(url); else await clients[i].PlayAsync(url);
                 loops[i] = Task.Run(() => clients[i].ReceiveAsync(stop.Token));
             }
             finally { gate.Release(); }
@@ -149,7 +151,7 @@ sealed class FanOutBench(BenchOptions o)
             if (kp50s.Count > 0) { kp50 = kp50s.OrderBy(v => v).ElementAt(kp50s.Count / 2).ToString("F0"); kp99 = kp99s.Max().ToString("F0"); }
             if (allocs.Count > 0) alloc = allocs.Average().ToString("F2");
         }
-        return new Step(name, n, frames.Min(), frames.Average(), expected, gaps.Sum(), lossy, 100 * (cpu1 - cpu0) / elapsed, rss,
+        return new Step(name, transport, n, frames.Min(), frames.Average(), expected, gaps.Sum(), lossy, 100 * (cpu1 - cpu0) / elapsed, rss,
             100 * (load1 - load0) / elapsed, p50, p99, alloc, bytes * 8 / elapsed / 1e6, kp50, kp99);
     }
 
@@ -163,20 +165,20 @@ sealed class FanOutBench(BenchOptions o)
     {
         var sb = new StringBuilder();
         sb.AppendLine();
-        sb.AppendLine($"## Fan-out, RTSP/TCP, one 1080p30 ~4 Mbit/s channel — {DateTime.UtcNow:yyyy-MM-dd}");
+        sb.AppendLine($"## Fan-out, RTSP over {string.Join(" and ", o.Transports.Select(t => t.ToUpperInvariant()))}, one 1080p30 ~4 Mbit/s channel — {DateTime.UtcNow:yyyy-MM-dd}");
         sb.AppendLine();
         sb.AppendLine($"Machine: {Machine()}. Command: `make bench` (ladder {string.Join(",", o.Ladder)}, warm-up {o.Warmup} s, window {o.Window} s).");
         sb.AppendLine();
-        sb.AppendLine("| server | N | frames/viewer min / avg (expected) | lossy viewers | server CPU % | CPU per extra viewer % | RSS MiB | added latency p50 / p99 µs | key frames p50 / p99 µs | alloc B/packet | delivered Mbit/s | load client CPU % |");
-        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        sb.AppendLine("| server | transport | N | frames/viewer min / avg (expected) | lossy viewers | server CPU % | CPU per extra viewer % | RSS MiB | added latency p50 / p99 µs | key frames p50 / p99 µs | alloc B/packet | delivered Mbit/s | load client CPU % |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var s in _steps)
         {
-            var idle = _steps.First(x => x.Server == s.Server);
+            var idle = _steps.First(x => x.Server == s.Server && x.Transport == s.Transport);
             string perViewer = s.N > idle.N ? PerViewer(s).ToString("F3") : "–";
-            sb.AppendLine($"| {s.Server} | {s.N} | {s.FramesMin:F0} / {s.FramesAvg:F1} ({s.Expected:F0}) | {s.LossyViewers} | {s.CpuPct:F1} | {perViewer} | {s.RssKb / 1024} | {s.P50} / {s.P99} | {s.KeyP50} / {s.KeyP99} | {s.AllocPerPacket} | {s.Mbps:F0} | {s.LoadCpuPct:F1} |");
+            sb.AppendLine($"| {s.Server} | {s.Transport} | {s.N} | {s.FramesMin:F0} / {s.FramesAvg:F1} ({s.Expected:F0}) | {s.LossyViewers} | {s.CpuPct:F1} | {perViewer} | {s.RssKb / 1024} | {s.P50} / {s.P99} | {s.KeyP50} / {s.KeyP99} | {s.AllocPerPacket} | {s.Mbps:F0} | {s.LoadCpuPct:F1} |");
         }
         sb.AppendLine();
-        foreach (var g in _steps.GroupBy(s => s.Server))
+        foreach (var g in _steps.GroupBy(s => s.Server + " " + s.Transport.ToUpperInvariant()))
         {
             var clean = g.Where(s => s.Lossless).Select(s => s.N).DefaultIfEmpty(0).Max();
             var firstLoss = g.FirstOrDefault(s => !s.Lossless);
@@ -184,16 +186,18 @@ sealed class FanOutBench(BenchOptions o)
         }
         double PerViewer(Step s)
         {
-            var idle = _steps.First(x => x.Server == s.Server);
+            var idle = _steps.First(x => x.Server == s.Server && x.Transport == s.Transport);
             return (s.CpuPct - idle.CpuPct) / (s.N - idle.N);
         }
-        var ours = _steps.Where(s => s.Server == "pearl2d").ToDictionary(s => s.N);
-        var theirs = _steps.Where(s => s.Server != "pearl2d").ToDictionary(s => s.N);
-        if (theirs.Count > 0)
+        foreach (var transport in o.Transports)
         {
-            sb.AppendLine("- total server CPU, pearl2d / gst-rtsp-server at the same N (pearl2d's includes its own 1080p30 encode): " +
+            var ours = _steps.Where(s => s.Server == "pearl2d" && s.Transport == transport).ToDictionary(s => s.N);
+            var theirs = _steps.Where(s => s.Server != "pearl2d" && s.Transport == transport).ToDictionary(s => s.N);
+            if (theirs.Count == 0) continue;
+            var T = transport.ToUpperInvariant();
+            sb.AppendLine($"- {T}: total server CPU, pearl2d / gst-rtsp-server at the same N (pearl2d's includes its own 1080p30 encode): " +
                 string.Join(", ", ours.Keys.Where(n => n > 0 && theirs.ContainsKey(n)).Select(n => $"N={n}: {ours[n].CpuPct / Math.Max(0.1, theirs[n].CpuPct):F2}")));
-            sb.AppendLine("- CPU per viewer above each server's own idle (N=0) CPU, pearl2d / gst-rtsp-server: " +
+            sb.AppendLine($"- {T}: CPU per viewer above each server's own idle (N=0) CPU, pearl2d / gst-rtsp-server: " +
                 string.Join(", ", ours.Keys.Where(n => n > 0 && theirs.ContainsKey(n)).Select(n => $"N={n}: {PerViewer(ours[n]) / Math.Max(1e-6, PerViewer(theirs[n])):F2}")));
         }
         Console.WriteLine(sb.ToString());

@@ -105,7 +105,41 @@ public sealed class RtspTestClient : IAsyncDisposable
     }
 
     /// <summary>DESCRIBE, SETUP video (and audio when offered) over TCP with the SDP's control URLs, PLAY.</summary>
-    public async Task PlayAsync(string url)
+    System.Net.Sockets.Socket? _udpRtp, _udpRtcp;
+
+    /// <summary>The viewer's RTP port when it plays over UDP.</summary>
+    public int? UdpPort => (_udpRtp?.LocalEndPoint as System.Net.IPEndPoint)?.Port;
+
+    static (System.Net.Sockets.Socket Rtp, System.Net.Sockets.Socket Rtcp) BindUdpPair()
+    {
+        for (int attempt = 0; attempt < 100; attempt++)
+        {
+            int port = Random.Shared.Next(20000, 32000) * 2;
+            var rtp = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+            var rtcp = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+            try
+            {
+                rtp.ReceiveBufferSize = 1 << 20;
+                rtp.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port));
+                rtcp.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, port + 1));
+                return (rtp, rtcp);
+            }
+            catch (System.Net.Sockets.SocketException) { rtp.Dispose(); rtcp.Dispose(); }
+        }
+        throw new InvalidOperationException("no free UDP port pair");
+    }
+
+    /// <summary>As <see cref="PlayAsync(string)"/> with the video over UDP to a port pair of this client (audio is not set up).</summary>
+    public async Task PlayUdpAsync(string url)
+    {
+        (_udpRtp, _udpRtcp) = BindUdpPair();
+        int port = UdpPort!.Value;
+        await PlayAsync(url, $"Transport: RTP/AVP;unicast;client_port={port}-{port + 1}", audio: false);
+    }
+
+    public Task PlayAsync(string url) => PlayAsync(url, "Transport: RTP/AVP/TCP;unicast;interleaved=0-1", audio: true);
+
+    async Task PlayAsync(string url, string videoTransport, bool audio)
     {
         var describe = await RequestAsync("DESCRIBE", url, "Accept: application/sdp");
         if (Status(describe) != 200) throw new InvalidOperationException("DESCRIBE failed: " + describe);
@@ -118,13 +152,13 @@ public sealed class RtspTestClient : IAsyncDisposable
             else if (line.StartsWith("a=control:") && media is not null) controls[media] = line[10..];
         }
         string Control(string c) => c.StartsWith("rtsp://") ? c : baseUrl.TrimEnd('/') + "/" + c;
-        var video = await RequestAsync("SETUP", Control(controls["video"]), "Transport: RTP/AVP/TCP;unicast;interleaved=0-1");
+        var video = await RequestAsync("SETUP", Control(controls["video"]), videoTransport);
         if (Status(video) != 200) throw new InvalidOperationException("SETUP failed: " + video);
         _session = Header(video, "Session")!.Split(';')[0];
-        if (controls.TryGetValue("audio", out var audioControl))
+        if (audio && controls.TryGetValue("audio", out var audioControl))
         {
-            var audio = await RequestAsync("SETUP", Control(audioControl), "Transport: RTP/AVP/TCP;unicast;interleaved=2-3");
-            if (Status(audio) != 200) throw new InvalidOperationException("SETUP audio failed: " + audio);
+            var audioReply = await RequestAsync("SETUP", Control(audioControl), "Transport: RTP/AVP/TCP;unicast;interleaved=2-3");
+            if (Status(audioReply) != 200) throw new InvalidOperationException("SETUP audio failed: " + audioReply);
         }
         LastPlayResponse = await RequestAsync("PLAY", url, "Range: npt=0.000-");
         if (Status(LastPlayResponse) != 200) throw new InvalidOperationException("PLAY failed: " + LastPlayResponse);
@@ -133,6 +167,7 @@ public sealed class RtspTestClient : IAsyncDisposable
     /// <summary>Reads and counts media until <paramref name="ct"/> fires or the server closes.</summary>
     public async Task ReceiveAsync(CancellationToken ct)
     {
+        if (_udpRtp is not null) { await ReceiveUdpAsync(ct); return; }
         try
         {
             while (!ct.IsCancellationRequested)
@@ -153,6 +188,21 @@ public sealed class RtspTestClient : IAsyncDisposable
                     _start += 4 + len;
                 }
                 if (!await FillAsync(ct)) return;
+            }
+        }
+        catch (OperationCanceledException) { }
+    }
+
+    async Task ReceiveUdpAsync(CancellationToken ct)
+    {
+        var packet = new byte[2048];
+        try
+        {
+            while (!ct.IsCancellationRequested)
+            {
+                int n = await _udpRtp!.ReceiveAsync(packet, System.Net.Sockets.SocketFlags.None, ct);
+                Bytes += n;
+                Count(packet.AsSpan(0, n), 0);
             }
         }
         catch (OperationCanceledException) { }
@@ -187,6 +237,8 @@ public sealed class RtspTestClient : IAsyncDisposable
     public ValueTask DisposeAsync()
     {
         _tcp.Dispose();
+        _udpRtp?.Dispose();
+        _udpRtcp?.Dispose();
         return ValueTask.CompletedTask;
     }
 }
