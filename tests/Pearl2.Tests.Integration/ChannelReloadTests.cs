@@ -60,3 +60,31 @@ public sealed class ChannelReloadTests(ITestOutputHelper output)
         Assert.DoesNotContain("channel.stopped channel=1", device.Log);
     }
 }
+
+/// <summary>A UDP viewer that sends neither RTCP nor RTSP keep-alives is timed out by the heartbeat; one that keeps alive stays.</summary>
+public sealed class UdpSessionTimeoutTests
+{
+    [Fact]
+    public async Task SilentUdpViewerTimesOutKeptAliveOneStays()
+    {
+        await using var device = await Pearl2dProcess.StartAsync("""
+            { "channels": [ { "name": "T", "video": { "width": 320, "height": 240 }, "audio": { "enabled": false } } ], "rtsp": { "port": 554, "sessionTimeoutSeconds": 5 } }
+            """, channels: 1);
+        await using var silent = await RtspTestClient.ConnectAsync("127.0.0.1", device.RtspBase);
+        await silent.PlayUdpAsync(device.Url(1));
+        await using var alive = await RtspTestClient.ConnectAsync("127.0.0.1", device.RtspBase);
+        await alive.PlayUdpAsync(device.Url(1));
+        using var stop = new CancellationTokenSource();
+        var receiving = Task.Run(() => alive.ReceiveAsync(stop.Token));
+        for (int i = 0; i < 9; i++)
+        {
+            await Task.Delay(1000);
+            Assert.Equal(200, RtspTestClient.Status(await alive.RequestAsync("GET_PARAMETER", device.Url(1))));
+        }
+        stop.Cancel();
+        await receiving;
+        Assert.Equal(1, device.CountInLog("reason=\"session timeout\""));
+        Assert.Contains($"rtsp.abort channel=1 remote=127.0.0.1:", device.Log);
+        Assert.True(alive.VideoFrames > 200, $"the kept-alive UDP viewer got {alive.VideoFrames} frames");
+    }
+}
