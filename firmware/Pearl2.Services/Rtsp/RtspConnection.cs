@@ -47,6 +47,7 @@ public sealed class RtspConnection
         public bool IsUdp => Udp is not null;
     }
     HubReader? _reader;
+    UdpFanOut.Viewer? _udpViewer;
     Task? _playLoop;
     long _nextSenderReport;
     readonly uint[] _packetCount = new uint[2], _octetCount = new uint[2];
@@ -172,6 +173,7 @@ public sealed class RtspConnection
         _closing = true;
         _log.LogInformation("rtsp.abort channel={Channel} remote={Remote} reason=\"{Reason}\"", ChannelNumber, _remote, reason);
         _reader?.Dispose();
+        if (_udpViewer is { } viewer) _channel.FanOut?.Leave(viewer);
         _context.Abort(new ConnectionAbortedException(reason));
     }
 
@@ -309,11 +311,26 @@ public sealed class RtspConnection
         if (_tracks[0] is null && _tracks[1] is null) return new RtspResponse(455) { CSeq = req.CSeq };
         if (req["Range"] is { } range && !RangeHeader.TryParse(range, out _)) return new RtspResponse(457) { CSeq = req.CSeq }; // a live stream plays from now whatever the range
         var response = new RtspResponse(200) { CSeq = req.CSeq }.Add("Session", _sessionId!).Add("Range", "npt=now-");
-        if (_reader is not null) return response; // already playing: a repeated PLAY is a keep-alive
+        if (_reader is not null || _udpViewer is not null) return response; // already playing: a repeated PLAY is a keep-alive
+
+        var baseUrl = req.Uri.TrimEnd('/');
+        if (_channel.FanOut is { } fanOut && _tracks.All(t => t is null || t.IsUdp))
+        {
+            // UDP only: join the channel's shared UDP loop instead of a queue of our own.
+            var viewer = new UdpFanOut.Viewer(this);
+            for (int t = 0; t < 2; t++)
+                if (_tracks[t] is { } tr) viewer.SetTrack(t, tr.RtpDestination!, tr.RtcpDestination!);
+            var firsts = fanOut.Join(viewer);
+            _udpViewer = viewer;
+            if (firsts.Count > 0)
+                response.Add("RTP-Info", string.Join(",", firsts.Select(f => $"url={baseUrl}/trackID={f.Track};seq={f.Seq};rtptime={f.RtpTime}")));
+            _log.LogInformation("rtsp.play channel={Channel} remote={Remote} session={Session} transport=udp", ChannelNumber, _remote, _sessionId);
+            return response;
+        }
 
         _reader = _channel.Hub.Subscribe($"rtsp {_remote}", _server.Options.ViewerQueueUnits);
         var info = new List<string>(2);
-        var baseUri = req.Uri.TrimEnd('/');
+        var baseUri = baseUrl;
         for (int t = 0; t < 2; t++)
         {
             if (_tracks[t] is null) continue;
@@ -350,6 +367,11 @@ public sealed class RtspConnection
 
     async Task StopPlayingAsync()
     {
+        if (_udpViewer is { } viewer)
+        {
+            _channel.FanOut?.Leave(viewer);
+            _udpViewer = null;
+        }
         var reader = _reader;
         _reader = null;
         reader?.Dispose();

@@ -32,6 +32,8 @@ public sealed class RtspChannel
 
     /// <summary>Server port pairs for UDP viewers, per track (null when UDP is off).</summary>
     public UdpTrackPorts?[] Udp { get; }
+    /// <summary>The one loop that feeds every UDP-only viewer of the channel.</summary>
+    public UdpFanOut? FanOut { get; set; }
 
     public ChannelHub Hub { get; }
     public int Port { get; }
@@ -88,6 +90,7 @@ public sealed class RtspServer : IAsyncDisposable
         _channels.Remove(channel);
         foreach (var c in Volatile.Read(ref _connections))
             if (c.Channel == channel) c.Abort("channel removed");
+        channel.FanOut?.Dispose();
         foreach (var u in channel.Udp) u?.Dispose();
     }
 
@@ -99,6 +102,7 @@ public sealed class RtspServer : IAsyncDisposable
         if (Options.UdpPortBase > 0)
             for (int t = 0; t < 2; t++) udp[t] = new UdpTrackPorts(Options.UdpPortBase + 4 * hub.Index + 2 * t, _log);
         var ch = new RtspChannel(hub, port, packager, slot, udp);
+        if (udp[0] is not null) ch.FanOut = new UdpFanOut(ch, _time, _log);
         _channels.Add(ch);
         return ch;
     }
@@ -187,6 +191,9 @@ public sealed class RtspServer : IAsyncDisposable
         await _heartbeat.DisposeAsync();
         foreach (var c in Volatile.Read(ref _connections)) c.Abort("server stopping");
         foreach (var ch in _channels)
+        {
+            ch.FanOut?.Dispose();
             foreach (var u in ch.Udp) u?.Dispose();
+        }
     }
 }

@@ -1,0 +1,261 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using Pearl2.Formats.Rtp;
+using Pearl2.Formats.Rtsp;
+using Pearl2.Media;
+
+namespace Pearl2.Services.Rtsp;
+
+/// <summary>
+/// All UDP viewers of a channel fed by one loop: each access unit is sent to every viewer with batched
+/// sendmmsg(2) calls (up to 1024 datagrams per call, viewers mixed), so the cost per viewer is the
+/// kernel's and nothing else: no queue, wake-up or thread hop per viewer. UDP never waits: a full socket
+/// buffer drops datagrams (counted). A joining viewer first gets the GOP since the last key frame, from
+/// the loop's own cache, so it starts on a picture and in step with everyone else.
+/// </summary>
+public sealed partial class UdpFanOut : IDisposable
+{
+    const int Batch = 1024;
+    const int MSG_DONTWAIT = 0x40, EINTR = 4, EAGAIN = 11;
+
+    [StructLayout(LayoutKind.Sequential)]
+    unsafe struct IoVec { public byte* Base; public nuint Length; }
+
+    [StructLayout(LayoutKind.Explicit, Size = 64)]
+    unsafe struct MMsgHdr
+    {
+        [FieldOffset(0)] public void* Name;
+        [FieldOffset(8)] public uint NameLength;
+        [FieldOffset(16)] public IoVec* Iov;
+        [FieldOffset(24)] public nuint IovLength;
+        [FieldOffset(56)] public uint Length;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial int sendmmsg(nint fd, MMsgHdr* msgvec, uint vlen, int flags);
+
+    /// <summary>One viewer's destinations per track (pinned sockaddr copies) and its RTCP counters.</summary>
+    public sealed class Viewer(RtspConnection connection)
+    {
+        public RtspConnection Connection { get; } = connection;
+        public readonly byte[]?[] Rtp = new byte[2][];
+        public readonly SocketAddress?[] Rtcp = new SocketAddress?[2];
+        public readonly uint[] Packets = new uint[2], Octets = new uint[2];
+        public readonly long[] LastPts = new long[2];
+        public long NextReport;
+
+        public void SetTrack(int track, SocketAddress rtp, SocketAddress rtcp)
+        {
+            Rtp[track] = Pinned(rtp);
+            Rtcp[track] = rtcp;
+        }
+
+        static byte[] Pinned(SocketAddress a)
+        {
+            var b = GC.AllocateArray<byte>(a.Size, pinned: true);
+            a.Buffer.Span[..a.Size].CopyTo(b);
+            return b;
+        }
+    }
+
+    readonly RtspChannel _channel;
+    readonly TimeProvider _time;
+    readonly ILogger _log;
+    readonly object _lock = new();
+    readonly List<MediaUnit> _gop = new();
+    readonly unsafe MMsgHdr* _msgs;
+    unsafe IoVec* _iov;
+    int _iovCapacity = 512;
+    Viewer[] _viewers = [];
+    HubReader? _reader;
+    Task? _loop;
+    readonly byte[] _rtcp = new byte[128];
+
+    public unsafe UdpFanOut(RtspChannel channel, TimeProvider time, ILogger log)
+    {
+        _channel = channel; _time = time; _log = log;
+        _msgs = (MMsgHdr*)NativeMemory.AllocZeroed(Batch, (nuint)sizeof(MMsgHdr));
+        _iov = (IoVec*)NativeMemory.Alloc((nuint)_iovCapacity, (nuint)sizeof(IoVec));
+    }
+
+    public int ViewerCount => Volatile.Read(ref _viewers).Length;
+
+    /// <summary>Adds a viewer: sends it the cached GOP and returns RTP-Info of what it got first (seq and rtptime per track).</summary>
+    public List<(int Track, ushort Seq, uint RtpTime)> Join(Viewer viewer)
+    {
+        var first = new List<(int, ushort, uint)>(2);
+        lock (_lock)
+        {
+            if (_reader is null)
+            {
+                _reader = _channel.Hub.Subscribe("udp fan-out", 1024);
+                _loop = Task.Run(LoopAsync);
+            }
+            viewer.NextReport = _time.GetTimestamp();
+            foreach (var unit in _gop)
+            {
+                int t = (int)unit.Track;
+                if (viewer.Rtp[t] is null) continue;
+                if (viewer.Packets[t] == 0)
+                {
+                    long tag = unit.SlotTag(_channel.Slot);
+                    first.Add((t, RtpPackager.TagSequence(tag), RtpPackager.TagTimestamp(tag)));
+                    viewer.LastPts[t] = unit.Pts;
+                    SendReport(viewer, t);
+                }
+                SendUnit(unit, [viewer]);
+            }
+            _viewers = [.. _viewers, viewer];
+        }
+        return first;
+    }
+
+    public void Leave(Viewer viewer)
+    {
+        lock (_lock) _viewers = Array.FindAll(_viewers, v => v != viewer);
+    }
+
+    async Task LoopAsync()
+    {
+        var reader = _reader!;
+        while (!reader.IsDisposed)
+        {
+            await reader.WaitAsync();
+            while (reader.TryRead(out var unit))
+            {
+                lock (_lock)
+                {
+                    if (unit.Track == TrackKind.Video && unit.IsKeyFrame)
+                    {
+                        foreach (var u in _gop) u.Release();
+                        _gop.Clear();
+                    }
+                    if (_gop.Count > 0 || (unit.Track == TrackKind.Video && unit.IsKeyFrame))
+                    {
+                        if (_gop.Count < 4096) { unit.AddRef(); _gop.Add(unit); }
+                    }
+                    var viewers = _viewers;
+                    if (viewers.Length > 0)
+                    {
+                        int t = (int)unit.Track;
+                        foreach (var v in viewers)
+                            if (v.Rtp[t] is not null && v.Packets[t] == 0) { v.LastPts[t] = unit.Pts; SendReport(v, t); }
+                        SendUnit(unit, viewers);
+                        long now = _time.GetTimestamp();
+                        long latency = (long)_time.GetElapsedTime(unit.HubTimestamp, now).TotalMicroseconds;
+                        foreach (var v in viewers)
+                        {
+                            if (v.Rtp[t] is null) continue;
+                            _channel.Latency.Record(latency);
+                            if (unit.IsKeyFrame && t == 0) _channel.KeyFrameLatency.Record(latency);
+                            if (now >= v.NextReport)
+                            {
+                                for (int k = 0; k < 2; k++) if (v.Packets[k] > 0) SendReport(v, k);
+                                v.NextReport = now + 5 * _time.TimestampFrequency;
+                            }
+                        }
+                    }
+                }
+                unit.Release();
+            }
+        }
+    }
+
+    /// <summary>Every packet of the unit to every viewer that has its track, in as few sendmmsg calls as fit.</summary>
+    unsafe void SendUnit(MediaUnit unit, Viewer[] viewers)
+    {
+        int t = (int)unit.Track;
+        var bytes = unit.Slot(_channel.Slot).Span;
+        int packets = RtpPackager.TagPackets(unit.SlotTag(_channel.Slot));
+        int payloadBytes = bytes.Length - packets * (RtpHeader.Size + InterleavedFrame.HeaderSize);
+        if (packets > _iovCapacity)
+        {
+            NativeMemory.Free(_iov);
+            _iovCapacity = Math.Max(packets, _iovCapacity * 2);
+            _iov = (IoVec*)NativeMemory.Alloc((nuint)_iovCapacity, (nuint)sizeof(IoVec));
+        }
+        var socket = _channel.Udp[t]!.Rtp;
+        fixed (byte* data = bytes)
+        {
+            int at = 0, n = 0;
+            while (at + InterleavedFrame.HeaderSize <= bytes.Length && n < packets)
+            {
+                int len = (bytes[at + 2] << 8) | bytes[at + 3];
+                _iov[n++] = new IoVec { Base = data + at + InterleavedFrame.HeaderSize, Length = (nuint)len };
+                at += InterleavedFrame.HeaderSize + len;
+            }
+            int queued = 0, sent = 0, wanted = 0;
+            foreach (var v in viewers)
+            {
+                var dest = v.Rtp[t];
+                if (dest is null) continue;
+                void* name = Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(dest)); // pinned at creation
+                for (int k = 0; k < n; k++)
+                {
+                    _msgs[queued++] = new MMsgHdr { Name = name, NameLength = (uint)dest.Length, Iov = _iov + k, IovLength = 1 };
+                    if (queued == Batch) { sent += Flush(socket, queued); wanted += queued; queued = 0; }
+                }
+                v.Packets[t] += (uint)n;
+                v.Octets[t] += (uint)payloadBytes;
+                v.LastPts[t] = unit.Pts;
+            }
+            if (queued > 0) { sent += Flush(socket, queued); wanted += queued; }
+            Interlocked.Add(ref _channel.PacketsSent, sent);
+            if (sent < wanted) Interlocked.Add(ref _channel.UdpDatagramsDropped, wanted - sent);
+        }
+    }
+
+    unsafe int Flush(Socket socket, int count)
+    {
+        bool added = false;
+        socket.SafeHandle.DangerousAddRef(ref added);
+        try
+        {
+            nint fd = socket.SafeHandle.DangerousGetHandle();
+            int done = 0, skipped = 0;
+            while (done < count)
+            {
+                int r = sendmmsg(fd, _msgs + done, (uint)(count - done), MSG_DONTWAIT);
+                if (r > 0) { done += r; continue; }
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN) return done - skipped; // the socket buffer is full: the rest of this batch is lost
+                // An error that belongs to one viewer (an ICMP port unreachable): skip its datagram, go on.
+                done++; skipped++;
+            }
+            return done - skipped;
+        }
+        finally { if (added) socket.SafeHandle.DangerousRelease(); }
+    }
+
+    void SendReport(Viewer v, int t)
+    {
+        var info = _channel.Hub.Info;
+        if (info is null || v.Rtcp[t] is not { } dest) return;
+        var kind = (TrackKind)t;
+        int clock = kind == TrackKind.Video ? 90000 : info.AudioSampleRate;
+        var wall = info.WallClockAtPtsZero + TimeSpan.FromSeconds((double)v.LastPts[t] / clock);
+        var sr = new RtcpSenderReport(kind == TrackKind.Video ? _channel.Packager.VideoSsrc : _channel.Packager.AudioSsrc,
+            RtcpSenderReport.ToNtp(wall), _channel.Packager.RtpTimestamp(kind, v.LastPts[t]), v.Packets[t], v.Octets[t], "pearl2d");
+        int n = sr.WriteTo(_rtcp);
+        try { _channel.Udp[t]!.Rtcp.SendTo(_rtcp.AsSpan(0, n), SocketFlags.None, dest); }
+        catch (SocketException) { } // a lost sender report is not worth a viewer
+    }
+
+    public unsafe void Dispose()
+    {
+        lock (_lock)
+        {
+            _reader?.Dispose();
+            foreach (var u in _gop) u.Release();
+            _gop.Clear();
+            _viewers = [];
+        }
+        try { _loop?.Wait(2000); } catch (AggregateException) { }
+        NativeMemory.Free(_msgs);
+        NativeMemory.Free(_iov);
+    }
+}
