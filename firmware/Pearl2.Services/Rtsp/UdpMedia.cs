@@ -24,8 +24,8 @@ public sealed class UdpTrackPorts : IDisposable
         RtpPort = rtpPort;
         Rtp = Bind(rtpPort);
         Rtcp = Bind(rtpPort + 1);
-        _ = DrainAsync(Rtp, false);
-        _ = DrainAsync(Rtcp, true);
+        new Thread(() => Drain(Rtp, false), 64 * 1024) { IsBackground = true, Name = $"udp-{rtpPort}" }.Start();
+        new Thread(() => Drain(Rtcp, true), 64 * 1024) { IsBackground = true, Name = $"udp-{rtpPort + 1}" }.Start();
     }
 
     public int RtpPort { get; }
@@ -63,7 +63,12 @@ public sealed class UdpTrackPorts : IDisposable
         lock (_lock) _viewers = _viewers.Where(kv => kv.Value != viewer).ToDictionary(kv => kv.Key, kv => kv.Value);
     }
 
-    async Task DrainAsync(Socket socket, bool rtcp)
+    /// <summary>
+    /// Reads what viewers send to our ports on a plain blocking thread. The sockets must never see an async
+    /// operation: that would put them in .NET's epoll engine, and every datagram we send would then wake it
+    /// (the kernel signals write space as each sent buffer is freed) — most of the CPU of a UDP fan-out.
+    /// </summary>
+    void Drain(Socket socket, bool rtcp)
     {
         var buffer = new byte[2048];
         var from = new SocketAddress(AddressFamily.InterNetworkV6);
@@ -71,13 +76,17 @@ public sealed class UdpTrackPorts : IDisposable
         {
             try
             {
-                int n = await socket.ReceiveFromAsync(buffer, SocketFlags.None, from, _stop.Token);
+                int n = socket.ReceiveFrom(buffer, SocketFlags.None, from);
                 if (rtcp && n >= 8 && Volatile.Read(ref _viewers).TryGetValue(Key(from.Buffer.Span[..from.Size]), out var viewer)) viewer.OnReceiverReport();
             }
-            catch (OperationCanceledException) { return; }
             catch (ObjectDisposedException) { return; }
             catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionRefused) { }
-            catch (SocketException e) { _log.LogWarning("rtsp.udp_receive_failed port={Port} error=\"{Error}\"", ((IPEndPoint)socket.LocalEndPoint!).Port, e.Message); await Task.Delay(100); }
+            catch (SocketException e)
+            {
+                if (_stop.IsCancellationRequested) return;
+                _log.LogWarning("rtsp.udp_receive_failed port={Port} error=\"{Error}\"", ((IPEndPoint)socket.LocalEndPoint!).Port, e.Message);
+                _stop.Token.WaitHandle.WaitOne(100);
+            }
         }
     }
 
