@@ -13,6 +13,13 @@ public sealed class FirmwareConfig
         new() { Name = "Channel 2", Video = new VideoConfig { Width = 640, Height = 360, BitrateKbps = 800 }, Audio = new AudioConfig { BitrateKbps = 96 } },
     ];
     public RtspConfig Rtsp { get; set; } = new();
+    public HttpConfig Http { get; set; } = new();
+}
+
+public sealed class HttpConfig
+{
+    /// <summary>HTTP live streams (FLV, MPEG-TS): channel i listens on Port + i (plus the --port-offset).</summary>
+    public int Port { get; set; } = 8000;
 }
 
 public sealed class DeviceConfig
@@ -91,6 +98,7 @@ public sealed class BoardProfile
 [JsonSerializable(typeof(FirmwareConfig))]
 [JsonSerializable(typeof(BoardProfile))]
 [JsonSerializable(typeof(RtspConfig))]
+[JsonSerializable(typeof(HttpConfig))]
 [JsonSerializable(typeof(VideoConfig))]
 [JsonSerializable(typeof(AudioConfig))]
 internal sealed partial class ConfigJson : JsonSerializerContext;
@@ -191,6 +199,13 @@ public static class ConfigLoader
             Check(r.UdpPortBase == 0 || (r.UdpPortBase is >= 1024 && r.UdpPortBase % 2 == 0 && r.UdpPortBase + 4 * c.Channels.Count <= 65535), "rtsp.udpPortBase",
                 $"{r.UdpPortBase} is not 0 or an even UDP port from 1024 with room for 4 ports per channel");
             Check(r.StatsIntervalSeconds is >= 1 and <= 3600, "rtsp.statsIntervalSeconds", $"{r.StatsIntervalSeconds} is not from 1 to 3600");
+        }
+        if (c.Http is null) e.Add("http: must be an object");
+        else
+        {
+            Check(c.Http.Port is >= 1 and <= 65535 && c.Http.Port + c.Channels.Count - 1 <= 65535, "http.port", $"{c.Http.Port} (+ one port per channel) is not a TCP port");
+            if (r is not null && c.Http.Port < r.Port + c.Channels.Count && r.Port < c.Http.Port + c.Channels.Count)
+                e.Add($"http.port: {c.Http.Port} overlaps the RTSP ports from {r.Port}");
         }
         return e;
     }

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Pearl2.Media;
 using Pearl2.Media.Encoders;
 using Pearl2.Media.Sources;
+using Pearl2.Services.HttpLive;
 using Pearl2.Services.Rtsp;
 
 namespace Pearl2.Host;
@@ -14,7 +15,7 @@ namespace Pearl2.Host;
 /// </summary>
 public sealed class Device : IAsyncDisposable
 {
-    sealed record RunningChannel(ChannelConfig Config, ChannelHub Hub, EncodePipeline Pipeline, RtspChannel Rtsp, RtspListener Listener);
+    sealed record RunningChannel(ChannelConfig Config, ChannelHub Hub, EncodePipeline Pipeline, RtspChannel Rtsp, RtspListener Listener, HttpLiveChannel Live, IAsyncDisposable LiveListener);
 
     readonly BoardProfile _board;
     readonly int _offset;
@@ -37,9 +38,13 @@ public sealed class Device : IAsyncDisposable
             StatsIntervalSeconds = config.Rtsp.StatsIntervalSeconds,
             UdpPortBase = config.Rtsp.UdpPortBase == 0 ? 0 : config.Rtsp.UdpPortBase + portOffset,
         }, time, loggers.CreateLogger("Pearl2.Rtsp"));
+        _http = new HttpLiveServer(loggers, config.Rtsp.ViewerQueueUnits);
     }
 
     public RtspServer Rtsp { get; }
+    readonly HttpLiveServer _http;
+
+    public int HttpPort(int index) => _config.Http.Port + _offset + index;
 
     public int RtspPort(int index) => _config.Rtsp.Port + _offset + index;
 
@@ -65,33 +70,39 @@ public sealed class Device : IAsyncDisposable
             new H264EncoderOptions(v.Encoder ?? _board.H264Encoder, v.Width, v.Height, v.Fps, v.BitrateKbps * 1000L, v.KeyFrameIntervalFrames, v.Preset, v.Tune, v.RateControl == "cbr"),
             cc.Audio.Enabled, cc.Audio.SampleRate, cc.Audio.Channels, cc.Audio.BitrateKbps * 1000L), _time, _loggers.CreateLogger("Pearl2.Media"));
         RtspChannel? rtsp = null;
+        RtspListener? listener = null;
         try
         {
             rtsp = Rtsp.AddChannel(hub, RtspPort(index));
-            Apply(rtsp, cc);
+            var live = HttpLiveServer.AddChannel(hub, HttpPort(index), cc.Audio.Enabled, cc.Audio.SampleRate, cc.Audio.Channels);
+            Apply(rtsp, live, cc);
             pipeline.Start();
-            var listener = await RtspListener.BindAsync(Rtsp, rtsp, _loggers);
+            listener = await RtspListener.BindAsync(Rtsp, rtsp, _loggers);
+            var liveListener = await _http.ListenAsync(live);
             _log.LogInformation("channel.started channel={Channel} name=\"{Name}\" rtsp_port={Port} video={W}x{H}@{Fps} bitrate_kbps={Kbps} encoder={Encoder}",
                 index + 1, cc.Name, rtsp.Port, v.Width, v.Height, v.Fps, v.BitrateKbps, v.Encoder ?? _board.H264Encoder);
-            return new RunningChannel(cc, hub, pipeline, rtsp, listener);
+            return new RunningChannel(cc, hub, pipeline, rtsp, listener, live, liveListener);
         }
         catch
         {
+            if (listener is not null) await listener.DisposeAsync();
             if (rtsp is not null) Rtsp.RemoveChannel(rtsp);
             pipeline.Dispose();
             throw;
         }
     }
 
-    static void Apply(RtspChannel rtsp, ChannelConfig cc)
+    static void Apply(RtspChannel rtsp, HttpLiveChannel live, ChannelConfig cc)
     {
         rtsp.StreamingEnabled = cc.Streaming;
+        live.StreamingEnabled = cc.Streaming;
         rtsp.Credentials = cc.Auth is { } a ? new ViewerCredentials(a.Username, a.Password, a.AllowBasic) : null;
     }
 
     async Task StopChannelAsync(RunningChannel rc, string why)
     {
         await rc.Listener.DisposeAsync();
+        await rc.LiveListener.DisposeAsync();
         Rtsp.RemoveChannel(rc.Rtsp);
         rc.Pipeline.Dispose();
         _log.LogInformation("channel.stopped channel={Channel} reason=\"{Reason}\"", rc.Hub.Index + 1, why);
@@ -105,6 +116,8 @@ public sealed class Device : IAsyncDisposable
     {
         if (JsonSerializer.Serialize(next.Rtsp, ConfigJson.Default.RtspConfig) != JsonSerializer.Serialize(_config.Rtsp, ConfigJson.Default.RtspConfig))
             _log.LogWarning("config.needs_restart field=rtsp reason=\"RTSP ports and limits change at the next start\"");
+        if (next.Http.Port != _config.Http.Port)
+            _log.LogWarning("config.needs_restart field=http.port reason=\"HTTP ports change at the next start\"");
         while (_channels.Count > next.Channels.Count)
         {
             await StopChannelAsync(_channels[^1], "removed from the config");
@@ -124,7 +137,7 @@ public sealed class Device : IAsyncDisposable
                 }
                 else
                 {
-                    Apply(rc.Rtsp, nc);
+                    Apply(rc.Rtsp, rc.Live, nc);
                     _channels[i] = rc with { Config = nc };
                 }
                 _log.LogInformation("config.applied channel={Channel} streaming={Streaming} auth={Auth}", i + 1, nc.Streaming, nc.Auth is not null);
@@ -141,7 +154,7 @@ public sealed class Device : IAsyncDisposable
     static string MediaOf(ChannelConfig c) => c.Source + "|" + c.Name + "|" +
         JsonSerializer.Serialize(c.Video, ConfigJson.Default.VideoConfig) + JsonSerializer.Serialize(c.Audio, ConfigJson.Default.AudioConfig);
 
-    public IEnumerable<(int Index, ChannelConfig Config, int Port)> Channels => _channels.Select((c, i) => (i, c.Config, c.Rtsp.Port));
+    public IEnumerable<(int Index, ChannelConfig Config, int Port, int HttpPort)> Channels => _channels.Select((c, i) => (i, c.Config, c.Rtsp.Port, c.Live.Port));
 
     public async ValueTask DisposeAsync()
     {

@@ -57,9 +57,9 @@ namespace Pearl2.Host
 
             int offset;
             if (offsetArg is null or "0") offset = 0;
-            else if (offsetArg == "auto") offset = CanBind(config.Rtsp.Port) ? 0 : 10000;
+            else if (offsetArg == "auto") offset = CanBind(config.Rtsp.Port) && CanBind(config.Http.Port) ? 0 : 10000;
             else if (!int.TryParse(offsetArg, out offset) || offset < 0 || config.Rtsp.Port + offset + config.Channels.Count > 65535
-                || config.Rtsp.UdpPortBase + offset + 4 * config.Channels.Count > 65535)
+                || config.Rtsp.UdpPortBase + offset + 4 * config.Channels.Count > 65535 || config.Http.Port + offset + config.Channels.Count > 65535)
             { Console.Error.WriteLine($"pearl2d: --port-offset '{offsetArg}' is not a usable offset"); return 2; }
 
             try { FFmpegLibraries.EnsureAvailable(); }
@@ -96,9 +96,9 @@ namespace Pearl2.Host
             }
 
             var host = HostAddress();
-            foreach (var (i, cc, port) in device.Channels)
-                log.LogInformation("stream.url channel={Channel} name=\"{Name}\" rtsp=rtsp://{Host}:{Port}/stream.sdp local=rtsp://127.0.0.1:{Port}/stream.sdp streaming={Streaming} video={W}x{H}@{Fps} bitrate_kbps={Kbps}",
-                    i + 1, cc.Name, host, port, port, cc.Streaming, cc.Video.Width, cc.Video.Height, cc.Video.Fps, cc.Video.BitrateKbps);
+            foreach (var (i, cc, port, httpPort) in device.Channels)
+                log.LogInformation("stream.url channel={Channel} name=\"{Name}\" rtsp=rtsp://{Host}:{Port}/stream.sdp flv=http://{Host}:{HttpPort}/stream.flv ts=http://{Host}:{HttpPort}/stream.ts local=rtsp://127.0.0.1:{Port}/stream.sdp streaming={Streaming} video={W}x{H}@{Fps} bitrate_kbps={Kbps}",
+                    i + 1, cc.Name, host, port, host, httpPort, host, httpPort, port, cc.Streaming, cc.Video.Width, cc.Video.Height, cc.Video.Fps, cc.Video.BitrateKbps);
             log.LogInformation("pearl2d.ready");
 
             var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

@@ -1,0 +1,197 @@
+using System.Buffers;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using System.Text;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using Pearl2.Formats.Flv;
+using Pearl2.Formats.Rtsp;
+using Pearl2.Media;
+
+namespace Pearl2.Services.HttpLive;
+
+/// <summary>One channel as the HTTP live server sees it.</summary>
+public sealed class HttpLiveChannel(ChannelHub hub, int port, int flvSlot, int tsSlot)
+{
+    public ChannelHub Hub { get; } = hub;
+    public int Port { get; } = port;
+    public int FlvSlot { get; } = flvSlot;
+    public int TsSlot { get; } = tsSlot;
+    public bool StreamingEnabled { get; set; } = true;
+}
+
+/// <summary>
+/// HTTP live streams on port 8000+i: GET/HEAD /stream.flv and /stream.ts, long-lived and close-delimited,
+/// with CORS so web players elsewhere can read them. Each format is muxed once per channel (a packager);
+/// every viewer is sent the same bytes from its own bounded, key-frame-aware queue, one write per unit.
+/// </summary>
+public sealed class HttpLiveServer(ILoggerFactory loggers, int viewerQueueUnits = 512)
+{
+    readonly ILogger _log = loggers.CreateLogger("Pearl2.Http");
+
+    public static HttpLiveChannel AddChannel(ChannelHub hub, int port, bool audio, int sampleRate, int channels)
+    {
+        int flv = hub.AddPackager(new FlvPackager(sampleRate));
+        int ts = hub.AddPackager(new TsPackager(audio, sampleRate, channels));
+        return new HttpLiveChannel(hub, port, flv, ts);
+    }
+
+    public async Task<IAsyncDisposable> ListenAsync(HttpLiveChannel channel)
+    {
+        var factory = new SocketTransportFactory(Options.Create(new SocketTransportOptions { NoDelay = true }), loggers);
+        var listener = await factory.BindAsync(new IPEndPoint(IPAddress.IPv6Any, channel.Port));
+        var loop = AcceptLoopAsync(listener, channel);
+        return new Listening(listener, loop);
+    }
+
+    sealed class Listening(IConnectionListener listener, Task loop) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await listener.UnbindAsync();
+            await listener.DisposeAsync();
+            await loop;
+        }
+    }
+
+    async Task AcceptLoopAsync(IConnectionListener listener, HttpLiveChannel channel)
+    {
+        while (true)
+        {
+            ConnectionContext? c;
+            try { c = await listener.AcceptAsync(); }
+            catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException) { return; }
+            if (c is null) return;
+            _ = ServeAsync(c, channel);
+        }
+    }
+
+    static ReadOnlySpan<byte> Cors => "Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: GET, HEAD, OPTIONS\r\nAccess-Control-Allow-Headers: *\r\nAccess-Control-Expose-Headers: Content-Type\r\n"u8;
+
+    async Task ServeAsync(ConnectionContext connection, HttpLiveChannel channel)
+    {
+        var socket = connection.Features.Get<IConnectionSocketFeature>()!.Socket;
+        var remote = connection.RemoteEndPoint as IPEndPoint;
+        var address = remote?.Address is { IsIPv4MappedToIPv6: true } a ? a.MapToIPv4() : remote?.Address;
+        string who = address is null ? "?" : $"{address}:{remote!.Port}";
+        int ch = channel.Hub.Index + 1;
+        try
+        {
+            var input = connection.Transport.Input;
+            RtspRequest? request;
+            while (true)
+            {
+                var read = await input.ReadAsync(connection.ConnectionClosed);
+                var status = RtspRequestParser.TryParse(read.Buffer, allowHttp: true, out request, out long consumed, out _);
+                if (status == RtspParseStatus.Complete && request!.Version.StartsWith("HTTP/1.", StringComparison.Ordinal)) { input.AdvanceTo(read.Buffer.GetPosition(consumed)); break; }
+                if (status != RtspParseStatus.Incomplete || read.IsCompleted)
+                {
+                    if (!read.IsCompleted) await Reply(socket, status == RtspParseStatus.TooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request");
+                    return;
+                }
+                input.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+            }
+            bool local = address is not null && IPAddress.IsLoopback(address);
+            if (!channel.StreamingEnabled && !local)
+            {
+                _log.LogWarning("http.refused channel={Channel} remote={Remote} path={Path} status=403 reason=\"streaming disabled for external viewers\"", ch, who, request.Path);
+                await Reply(socket, "403 Forbidden");
+                return;
+            }
+            if (request.Method == "OPTIONS") { await Reply(socket, "204 No Content"); return; }
+            if (request.Method is not ("GET" or "HEAD")) { await Reply(socket, "405 Method Not Allowed"); return; }
+            bool flv = request.Path == "/stream.flv", ts = request.Path == "/stream.ts";
+            if (!flv && !ts) { await Reply(socket, "404 Not Found"); return; }
+            var ready = channel.Hub.Ready;
+            if (await Task.WhenAny(ready, Task.Delay(5000)) != ready) { await Reply(socket, "503 Service Unavailable"); return; }
+            var info = ready.Result;
+
+            var head = Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nServer: pearl2d\r\nContent-Type: {(flv ? "video/x-flv" : "video/mp2t")}\r\nCache-Control: no-cache, no-store\r\nConnection: close\r\n")
+                .Concat(Cors.ToArray()).Concat("\r\n"u8.ToArray()).ToArray();
+            await SendAllAsync(socket, head);
+            if (request.Method == "HEAD") return;
+            if (flv) await SendAllAsync(socket, FlvPreamble(info, channel));
+
+            using var reader = channel.Hub.Subscribe($"http {who}", viewerQueueUnits);
+            _log.LogInformation("http.play channel={Channel} remote={Remote} format={Format} queued={Queued}", ch, who, flv ? "flv" : "ts", reader.Queued);
+            int slot = flv ? channel.FlvSlot : channel.TsSlot;
+            // The client sends nothing more; its closing is how we learn it left.
+            var closed = WatchCloseAsync(connection, reader);
+            await PlayAsync(socket, reader, slot, info.HasAudio);
+            await closed;
+            _log.LogInformation("http.disconnect channel={Channel} remote={Remote} sent={Sent} dropped_frames={Dropped}", ch, who, reader.Taken, reader.DroppedFrames);
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or ConnectionResetException or ObjectDisposedException) { }
+        finally { await connection.DisposeAsync(); }
+    }
+
+    static async Task WatchCloseAsync(ConnectionContext connection, HubReader reader)
+    {
+        var input = connection.Transport.Input;
+        try
+        {
+            while (true)
+            {
+                var r = await input.ReadAsync(connection.ConnectionClosed);
+                input.AdvanceTo(r.Buffer.End);
+                if (r.IsCompleted) break;
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException or SocketException) { }
+        reader.Dispose();
+    }
+
+    static async Task PlayAsync(Socket socket, HubReader reader, int slot, bool audio)
+    {
+        try
+        {
+            while (!reader.IsDisposed)
+            {
+                await reader.WaitAsync();
+                while (reader.TryRead(out var unit))
+                {
+                    try
+                    {
+                        if (unit.Track == TrackKind.Audio && !audio) continue;
+                        await SendAllAsync(socket, unit.Slot(slot));
+                    }
+                    finally { unit.Release(); }
+                }
+            }
+        }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException) { reader.Dispose(); }
+    }
+
+    static byte[] FlvPreamble(StreamInfo info, HttpLiveChannel channel)
+    {
+        var buf = new byte[4096];
+        int n = FlvWriter.WriteHeader(buf, info.HasAudio, true);
+        var meta = new List<KeyValuePair<string, object>>
+        {
+            new("width", info.Width), new("height", info.Height), new("framerate", info.Fps), new("videocodecid", 7),
+        };
+        if (info.HasAudio) { meta.Add(new("audiocodecid", 10)); meta.Add(new("audiosamplerate", info.AudioSampleRate)); meta.Add(new("stereo", info.AudioChannels == 2)); }
+        n += FlvWriter.WriteMetaData(buf.AsSpan(n), meta);
+        n += FlvWriter.WriteAvcSequenceHeader(buf.AsSpan(n), info.Sps, info.Pps);
+        if (info.HasAudio) n += FlvWriter.WriteAac(buf.AsSpan(n), info.AudioSpecificConfig, true, 0);
+        return buf[..n];
+    }
+
+    static Task Reply(Socket socket, string status) =>
+        SendAllAsync(socket, Encoding.ASCII.GetBytes($"HTTP/1.1 {status}\r\nServer: pearl2d\r\nContent-Length: 0\r\nConnection: close\r\n").Concat(Cors.ToArray()).Concat("\r\n"u8.ToArray()).ToArray()).AsTask();
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> bytes)
+    {
+        while (!bytes.IsEmpty)
+        {
+            int n = await socket.SendAsync(bytes, SocketFlags.None);
+            if (n <= 0) throw new IOException("socket closed");
+            bytes = bytes[n..];
+        }
+    }
+}

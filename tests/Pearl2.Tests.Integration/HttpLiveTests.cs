@@ -1,0 +1,89 @@
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Pearl2.Tests.Integration;
+
+/// <summary>HTTP live streams (FLV, MPEG-TS) on 8000+i, played by ffprobe/ffmpeg.</summary>
+public sealed class HttpLiveTests(ITestOutputHelper output) : IAsyncLifetime
+{
+    Pearl2dProcess _device = null!;
+    int _http;
+
+    public async Task InitializeAsync()
+    {
+        _http = Peers.FreePortBase(1);
+        _device = await Pearl2dProcess.StartAsync($$"""
+            { "channels": [ { "name": "Live", "video": { "width": 640, "height": 360, "keyFrameIntervalFrames": 60 } } ],
+              "rtsp": { "port": 554 }, "http": { "port": {{_http}} } }
+            """, channels: 1);
+    }
+
+    public async Task DisposeAsync() => await _device.DisposeAsync();
+
+    string Url(string file) => $"http://127.0.0.1:{_http}/{file}";
+
+    [Theory]
+    [InlineData("stream.flv")]
+    [InlineData("stream.ts")]
+    public async Task FfprobeSeesH264AndAacAndFfmpegDecodes120FramesWithoutError(string file)
+    {
+        var probe = await Peers.RunAsync("ffprobe", ["-v", "error", "-show_entries", "stream=codec_name,codec_type,width,height,sample_rate", "-of", "json", Url(file)], TimeSpan.FromSeconds(60));
+        output.WriteLine(probe.Stdout + probe.Stderr);
+        Assert.True(probe.ExitCode == 0, probe.Stderr);
+        var streams = JsonDocument.Parse(probe.Stdout).RootElement.GetProperty("streams").EnumerateArray().ToList();
+        Assert.Contains(streams, s => s.GetProperty("codec_name").GetString() == "h264" && s.GetProperty("width").GetInt32() == 640);
+        Assert.Contains(streams, s => s.GetProperty("codec_name").GetString() == "aac");
+
+        var r = await Peers.RunAsync("ffmpeg", ["-nostdin", "-v", "error", "-i", Url(file), "-t", "5", "-f", "null", "-progress", "pipe:1", "-"], TimeSpan.FromSeconds(60));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.Equal("", r.Stderr.Trim());
+        int frames = r.Stdout.Split('\n').Where(l => l.StartsWith("frame=")).Select(l => int.Parse(l[6..])).DefaultIfEmpty(0).Last();
+        Assert.True(frames >= 120, $"{frames} frames from {file}");
+    }
+
+    [Theory]
+    [InlineData("stream.flv")]
+    [InlineData("stream.ts")]
+    public async Task VideoTimestampsStrictlyIncreaseOver10SecondsAndTheFirstFrameIsAKeyFrame(string file)
+    {
+        await Task.Delay(700); // join in the middle of a GOP
+        var r = await Peers.RunAsync("ffprobe", ["-v", "error", "-select_streams", "v", "-show_entries", "packet=pts,flags", "-read_intervals", "%+10", "-of", "csv=p=0", Url(file)], TimeSpan.FromSeconds(60));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        var packets = r.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(',')).ToList();
+        Assert.True(packets.Count >= 250, $"{packets.Count} video packets in 10 s");
+        Assert.StartsWith("K", packets[0][1]);
+        var pts = packets.Select(p => long.Parse(p[0])).ToList();
+        for (int i = 1; i < pts.Count; i++) Assert.True(pts[i] > pts[i - 1], $"pts {pts[i]} after {pts[i - 1]} at packet {i}");
+    }
+
+    [Fact]
+    public async Task HeadCorsAnd404()
+    {
+        using var tcp = new TcpClient();
+        await tcp.ConnectAsync("127.0.0.1", _http);
+        var s = tcp.GetStream();
+        await s.WriteAsync("HEAD /stream.ts HTTP/1.1\r\nHost: x\r\nOrigin: http://other.example\r\n\r\n"u8.ToArray());
+        var head = await ReadAll(s);
+        Assert.StartsWith("HTTP/1.1 200 OK", head);
+        Assert.Contains("Content-Type: video/mp2t", head);
+        Assert.Contains("Access-Control-Allow-Origin: *", head);
+        Assert.EndsWith("\r\n\r\n", head); // HEAD: headers only
+
+        using var tcp2 = new TcpClient();
+        await tcp2.ConnectAsync("127.0.0.1", _http);
+        await tcp2.GetStream().WriteAsync("GET /nope.mp4 HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray());
+        Assert.StartsWith("HTTP/1.1 404", await ReadAll(tcp2.GetStream()));
+    }
+
+    static async Task<string> ReadAll(NetworkStream s)
+    {
+        var buf = new byte[65536];
+        int total = 0, n;
+        using var cts = new CancellationTokenSource(10000);
+        while ((n = await s.ReadAsync(buf.AsMemory(total), cts.Token)) > 0) total += n;
+        return Encoding.ASCII.GetString(buf, 0, total);
+    }
+}
