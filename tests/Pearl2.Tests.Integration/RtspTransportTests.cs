@@ -170,16 +170,27 @@ public sealed class StreamingDisabledAcrossNetworkTests(ITestOutputHelper output
     Task<ProcessResult> ProbeIn(string ns, string url, string transport) => Peers.RunAsync("ip", ["netns", "exec", ns, "ffprobe", "-v", "error", "-rtsp_transport", transport,
         "-count_frames", "-read_intervals", "%+2", "-select_streams", "v", "-show_entries", "stream=nb_read_frames", "-of", "json", url], TimeSpan.FromSeconds(60));
 
+    Task<ProcessResult> HttpProbeIn(string ns, string url) => Peers.RunAsync("ip", ["netns", "exec", ns, "ffprobe", "-v", "error",
+        "-count_frames", "-read_intervals", "%+2", "-select_streams", "v", "-show_entries", "stream=nb_read_frames", "-of", "json", url], TimeSpan.FromSeconds(60));
+
     static int Frames(ProcessResult r) => r.ExitCode == 0 ? int.Parse(JsonDocument.Parse(r.Stdout).RootElement.GetProperty("streams")[0].GetProperty("nb_read_frames").GetString()!) : 0;
 
     [Fact]
     public async Task ExternalViewerRefusedWhileOffServedOnceOnLoopbackAlways()
     {
-        const string config = """
-            { "channels": [ { "name": "Private", "streaming": false, "video": { "width": 320, "height": 240 } } ], "rtsp": { "port": 554 } }
-            """;
+        int http = Peers.FreePortBase(1);
+        string config = """
+            { "channels": [ { "name": "Private", "streaming": false, "video": { "width": 320, "height": 240 } } ], "rtsp": { "port": 554 }, "http": { "port": HTTP } }
+            """.Replace("HTTP", http.ToString());
         await using var device = await Pearl2dProcess.StartInAsync(_dev, config, channels: 1);
         string external = $"rtsp://192.0.2.1:{device.RtspBase}/stream.sdp", local = $"rtsp://127.0.0.1:{device.RtspBase}/stream.sdp";
+        foreach (var file in new[] { "stream.flv", "stream.ts" })
+        {
+            var refused = await HttpProbeIn(_ext, $"http://192.0.2.1:{http}/{file}");
+            Assert.NotEqual(0, refused.ExitCode);
+            Assert.Contains("403", refused.Stderr);
+            Assert.True(Frames(await HttpProbeIn(_dev, $"http://127.0.0.1:{http}/{file}")) >= 30, $"the device itself must get {file} while streaming is off");
+        }
 
         foreach (var transport in new[] { "tcp", "http", "udp" })
         {
@@ -205,6 +216,9 @@ public sealed class StreamingDisabledAcrossNetworkTests(ITestOutputHelper output
             Assert.True(Frames(served) >= 30, $"external viewer over {transport} not served after streaming was enabled: {served.Stderr}");
         }
         Assert.True(Frames(await ProbeIn(_dev, local, "tcp")) >= 30);
+        foreach (var file in new[] { "stream.flv", "stream.ts" })
+            Assert.True(Frames(await HttpProbeIn(_ext, $"http://192.0.2.1:{http}/{file}")) >= 30, $"external {file} not served after streaming was enabled");
+        Assert.Contains("http.refused channel=1 remote=192.0.2.2", device.Log);
         Assert.Contains("rtsp.request_refused channel=1 remote=192.0.2.2", device.Log);
         Assert.Contains("status=403", device.Log);
     }
