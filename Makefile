@@ -14,7 +14,7 @@ BUILD_PKGS   := clang lld llvm zlib1g-dev
 ARM64_PKGS   := gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 TEST_PKGS    := ffmpeg gcc pkg-config libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
                 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-                gstreamer1.0-plugins-ugly gstreamer1.0-libav
+                gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium fonts-dejavu-core
 BENCH_PKGS   := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 python3-gi
 
 # Installs the packages of $(1) that are missing (apt-get as root), and nothing when all are there.
@@ -53,6 +53,8 @@ deps-build:
 
 deps-test: deps-runtime deps-build
 	$(call apt_install,$(TEST_PKGS))
+	@command -v node >/dev/null || { $(SUDO) apt-get -q -o DPkg::Lock::Timeout=600 update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 nodejs npm; }
+	@[ -f tests/browser/node_modules/mpegts.js/dist/mpegts.js ] || (cd tests/browser && npm ci --no-audit --no-fund)
 
 deps-bench: deps-test
 	$(call apt_install,$(BENCH_PKGS))

@@ -87,3 +87,39 @@ public sealed class HttpLiveTests(ITestOutputHelper output) : IAsyncLifetime
         return Encoding.ASCII.GetString(buf, 0, total);
     }
 }
+
+/// <summary>A real browser: headless Chromium plays both streams with mpegts.js (MSE) from a page on another origin.</summary>
+public sealed class BrowserPlaybackTests(ITestOutputHelper output) : IAsyncLifetime
+{
+    Pearl2dProcess _device = null!;
+    int _http;
+
+    public async Task InitializeAsync()
+    {
+        _http = Peers.FreePortBase(1);
+        _device = await Pearl2dProcess.StartAsync($$"""
+            { "channels": [ { "name": "Browser", "video": { "width": 640, "height": 360 } } ], "rtsp": { "port": 554 }, "http": { "port": {{_http}} } }
+            """, channels: 1);
+    }
+
+    public async Task DisposeAsync() => await _device.DisposeAsync();
+
+    [Theory]
+    [InlineData("stream.flv", "flv")]
+    [InlineData("stream.ts", "mpegts")]
+    public async Task ChromiumPlaysTheStreamWithMpegtsJs(string file, string type)
+    {
+        var script = Path.Combine(Peers.RepoRoot, "tests", "browser", "play.mjs");
+        Assert.True(File.Exists(Path.Combine(Peers.RepoRoot, "tests", "browser", "node_modules", "mpegts.js", "dist", "mpegts.js")), "run 'make deps-test' (npm install in tests/browser)");
+        var shot = Path.Combine(Path.GetTempPath(), $"pearl2-{type}-{Environment.ProcessId}.png");
+        var r = await Peers.RunAsync("node", [script, $"http://127.0.0.1:{_http}/{file}", type, shot], TimeSpan.FromSeconds(90));
+        output.WriteLine(r.Stdout + r.Stderr);
+        var result = JsonDocument.Parse(r.Stdout.Trim().Split('\n').Last()).RootElement;
+        Assert.Empty(result.GetProperty("errors").EnumerateArray());
+        Assert.True(result.GetProperty("advanced").GetDouble() >= 5, $"currentTime advanced only {result.GetProperty("advanced")} s in 6 s");
+        Assert.False(result.GetProperty("paused").GetBoolean());
+        Assert.Equal((640, 360), (result.GetProperty("width").GetInt32(), result.GetProperty("height").GetInt32()));
+        Assert.True(result.GetProperty("distinctColours").GetInt32() >= 8, "the picture is blank"); // colour bars give a dozen or more
+        Assert.True(new FileInfo(shot).Length > 2000, "no screenshot");
+    }
+}
