@@ -75,6 +75,7 @@ public sealed class Device : IAsyncDisposable
         {
             rtsp = Rtsp.AddChannel(hub, RtspPort(index));
             var live = HttpLiveServer.AddChannel(hub, HttpPort(index), cc.Audio.Enabled, cc.Audio.SampleRate, cc.Audio.Channels);
+            live.Preview = new PreviewCache(pipeline.Preview, _time);
             Apply(rtsp, live, cc);
             pipeline.Start();
             listener = await RtspListener.BindAsync(Rtsp, rtsp, _loggers);

@@ -78,6 +78,35 @@ public sealed class HttpLiveTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.StartsWith("HTTP/1.1 404", await ReadAll(tcp2.GetStream()));
     }
 
+    [Fact]
+    public async Task PreviewIsAJpegOfTheRequestedWidthEncodedAtMostAFewTimesASecond()
+    {
+        using var http = new HttpClient();
+        var one = await http.GetAsync(Url("preview.jpg?width=480"));
+        Assert.Equal(System.Net.HttpStatusCode.OK, one.StatusCode);
+        Assert.Equal("image/jpeg", one.Content.Headers.ContentType!.MediaType);
+        var file = Path.Combine(Path.GetTempPath(), $"pearl2-preview-{Environment.ProcessId}.jpg");
+        await File.WriteAllBytesAsync(file, await one.Content.ReadAsByteArrayAsync());
+        var probe = await Peers.RunAsync("ffprobe", ["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0", file], TimeSpan.FromSeconds(30));
+        Assert.Equal("mjpeg,480,270", probe.Stdout.Trim());
+
+        // 60 viewers asking at once, for one second: a handful of pictures, not 60 encodes.
+        var frames = new System.Collections.Concurrent.ConcurrentBag<string>();
+        await Task.WhenAll(Enumerable.Range(0, 60).Select(async i =>
+        {
+            await Task.Delay(i * 16);
+            var r = await http.GetAsync(Url("preview.jpg"));
+            Assert.Equal(System.Net.HttpStatusCode.OK, r.StatusCode);
+            Assert.True((await r.Content.ReadAsByteArrayAsync()).Length > 1000);
+            frames.Add(r.Headers.GetValues("X-Pearl2-Frame").Single());
+        }));
+        int distinct = frames.Distinct().Count();
+        output.WriteLine($"60 requests over ~1 s saw {distinct} distinct pictures");
+        Assert.InRange(distinct, 1, 6);
+        var bad = await http.GetAsync(Url("preview.jpg?width=abc"));
+        Assert.Equal(System.Net.HttpStatusCode.BadRequest, bad.StatusCode);
+    }
+
     static async Task<string> ReadAll(NetworkStream s)
     {
         var buf = new byte[65536];

@@ -15,7 +15,7 @@ public interface IEncodedSink
 public sealed record H264EncoderOptions(string Encoder, int Width, int Height, int Fps, long Bitrate, int KeyFrameInterval, string Preset, string Tune, bool ConstantBitrate = false);
 
 /// <summary>One open libavcodec encoder context and its reusable frame and packet.</summary>
-public abstract unsafe class AvEncoder : IDisposable
+public abstract unsafe partial class AvEncoder : IDisposable
 {
     protected nint Context, Frame, Packet;
 

@@ -24,8 +24,11 @@ public sealed class EncodePipeline : IEncodedSink, IDisposable
     public EncodePipeline(ChannelHub hub, PipelineOptions options, TimeProvider time, ILogger log)
     {
         _hub = hub; _o = options; _time = time; _log = log;
+        Preview = new PreviewFrames(time);
     }
 
+    /// <summary>The latest raw picture, for JPEG previews.</summary>
+    public PreviewFrames Preview { get; private set; } = null!;
     public long FramesEncoded { get; private set; }
     public long FramesSkipped { get; private set; }
     public Exception? Fault { get; private set; }
@@ -79,6 +82,7 @@ public sealed class EncodePipeline : IEncodedSink, IDisposable
             }
             var planes = enc.BeginFrame();
             renderer.Render(planes, frame, _time.GetUtcNow());
+            Preview.Offer(planes, frame);
             bool key = _keyFrameRequested;
             _keyFrameRequested = false;
             enc.Encode(frame, key, this);

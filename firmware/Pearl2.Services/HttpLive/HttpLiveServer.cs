@@ -22,6 +22,7 @@ public sealed class HttpLiveChannel(ChannelHub hub, int port, int flvSlot, int t
     public int FlvSlot { get; } = flvSlot;
     public int TsSlot { get; } = tsSlot;
     public bool StreamingEnabled { get; set; } = true;
+    public PreviewCache? Preview { get; set; }
 }
 
 /// <summary>
@@ -104,6 +105,7 @@ public sealed class HttpLiveServer(ILoggerFactory loggers, int viewerQueueUnits 
             }
             if (request.Method == "OPTIONS") { await Reply(socket, "204 No Content"); return; }
             if (request.Method is not ("GET" or "HEAD")) { await Reply(socket, "405 Method Not Allowed"); return; }
+            if (request.Path == "/preview.jpg") { await PreviewAsync(socket, channel, request); return; }
             bool flv = request.Path == "/stream.flv", ts = request.Path == "/stream.ts";
             if (!flv && !ts) { await Reply(socket, "404 Not Found"); return; }
             var ready = channel.Hub.Ready;
@@ -179,6 +181,25 @@ public sealed class HttpLiveServer(ILoggerFactory loggers, int viewerQueueUnits 
         n += FlvWriter.WriteAvcSequenceHeader(buf.AsSpan(n), info.Sps, info.Pps);
         if (info.HasAudio) n += FlvWriter.WriteAac(buf.AsSpan(n), info.AudioSpecificConfig, true, 0);
         return buf[..n];
+    }
+
+    async Task PreviewAsync(Socket socket, HttpLiveChannel channel, RtspRequest request)
+    {
+        if (channel.Preview is null) { await Reply(socket, "404 Not Found"); return; }
+        int? width = null;
+        int q = request.Uri.IndexOf("width=", StringComparison.Ordinal);
+        if (q >= 0)
+        {
+            var digits = new string(request.Uri.AsSpan(q + 6).ToArray().TakeWhile(char.IsAsciiDigit).Take(5).ToArray());
+            if (!int.TryParse(digits, out int w)) { await Reply(socket, "400 Bad Request"); return; }
+            width = w;
+        }
+        var picture = await channel.Preview.GetAsync(width);
+        if (picture is not { } p) { await Reply(socket, "503 Service Unavailable"); return; }
+        var head = Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nServer: pearl2d\r\nContent-Type: image/jpeg\r\nContent-Length: {p.Jpeg.Length}\r\nCache-Control: no-cache, no-store\r\nX-Pearl2-Frame: {p.Frame}\r\nConnection: close\r\n")
+            .Concat(Cors.ToArray()).Concat("\r\n"u8.ToArray()).ToArray();
+        await SendAllAsync(socket, head);
+        if (request.Method == "GET") await SendAllAsync(socket, p.Jpeg);
     }
 
     static Task Reply(Socket socket, string status) =>
