@@ -13,7 +13,7 @@ Console.CancelKeyPress += (_, _) => FanOutBench.KillAll();
 try { return await bench.RunAsync(); }
 finally { FanOutBench.KillAll(); }
 
-sealed record BenchOptions(int[] Ladder, double Warmup, double Window, bool OnlyOurs, string[] Transports)
+sealed record BenchOptions(int[] Ladder, double Warmup, double Window, bool OnlyOurs, string[] Transports, bool HttpTs, int BitrateKbps)
 {
     public static BenchOptions Parse(string[] args)
     {
@@ -21,6 +21,8 @@ sealed record BenchOptions(int[] Ladder, double Warmup, double Window, bool Only
         double warmup = 3, window = 8;
         bool onlyOurs = false;
         string[] transports = ["tcp", "udp"];
+        bool httpTs = false;
+        int bitrate = 4000;
         for (int i = 0; i < args.Length; i++)
             switch (args[i])
             {
@@ -29,9 +31,11 @@ sealed record BenchOptions(int[] Ladder, double Warmup, double Window, bool Only
                 case "--window": window = double.Parse(args[++i]); break;
                 case "--only-pearl2d": onlyOurs = true; break;
                 case "--transport": transports = args[++i].Split(','); break;
+                case "--http-ts": httpTs = true; break;
+                case "--bitrate-kbps": bitrate = int.Parse(args[++i]); break;
                 default: throw new ArgumentException($"unknown argument {args[i]} (--ladder 1,10,50 --warmup S --window S --only-pearl2d)");
             }
-        return new BenchOptions(ladder, warmup, window, onlyOurs, transports);
+        return new BenchOptions(ladder, warmup, window, onlyOurs, transports, httpTs, bitrate);
     }
 }
 
@@ -52,11 +56,12 @@ sealed class FanOutBench(BenchOptions o)
         var root = FindRoot();
         var pearl2d = Environment.GetEnvironmentVariable("PEARL2D") ?? Path.Combine(root, "out/linux-x64/pearl2d");
         var dir = Directory.CreateTempSubdirectory("pearl2-bench").FullName;
-        int port = FreePort(), gstPort = FreePort();
+        int port = FreePort(), gstPort = FreePort(), httpPort = FreePort();
         File.WriteAllText(Path.Combine(dir, "bench.json"), $$"""
             {
-              "channels": [ { "name": "Bench", "video": { "width": 1920, "height": 1080, "fps": {{Fps}}, "bitrateKbps": 4000, "rateControl": "cbr", "keyFrameIntervalFrames": 60 }, "audio": { "enabled": false } } ],
-              "rtsp": { "port": {{port}}, "statsIntervalSeconds": 2, "viewerQueueUnits": 512 }
+              "channels": [ { "name": "Bench", "video": { "width": 1920, "height": 1080, "fps": {{Fps}}, "bitrateKbps": {{o.BitrateKbps}}, "rateControl": "cbr", "keyFrameIntervalFrames": 60 }, "audio": { "enabled": false } } ],
+              "rtsp": { "port": {{port}}, "statsIntervalSeconds": 2, "viewerQueueUnits": 512 },
+              "http": { "port": {{httpPort}} }
             }
             """);
         Console.WriteLine($"# pearl2d fan-out bench: {Machine()}");
@@ -65,6 +70,11 @@ sealed class FanOutBench(BenchOptions o)
             if (line.Contains("rtsp.stats")) lock (_stats) _stats.Add((DateTime.UtcNow, line));
         });
         await Task.Delay(3000);
+        if (o.HttpTs)
+        {
+            await RunHttpTsAsync(server, httpPort);
+            return 0;
+        }
         string ours = $"rtsp://127.0.0.1:{port}/stream.sdp";
         foreach (var t in o.Transports) await RunLadderAsync("pearl2d", t, server, ours);
 
@@ -153,6 +163,60 @@ sealed class FanOutBench(BenchOptions o)
         }
         return new Step(name, transport, n, frames.Min(), frames.Average(), expected, gaps.Sum(), lossy, 100 * (cpu1 - cpu0) / elapsed, rss,
             100 * (load1 - load0) / elapsed, p50, p99, alloc, bytes * 8 / elapsed / 1e6, kp50, kp99);
+    }
+
+    /// <summary>HTTP-TS viewers: raise N until loss begins; the throughput at the last clean step against raw loopback TCP.</summary>
+    async Task RunHttpTsAsync(Process server, int httpPort)
+    {
+        double limit = await LoopbackLimit.MeasureAsync();
+        Console.WriteLine($"raw loopback TCP (4 streams, this machine, now): {limit / 1e9:F2} Gbit/s");
+        var rows = new List<string>();
+        (int N, double Mbps, double Cpu)? clean = null;
+        foreach (int n in o.Ladder.Where(x => x > 0))
+        {
+            var viewers = new HttpTsViewer[n];
+            for (int i = 0; i < n; i++) viewers[i] = await HttpTsViewer.OpenAsync(httpPort);
+            using var stop = new CancellationTokenSource();
+            var loops = viewers.Select(v => Task.Run(() => v.ReceiveAsync(stop.Token))).ToArray();
+            await Task.Delay(TimeSpan.FromSeconds(o.Warmup));
+            var f0 = viewers.Select(v => Interlocked.Read(ref v.Frames)).ToArray();
+            var g0 = viewers.Select(v => Interlocked.Read(ref v.Gaps)).ToArray();
+            long b0 = viewers.Sum(v => Interlocked.Read(ref v.Bytes));
+            double cpu0 = CpuSeconds(server.Id), load0 = Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds;
+            var sw = Stopwatch.StartNew();
+            await Task.Delay(TimeSpan.FromSeconds(o.Window));
+            double secs = sw.Elapsed.TotalSeconds;
+            double cpu = 100 * (CpuSeconds(server.Id) - cpu0) / secs, load = 100 * (Process.GetCurrentProcess().TotalProcessorTime.TotalSeconds - load0) / secs;
+            var frames = viewers.Select((v, i) => Interlocked.Read(ref v.Frames) - f0[i]).ToArray();
+            long gaps = viewers.Select((v, i) => Interlocked.Read(ref v.Gaps) - g0[i]).Sum();
+            double mbps = (viewers.Sum(v => Interlocked.Read(ref v.Bytes)) - b0) * 8 / secs / 1e6;
+            stop.Cancel();
+            foreach (var v in viewers) await v.DisposeAsync();
+            await Task.WhenAll(loops);
+            int lossy = frames.Where((f, i) => f < 0.95 * Fps * secs).Count() + (gaps > 0 ? 1 : 0);
+            var row = $"| {n} | {frames.Min()} / {frames.Average():F1} ({Fps * secs:F0}) | {gaps} | {lossy} | {cpu:F1} | {RssKb(server.Id) / 1024} | {mbps:F0} | {100 * mbps * 1e6 / limit:F1} % | {load:F1} |";
+            Console.WriteLine(row);
+            rows.Add(row);
+            if (lossy > 0) break;
+            clean = (n, mbps, cpu);
+            await Task.Delay(1000);
+        }
+        var sb = new StringBuilder();
+        sb.AppendLine();
+        sb.AppendLine($"## HTTP-TS fan-out, one 1080p30 {o.BitrateKbps / 1000.0:F0} Mbit/s channel — {DateTime.UtcNow:yyyy-MM-dd}");
+        sb.AppendLine();
+        sb.AppendLine($"Machine: {Machine()}. Command: `make bench` (HTTP-TS: --http-ts --bitrate-kbps {o.BitrateKbps}, ladder {string.Join(",", o.Ladder)}, window {o.Window} s). Raw loopback TCP, 4 streams, same run: {limit / 1e9:F2} Gbit/s.");
+        sb.AppendLine();
+        sb.AppendLine("| N | frames/viewer min / avg (expected) | CC gaps | lossy viewers | server CPU % | RSS MiB | delivered Mbit/s | of raw loopback | load client CPU % |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        foreach (var r in rows) sb.AppendLine(r);
+        sb.AppendLine();
+        sb.AppendLine(clean is { } c
+            ? $"- zero-loss up to {c.N} viewers: {c.Mbps:F0} Mbit/s delivered = {100 * c.Mbps * 1e6 / limit:F1} % of raw loopback TCP, server CPU {c.Cpu:F1} %"
+            : "- loss from the first step");
+        Console.WriteLine(sb.ToString());
+        Directory.CreateDirectory(Path.Combine(FindRoot(), "out"));
+        File.WriteAllText(Path.Combine(FindRoot(), "out", "bench-http-ts-latest.md"), sb.ToString());
     }
 
     static double Field(string line, string name)
