@@ -38,7 +38,7 @@ public sealed class Device : IAsyncDisposable
             StatsIntervalSeconds = config.Rtsp.StatsIntervalSeconds,
             UdpPortBase = config.Rtsp.UdpPortBase == 0 ? 0 : config.Rtsp.UdpPortBase + portOffset,
         }, time, loggers.CreateLogger("Pearl2.Rtsp"));
-        _http = new HttpLiveServer(loggers, config.Rtsp.ViewerQueueUnits);
+        _http = new HttpLiveServer(loggers, time, config.Rtsp.ViewerQueueUnits, config.Rtsp.StallTimeoutSeconds);
     }
 
     public RtspServer Rtsp { get; }

@@ -152,3 +152,47 @@ public sealed class BrowserPlaybackTests(ITestOutputHelper output) : IAsyncLifet
         Assert.True(new FileInfo(shot).Length > 2000, "no screenshot");
     }
 }
+
+/// <summary>HTTP viewers that stop reading are dropped after the stall timeout; the others lose nothing.</summary>
+public sealed class HttpSlowViewerTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task StalledHttpViewersAreDroppedNormalOnesKeepEveryFrame()
+    {
+        int http = Peers.FreePortBase(1);
+        await using var device = await Pearl2dProcess.StartAsync($$"""
+            { "channels": [ { "name": "Busy", "video": { "width": 640, "height": 360, "bitrateKbps": 3000, "rateControl": "cbr" } } ],
+              "rtsp": { "port": 554, "stallTimeoutSeconds": 3 }, "http": { "port": {{http}} } }
+            """, channels: 1);
+        var stalled = new List<TcpClient>();
+        for (int i = 0; i < 5; i++)
+        {
+            var c = new TcpClient { ReceiveBufferSize = 64 * 1024 };
+            await c.ConnectAsync("127.0.0.1", http);
+            await c.GetStream().WriteAsync(Encoding.ASCII.GetBytes(i % 2 == 0 ? "GET /stream.ts HTTP/1.1\r\n\r\n" : "GET /stream.flv HTTP/1.1\r\n\r\n"));
+            stalled.Add(c); // never read
+        }
+        var normal = new List<HttpTsViewer>();
+        using var stop = new CancellationTokenSource();
+        var loops = new List<Task>();
+        for (int i = 0; i < 5; i++)
+        {
+            var v = await HttpTsViewer.OpenAsync(http);
+            normal.Add(v);
+            loops.Add(Task.Run(() => v.ReceiveAsync(stop.Token)));
+        }
+        for (int s = 0; s < 25 && device.CountInLog("http.abort") < 5; s++) await Task.Delay(1000);
+        await Task.Delay(2000);
+        stop.Cancel();
+        await Task.WhenAll(loops);
+        output.WriteLine($"normal viewers' frames: {string.Join(", ", normal.Select(n => n.Frames))}; aborts: {device.CountInLog("http.abort")}");
+        Assert.Equal(5, device.CountInLog("reason=\"viewer stopped reading\""));
+        foreach (var n in normal)
+        {
+            Assert.Equal(0, n.Gaps);
+            Assert.True(n.Frames > 100, $"a normal viewer got {n.Frames} frames");
+        }
+        foreach (var c in stalled) c.Dispose();
+        foreach (var n in normal) await n.DisposeAsync();
+    }
+}

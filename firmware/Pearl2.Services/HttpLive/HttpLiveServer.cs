@@ -30,9 +30,51 @@ public sealed class HttpLiveChannel(ChannelHub hub, int port, int flvSlot, int t
 /// with CORS so web players elsewhere can read them. Each format is muxed once per channel (a packager);
 /// every viewer is sent the same bytes from its own bounded, key-frame-aware queue, one write per unit.
 /// </summary>
-public sealed class HttpLiveServer(ILoggerFactory loggers, int viewerQueueUnits = 512)
+public sealed class HttpLiveServer
 {
-    readonly ILogger _log = loggers.CreateLogger("Pearl2.Http");
+    readonly ILoggerFactory loggers;
+    readonly int viewerQueueUnits;
+    readonly ILogger _log;
+    readonly TimeProvider _time;
+    readonly TimeSpan _stallTimeout;
+    readonly object _viewersLock = new();
+    Viewer[] _viewers = [];
+    readonly ITimer _heartbeat;
+
+    /// <summary>A playing viewer as the heartbeat sees it: when its current write began (0: none in flight).</summary>
+    sealed class Viewer(ConnectionContext connection, string who, int channel)
+    {
+        public readonly ConnectionContext Connection = connection;
+        public readonly string Who = who;
+        public readonly int Channel = channel;
+        public long SendStartedAt;
+    }
+
+    public HttpLiveServer(ILoggerFactory loggers, TimeProvider time, int viewerQueueUnits = 512, int stallTimeoutSeconds = 10)
+    {
+        this.loggers = loggers;
+        this.viewerQueueUnits = viewerQueueUnits;
+        _log = loggers.CreateLogger("Pearl2.Http");
+        _time = time;
+        _stallTimeout = TimeSpan.FromSeconds(stallTimeoutSeconds);
+        // One heartbeat for every viewer's stall check, no timer per connection.
+        _heartbeat = time.CreateTimer(_ => Heartbeat(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
+    }
+
+    void Heartbeat()
+    {
+        long now = _time.GetTimestamp();
+        foreach (var v in Volatile.Read(ref _viewers))
+        {
+            long started = Volatile.Read(ref v.SendStartedAt);
+            if (started != 0 && _time.GetElapsedTime(started, now) > _stallTimeout)
+            {
+                Volatile.Write(ref v.SendStartedAt, 0);
+                _log.LogInformation("http.abort channel={Channel} remote={Remote} reason=\"viewer stopped reading\"", v.Channel, v.Who);
+                v.Connection.Abort(new ConnectionAbortedException("viewer stopped reading"));
+            }
+        }
+    }
 
     public static HttpLiveChannel AddChannel(ChannelHub hub, int port, bool audio, int sampleRate, int channels)
     {
@@ -118,12 +160,16 @@ public sealed class HttpLiveServer(ILoggerFactory loggers, int viewerQueueUnits 
             if (request.Method == "HEAD") return;
             if (flv) await SendAllAsync(socket, FlvPreamble(info, channel));
 
+            try { socket.SendBufferSize = 512 * 1024; } catch (SocketException) { } // bounds what a stalled viewer holds in the kernel
             using var reader = channel.Hub.Subscribe($"http {who}", viewerQueueUnits);
             _log.LogInformation("http.play channel={Channel} remote={Remote} format={Format} queued={Queued}", ch, who, flv ? "flv" : "ts", reader.Queued);
             int slot = flv ? channel.FlvSlot : channel.TsSlot;
             // The client sends nothing more; its closing is how we learn it left.
             var closed = WatchCloseAsync(connection, reader);
-            await PlayAsync(socket, reader, slot, info.HasAudio);
+            var viewer = new Viewer(connection, who, ch);
+            lock (_viewersLock) _viewers = [.. _viewers, viewer];
+            try { await PlayAsync(socket, reader, slot, info.HasAudio, viewer); }
+            finally { lock (_viewersLock) _viewers = Array.FindAll(_viewers, v => v != viewer); }
             await closed;
             _log.LogInformation("http.disconnect channel={Channel} remote={Remote} sent={Sent} dropped_frames={Dropped}", ch, who, reader.Taken, reader.DroppedFrames);
         }
@@ -147,7 +193,7 @@ public sealed class HttpLiveServer(ILoggerFactory loggers, int viewerQueueUnits 
         reader.Dispose();
     }
 
-    static async Task PlayAsync(Socket socket, HubReader reader, int slot, bool audio)
+    async Task PlayAsync(Socket socket, HubReader reader, int slot, bool audio, Viewer viewer)
     {
         try
         {
@@ -159,13 +205,15 @@ public sealed class HttpLiveServer(ILoggerFactory loggers, int viewerQueueUnits 
                     try
                     {
                         if (unit.Track == TrackKind.Audio && !audio) continue;
+                        Volatile.Write(ref viewer.SendStartedAt, _time.GetTimestamp());
                         await SendAllAsync(socket, unit.Slot(slot));
+                        Volatile.Write(ref viewer.SendStartedAt, 0);
                     }
                     finally { unit.Release(); }
                 }
             }
         }
-        catch (Exception e) when (e is SocketException or ObjectDisposedException) { reader.Dispose(); }
+        catch (Exception e) when (e is SocketException or ObjectDisposedException or OperationCanceledException or ConnectionAbortedException) { reader.Dispose(); }
     }
 
     static byte[] FlvPreamble(StreamInfo info, HttpLiveChannel channel)
