@@ -17,8 +17,13 @@ public sealed class ChannelReloadTests(ITestOutputHelper output)
     public async Task AddingAndRemovingChannelsLeavesTheOthersUndisturbed()
     {
         await using var device = await Pearl2dProcess.StartAsync(Config(1), channels: 3);
-        var portsConfig = File.ReadAllText(device.ConfigPath); // holds the chosen ports
-        string Rewrite(int channels, string extra = "") => Config(channels, extra).Replace("\"port\": 554", portsConfig[portsConfig.IndexOf("\"port\":", StringComparison.Ordinal)..].Split('}')[0].TrimEnd());
+        var started = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(device.ConfigPath))!; // holds the ports chosen for the test
+        string Rewrite(int channels)
+        {
+            var next = started.DeepClone();
+            next["channels"] = System.Text.Json.Nodes.JsonNode.Parse(Config(channels))!["channels"]!.DeepClone();
+            return next.ToJsonString();
+        }
 
         await using var viewer = await RtspTestClient.ConnectAsync("127.0.0.1", device.RtspBase);
         await viewer.PlayAsync(device.Url(1));
@@ -39,7 +44,7 @@ public sealed class ChannelReloadTests(ITestOutputHelper output)
         }
 
         // A bad file is refused whole; everything keeps running.
-        File.WriteAllText(device.ConfigPath, Rewrite(3).Replace("\"width\": 320", "\"width\": 321"));
+        File.WriteAllText(device.ConfigPath, Rewrite(3).Replace("\"width\":320", "\"width\":321"));
         device.Signal(1);
         await device.WaitForLogAsync("config.reload_refused error=\"channels[0].video.width: 321", TimeSpan.FromSeconds(10));
 

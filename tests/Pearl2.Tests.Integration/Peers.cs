@@ -78,6 +78,37 @@ public static class Peers
         throw new InvalidOperationException("no free UDP port block");
     }
 
+    /// <summary>A --port-offset under which every port pearl2d opens for <paramref name="channels"/> channels is free and below 65536.</summary>
+    public static int FreeOffset(int channels)
+    {
+        for (int attempt = 0; attempt < 100; attempt++)
+        {
+            int off = Random.Shared.Next(7500, 28500) * 2;
+            if (TcpFree(554 + off, channels) && TcpFree(8000 + off, channels) && UdpFree(6970 + off, 4 * channels)) return off;
+        }
+        throw new InvalidOperationException("no free port offset");
+    }
+
+    static bool TcpFree(int start, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            try { var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Any, start + i); l.Start(); l.Stop(); }
+            catch (System.Net.Sockets.SocketException) { return false; }
+        }
+        return true;
+    }
+
+    static bool UdpFree(int start, int count)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            try { using var u = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp); u.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Any, start + i)); }
+            catch (System.Net.Sockets.SocketException) { return false; }
+        }
+        return true;
+    }
+
     public static int FreePortBase(int count)
     {
         // A block of consecutive free TCP ports, found by binding each.
@@ -139,11 +170,23 @@ public sealed class Pearl2dProcess : IAsyncDisposable
         string configPath = "";
         if (configJson is not null)
         {
+            // Free ports for everything the test did not pin itself.
+            var json = System.Text.Json.Nodes.JsonNode.Parse(configJson)!.AsObject();
+            var rtsp = (json["rtsp"] ??= new System.Text.Json.Nodes.JsonObject()).AsObject();
+            rtsp["port"] = port;
+            rtsp["udpPortBase"] ??= udp;
+            var http = (json["http"] ??= new System.Text.Json.Nodes.JsonObject()).AsObject();
+            http["port"] ??= Peers.FreePortBase(channels);
             configPath = Path.Combine(dir, "config.json");
-            File.WriteAllText(configPath, configJson.Replace("\"port\": 554", $"\"port\": {port}, \"udpPortBase\": {udp}"));
+            File.WriteAllText(configPath, json.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
             args.AddRange(["--config", configPath]);
         }
-        else args.AddRange(["--port-offset", (port - 554).ToString()]);
+        else
+        {
+            int offset = Peers.FreeOffset(channels);
+            port = 554 + offset;
+            args.AddRange(["--port-offset", offset.ToString()]);
+        }
         args.AddRange(extraArgs);
         var psi = new ProcessStartInfo(netns is null ? Peers.Pearl2d : "/usr/sbin/ip") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = dir };
         if (netns is not null) foreach (var a in new[] { "netns", "exec", netns, Peers.Pearl2d }) psi.ArgumentList.Add(a); // ip execs it: same pid

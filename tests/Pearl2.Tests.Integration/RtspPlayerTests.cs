@@ -236,9 +236,9 @@ public sealed class DeviceStartTests(ITestOutputHelper output)
     {
         var dir = Directory.CreateTempSubdirectory("pearl2d-bad").FullName;
         var path = Path.Combine(dir, "config.json");
-        File.WriteAllText(path, json.Replace("\"name\":\"a\"", "\"name\":\"a\"") );
-        int port = Peers.FreePortBase(2);
-        var r = await Peers.RunAsync(Peers.Pearl2d, ["--config", path, "--port-offset", (port - 554).ToString(), "--data-dir", Path.Combine(dir, "data")], TimeSpan.FromSeconds(30));
+        File.WriteAllText(path, json);
+        int offset = Peers.FreeOffset(2), port = 554 + offset;
+        var r = await Peers.RunAsync(Peers.Pearl2d, ["--config", path, "--port-offset", offset.ToString(), "--data-dir", Path.Combine(dir, "data")], TimeSpan.FromSeconds(30));
         Assert.NotEqual(0, r.ExitCode);
         Assert.Contains(expected, r.Stdout + r.Stderr);
         // Nothing half-started: the RTSP port was never opened.
