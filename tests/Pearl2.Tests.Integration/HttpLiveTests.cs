@@ -149,7 +149,10 @@ public sealed class BrowserPlaybackTests(ITestOutputHelper output) : IAsyncLifet
         Assert.False(result.GetProperty("paused").GetBoolean());
         Assert.Equal((640, 360), (result.GetProperty("width").GetInt32(), result.GetProperty("height").GetInt32()));
         Assert.True(result.GetProperty("distinctColours").GetInt32() >= 8, "the picture is blank"); // colour bars give a dozen or more
-        Assert.True(new FileInfo(shot).Length > 2000, "no screenshot");
+        // The screenshot is a PNG with content: a blank 640×360 one compresses to well under 1 KB, colour bars to about 2 KB.
+        var png = File.ReadAllBytes(shot);
+        Assert.Equal(new byte[] { 0x89, 0x50, 0x4e, 0x47 }, png[..4]);
+        Assert.True(png.Length > 1200, $"the screenshot is {png.Length} bytes: blank?");
     }
 }
 
