@@ -172,7 +172,7 @@ public sealed class TsMuxer
             {
                 // Pad with adaptation stuffing so the payload ends exactly at the packet's end.
                 int stuffing = room - remaining;
-                adaptation += adaptation == 0 ? stuffing : stuffing;
+                adaptation += stuffing;
                 room = remaining;
             }
             WritePacketHeader(p, pid, first, adaptation > 0, ref cc);

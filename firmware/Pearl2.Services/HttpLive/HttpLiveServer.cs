@@ -165,7 +165,7 @@ public sealed class HttpLiveServer
             _log.LogInformation("http.play channel={Channel} remote={Remote} format={Format} queued={Queued}", ch, who, flv ? "flv" : "ts", reader.Queued);
             int slot = flv ? channel.FlvSlot : channel.TsSlot;
             // The client sends nothing more; its closing is how we learn it left.
-            var closed = WatchCloseAsync(connection, reader);
+            var closed = ConnectionEnd.WaitAsync(connection).ContinueWith(_ => reader.Dispose(), TaskScheduler.Default);
             var viewer = new Viewer(connection, who, ch);
             lock (_viewersLock) _viewers = [.. _viewers, viewer];
             try { await PlayAsync(socket, reader, slot, info.HasAudio, viewer); }
@@ -175,22 +175,6 @@ public sealed class HttpLiveServer
         }
         catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or ConnectionResetException or ObjectDisposedException) { }
         finally { await connection.DisposeAsync(); }
-    }
-
-    static async Task WatchCloseAsync(ConnectionContext connection, HubReader reader)
-    {
-        var input = connection.Transport.Input;
-        try
-        {
-            while (true)
-            {
-                var r = await input.ReadAsync(connection.ConnectionClosed);
-                input.AdvanceTo(r.Buffer.End);
-                if (r.IsCompleted) break;
-            }
-        }
-        catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException or SocketException) { }
-        reader.Dispose();
     }
 
     async Task PlayAsync(Socket socket, HubReader reader, int slot, bool audio, Viewer viewer)

@@ -90,7 +90,7 @@ public sealed class RtspTunnels(RtspServer server, ILogger log)
             var conn = new RtspConnection(server, channel, context, socket, log, tunnel.Requests.Reader);
             tunnel.Connection = conn;
             // The GET carries nothing more from the client; its end is the tunnel's end.
-            var watch = WatchGetAsync(context, conn);
+            var watch = ConnectionEnd.WaitAsync(context).ContinueWith(_ => conn.Abort("tunnel GET closed"), TaskScheduler.Default);
             await server.RunConnectionAsync(conn);
             await watch;
         }
@@ -99,22 +99,6 @@ public sealed class RtspTunnels(RtspServer server, ILogger log)
             lock (_byCookie) _byCookie.Remove(cookie);
             await tunnel.Requests.Writer.CompleteAsync();
         }
-    }
-
-    static async Task WatchGetAsync(ConnectionContext context, RtspConnection conn)
-    {
-        var input = context.Transport.Input;
-        try
-        {
-            while (true)
-            {
-                var r = await input.ReadAsync(context.ConnectionClosed);
-                input.AdvanceTo(r.Buffer.End);
-                if (r.IsCompleted) break;
-            }
-        }
-        catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException or SocketException) { }
-        conn.Abort("tunnel GET closed");
     }
 
     async Task RunPostAsync(ConnectionContext context, Socket socket, RtspChannel channel, string cookie, string who)

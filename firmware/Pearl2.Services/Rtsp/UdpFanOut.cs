@@ -16,26 +16,9 @@ namespace Pearl2.Services.Rtsp;
 /// buffer drops datagrams (counted). A joining viewer first gets the GOP since the last key frame, from
 /// the loop's own cache, so it starts on a picture and in step with everyone else.
 /// </summary>
-public sealed partial class UdpFanOut : IDisposable
+public sealed class UdpFanOut : IDisposable
 {
     const int Batch = 1024;
-    const int MSG_DONTWAIT = 0x40, EINTR = 4, EAGAIN = 11;
-
-    [StructLayout(LayoutKind.Sequential)]
-    unsafe struct IoVec { public byte* Base; public nuint Length; }
-
-    [StructLayout(LayoutKind.Explicit, Size = 64)]
-    unsafe struct MMsgHdr
-    {
-        [FieldOffset(0)] public void* Name;
-        [FieldOffset(8)] public uint NameLength;
-        [FieldOffset(16)] public IoVec* Iov;
-        [FieldOffset(24)] public nuint IovLength;
-        [FieldOffset(56)] public uint Length;
-    }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static unsafe partial int sendmmsg(nint fd, MMsgHdr* msgvec, uint vlen, int flags);
 
     /// <summary>One viewer's destinations per track (pinned sockaddr copies) and its RTCP counters.</summary>
     public sealed class Viewer(RtspConnection connection)
@@ -66,8 +49,8 @@ public sealed partial class UdpFanOut : IDisposable
     readonly ILogger _log;
     readonly object _lock = new();
     readonly List<MediaUnit> _gop = new();
-    readonly unsafe MMsgHdr* _msgs;
-    unsafe IoVec* _iov;
+    readonly unsafe SendMmsg.MMsgHdr* _msgs;
+    unsafe SendMmsg.IoVec* _iov;
     int _iovCapacity = 512;
     Viewer[] _viewers = [];
     HubReader? _reader;
@@ -77,8 +60,8 @@ public sealed partial class UdpFanOut : IDisposable
     public unsafe UdpFanOut(RtspChannel channel, TimeProvider time, ILogger log)
     {
         _channel = channel; _time = time; _log = log;
-        _msgs = (MMsgHdr*)NativeMemory.AllocZeroed(Batch, (nuint)sizeof(MMsgHdr));
-        _iov = (IoVec*)NativeMemory.Alloc((nuint)_iovCapacity, (nuint)sizeof(IoVec));
+        _msgs = (SendMmsg.MMsgHdr*)NativeMemory.AllocZeroed(Batch, (nuint)sizeof(SendMmsg.MMsgHdr));
+        _iov = (SendMmsg.IoVec*)NativeMemory.Alloc((nuint)_iovCapacity, (nuint)sizeof(SendMmsg.IoVec));
     }
 
     public int ViewerCount => Volatile.Read(ref _viewers).Length;
@@ -175,7 +158,7 @@ public sealed partial class UdpFanOut : IDisposable
         {
             NativeMemory.Free(_iov);
             _iovCapacity = Math.Max(packets, _iovCapacity * 2);
-            _iov = (IoVec*)NativeMemory.Alloc((nuint)_iovCapacity, (nuint)sizeof(IoVec));
+            _iov = (SendMmsg.IoVec*)NativeMemory.Alloc((nuint)_iovCapacity, (nuint)sizeof(SendMmsg.IoVec));
         }
         var socket = _channel.Udp[t]!.Rtp;
         fixed (byte* data = bytes)
@@ -184,7 +167,7 @@ public sealed partial class UdpFanOut : IDisposable
             while (at + InterleavedFrame.HeaderSize <= bytes.Length && n < packets)
             {
                 int len = (bytes[at + 2] << 8) | bytes[at + 3];
-                _iov[n++] = new IoVec { Base = data + at + InterleavedFrame.HeaderSize, Length = (nuint)len };
+                _iov[n++] = new SendMmsg.IoVec { Base = data + at + InterleavedFrame.HeaderSize, Length = (nuint)len };
                 at += InterleavedFrame.HeaderSize + len;
             }
             int queued = 0, sent = 0, wanted = 0;
@@ -195,40 +178,17 @@ public sealed partial class UdpFanOut : IDisposable
                 void* name = Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(dest)); // pinned at creation
                 for (int k = 0; k < n; k++)
                 {
-                    _msgs[queued++] = new MMsgHdr { Name = name, NameLength = (uint)dest.Length, Iov = _iov + k, IovLength = 1 };
-                    if (queued == Batch) { sent += Flush(socket, queued); wanted += queued; queued = 0; }
+                    _msgs[queued++] = new SendMmsg.MMsgHdr { Name = name, NameLength = (uint)dest.Length, Iov = _iov + k, IovLength = 1 };
+                    if (queued == Batch) { sent += SendMmsg.Send(socket, _msgs, queued); wanted += queued; queued = 0; }
                 }
                 v.Packets[t] += (uint)n;
                 v.Octets[t] += (uint)payloadBytes;
                 v.LastPts[t] = unit.Pts;
             }
-            if (queued > 0) { sent += Flush(socket, queued); wanted += queued; }
+            if (queued > 0) { sent += SendMmsg.Send(socket, _msgs, queued); wanted += queued; }
             Interlocked.Add(ref _channel.PacketsSent, sent);
             if (sent < wanted) Interlocked.Add(ref _channel.UdpDatagramsDropped, wanted - sent);
         }
-    }
-
-    unsafe int Flush(Socket socket, int count)
-    {
-        bool added = false;
-        socket.SafeHandle.DangerousAddRef(ref added);
-        try
-        {
-            nint fd = socket.SafeHandle.DangerousGetHandle();
-            int done = 0, skipped = 0;
-            while (done < count)
-            {
-                int r = sendmmsg(fd, _msgs + done, (uint)(count - done), MSG_DONTWAIT);
-                if (r > 0) { done += r; continue; }
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == EINTR) continue;
-                if (errno == EAGAIN) return done - skipped; // the socket buffer is full: the rest of this batch is lost
-                // An error that belongs to one viewer (an ICMP port unreachable): skip its datagram, go on.
-                done++; skipped++;
-            }
-            return done - skipped;
-        }
-        finally { if (added) socket.SafeHandle.DangerousRelease(); }
     }
 
     void SendReport(Viewer v, int t)

@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Pearl2.Formats.Rtsp;
 
@@ -100,39 +99,18 @@ public sealed class UdpTrackPorts : IDisposable
 
 /// <summary>
 /// Sends an access unit's RTP packets (stored as RTSP interleaved frames) to one UDP viewer with a single
-/// sendmmsg(2): one system call per access unit per viewer, never blocking (MSG_DONTWAIT).
+/// sendmmsg(2): for sessions that mix TCP and UDP tracks (UDP-only viewers share <see cref="UdpFanOut"/>).
 /// </summary>
-public static unsafe partial class UdpBatchSender
+public static unsafe class UdpBatchSender
 {
     const int MaxBatch = 256;
-    const int MSG_DONTWAIT = 0x40;
-    const int EAGAIN = 11, EINTR = 4;
-
-    [StructLayout(LayoutKind.Sequential)]
-    struct IoVec { public byte* Base; public nuint Length; }
-
-    [StructLayout(LayoutKind.Explicit, Size = 64)]
-    struct MMsgHdr
-    {
-        [FieldOffset(0)] public void* Name;
-        [FieldOffset(8)] public uint NameLength;
-        [FieldOffset(16)] public IoVec* Iov;
-        [FieldOffset(24)] public nuint IovLength;
-        [FieldOffset(32)] public void* Control;
-        [FieldOffset(40)] public nuint ControlLength;
-        [FieldOffset(48)] public int Flags;
-        [FieldOffset(56)] public uint Length;
-    }
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int sendmmsg(nint fd, MMsgHdr* msgvec, uint vlen, int flags);
 
     /// <summary>Sends every frame's payload as one datagram; returns the datagrams the kernel took (the rest are dropped).</summary>
     public static int Send(Socket socket, SocketAddress destination, ReadOnlySpan<byte> interleavedFrames, out int bytes)
     {
         bytes = 0;
-        var iov = stackalloc IoVec[MaxBatch];
-        var msgs = stackalloc MMsgHdr[MaxBatch];
+        var iov = stackalloc SendMmsg.IoVec[MaxBatch];
+        var msgs = stackalloc SendMmsg.MMsgHdr[MaxBatch];
         int count = 0, sent = 0;
         fixed (byte* data = interleavedFrames)
         fixed (byte* name = destination.Buffer.Span)
@@ -141,35 +119,14 @@ public static unsafe partial class UdpBatchSender
             while (at + InterleavedFrame.HeaderSize <= interleavedFrames.Length)
             {
                 int len = (interleavedFrames[at + 2] << 8) | interleavedFrames[at + 3];
-                iov[count] = new IoVec { Base = data + at + InterleavedFrame.HeaderSize, Length = (nuint)len };
-                msgs[count] = new MMsgHdr { Name = name, NameLength = (uint)destination.Size, Iov = iov + count, IovLength = 1 };
+                iov[count] = new SendMmsg.IoVec { Base = data + at + InterleavedFrame.HeaderSize, Length = (nuint)len };
+                msgs[count] = new SendMmsg.MMsgHdr { Name = name, NameLength = (uint)destination.Size, Iov = iov + count, IovLength = 1 };
                 bytes += len;
                 at += InterleavedFrame.HeaderSize + len;
-                if (++count == MaxBatch) { sent += Flush(socket, msgs, count); count = 0; }
+                if (++count == MaxBatch) { sent += SendMmsg.Send(socket, msgs, count); count = 0; }
             }
-            if (count > 0) sent += Flush(socket, msgs, count);
+            if (count > 0) sent += SendMmsg.Send(socket, msgs, count);
         }
         return sent;
-    }
-
-    static int Flush(Socket socket, MMsgHdr* msgs, int count)
-    {
-        bool added = false;
-        socket.SafeHandle.DangerousAddRef(ref added);
-        try
-        {
-            nint fd = socket.SafeHandle.DangerousGetHandle();
-            int done = 0;
-            while (done < count)
-            {
-                int r = sendmmsg(fd, msgs + done, (uint)(count - done), MSG_DONTWAIT);
-                if (r > 0) { done += r; continue; }
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == EINTR) continue;
-                break; // EAGAIN (socket buffer full) or an ICMP error: UDP viewers lose these datagrams
-            }
-            return done;
-        }
-        finally { if (added) socket.SafeHandle.DangerousRelease(); }
     }
 }
