@@ -93,3 +93,41 @@ public sealed class UdpSessionTimeoutTests
         Assert.True(alive.VideoFrames > 200, $"the kept-alive UDP viewer got {alive.VideoFrames} frames");
     }
 }
+
+/// <summary>Connections that never send a request are closed by the heartbeats, on the RTSP and the HTTP port alike.</summary>
+public sealed class IdleConnectionTests
+{
+    [Fact]
+    public async Task SilentConnectionsAreClosed()
+    {
+        int http = Peers.FreePortBase(1);
+        await using var device = await Pearl2dProcess.StartAsync($$"""
+            { "channels": [ { "name": "T", "video": { "width": 320, "height": 240 }, "audio": { "enabled": false } } ],
+              "rtsp": { "port": 554, "sessionTimeoutSeconds": 5 }, "http": { "port": {{http}} } }
+            """, channels: 1);
+        var silent = new List<System.Net.Sockets.TcpClient>();
+        foreach (var port in new[] { device.RtspBase, device.RtspBase, http, http })
+        {
+            var c = new System.Net.Sockets.TcpClient();
+            await c.ConnectAsync("127.0.0.1", port);
+            silent.Add(c);
+        }
+        var partial = new System.Net.Sockets.TcpClient(); // half a request line, then nothing
+        await partial.ConnectAsync("127.0.0.1", device.RtspBase);
+        await partial.GetStream().WriteAsync("OPTIONS * RT"u8.ToArray());
+        silent.Add(partial);
+
+        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(25));
+        foreach (var c in silent)
+        {
+            var buf = new byte[16];
+            int n;
+            try { n = await c.GetStream().ReadAsync(buf, deadline.Token); }
+            catch (IOException) { n = 0; } // reset by the server: closed too
+            Assert.Equal(0, n);
+            c.Dispose();
+        }
+        Assert.Equal(3, device.CountInLog("reason=\"idle connection\""));
+        Assert.Equal(2, device.CountInLog("reason=\"no request\""));
+    }
+}

@@ -48,7 +48,11 @@ public sealed class HttpLiveServer
         public readonly string Who = who;
         public readonly int Channel = channel;
         public long SendStartedAt;
+        /// <summary>When the connection opened, until its request has arrived (0 after).</summary>
+        public long WaitingSince;
     }
+
+    static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(10);
 
     public HttpLiveServer(ILoggerFactory loggers, TimeProvider time, int viewerQueueUnits = 512, int stallTimeoutSeconds = 10)
     {
@@ -66,6 +70,14 @@ public sealed class HttpLiveServer
         long now = _time.GetTimestamp();
         foreach (var v in Volatile.Read(ref _viewers))
         {
+            long waiting = Volatile.Read(ref v.WaitingSince);
+            if (waiting != 0 && _time.GetElapsedTime(waiting, now) > RequestTimeout)
+            {
+                Volatile.Write(ref v.WaitingSince, 0);
+                _log.LogInformation("http.abort channel={Channel} remote={Remote} reason=\"no request\"", v.Channel, v.Who);
+                v.Connection.Abort(new ConnectionAbortedException("no request"));
+                continue;
+            }
             long started = Volatile.Read(ref v.SendStartedAt);
             if (started != 0 && _time.GetElapsedTime(started, now) > _stallTimeout)
             {
@@ -122,6 +134,9 @@ public sealed class HttpLiveServer
         var address = remote?.Address is { IsIPv4MappedToIPv6: true } a ? a.MapToIPv4() : remote?.Address;
         string who = address is null ? "?" : $"{address}:{remote!.Port}";
         int ch = channel.Hub.Index + 1;
+        // Every connection answers to the heartbeat from the start: one that never sends a request is closed.
+        var viewer = new Viewer(connection, who, ch) { WaitingSince = _time.GetTimestamp() };
+        lock (_viewersLock) _viewers = [.. _viewers, viewer];
         try
         {
             var input = connection.Transport.Input;
@@ -130,7 +145,12 @@ public sealed class HttpLiveServer
             {
                 var read = await input.ReadAsync(connection.ConnectionClosed);
                 var status = RtspRequestParser.TryParse(read.Buffer, allowHttp: true, out request, out long consumed, out _);
-                if (status == RtspParseStatus.Complete && request!.Version.StartsWith("HTTP/1.", StringComparison.Ordinal)) { input.AdvanceTo(read.Buffer.GetPosition(consumed)); break; }
+                if (status == RtspParseStatus.Complete && request!.Version.StartsWith("HTTP/1.", StringComparison.Ordinal))
+                {
+                    input.AdvanceTo(read.Buffer.GetPosition(consumed));
+                    Volatile.Write(ref viewer.WaitingSince, 0);
+                    break;
+                }
                 if (status != RtspParseStatus.Incomplete || read.IsCompleted)
                 {
                     if (!read.IsCompleted) await Reply(socket, status == RtspParseStatus.TooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request");
@@ -166,15 +186,16 @@ public sealed class HttpLiveServer
             int slot = flv ? channel.FlvSlot : channel.TsSlot;
             // The client sends nothing more; its closing is how we learn it left.
             var closed = ConnectionEnd.WaitAsync(connection).ContinueWith(_ => reader.Dispose(), TaskScheduler.Default);
-            var viewer = new Viewer(connection, who, ch);
-            lock (_viewersLock) _viewers = [.. _viewers, viewer];
-            try { await PlayAsync(socket, reader, slot, info.HasAudio, viewer); }
-            finally { lock (_viewersLock) _viewers = Array.FindAll(_viewers, v => v != viewer); }
+            await PlayAsync(socket, reader, slot, info.HasAudio, viewer);
             await closed;
             _log.LogInformation("http.disconnect channel={Channel} remote={Remote} sent={Sent} dropped_frames={Dropped}", ch, who, reader.Taken, reader.DroppedFrames);
         }
-        catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or ConnectionResetException or ObjectDisposedException) { }
-        finally { await connection.DisposeAsync(); }
+        catch (Exception e) when (e is OperationCanceledException or IOException or SocketException or ConnectionResetException or ObjectDisposedException or ConnectionAbortedException) { }
+        finally
+        {
+            lock (_viewersLock) _viewers = Array.FindAll(_viewers, v => v != viewer);
+            await connection.DisposeAsync();
+        }
     }
 
     async Task PlayAsync(Socket socket, HubReader reader, int slot, bool audio, Viewer viewer)

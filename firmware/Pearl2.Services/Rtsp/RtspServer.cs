@@ -107,20 +107,44 @@ public sealed class RtspServer : IAsyncDisposable
         return ch;
     }
 
+    /// <summary>
+    /// A connection that is not (yet) an RTSP session: one that has sent nothing, or a tunnel's POST. The heartbeat
+    /// closes it once it has been quiet for the session timeout.
+    /// </summary>
+    internal sealed class Pending(ConnectionContext connection, int channel, long now)
+    {
+        public readonly ConnectionContext Connection = connection;
+        public readonly int Channel = channel;
+        public long LastActivity = now;
+        public void Touch(TimeProvider time) => Volatile.Write(ref LastActivity, time.GetTimestamp());
+    }
+
+    Pending[] _pending = [];
+
+    internal void Settle(Pending p)
+    {
+        lock (_connectionsLock) _pending = Array.FindAll(_pending, x => x != p);
+    }
+
     /// <summary>Kestrel's connection callback for a channel's port: RTSP, or an HTTP GET/POST of a tunnel.</summary>
     public async Task HandleAsync(ConnectionContext context, RtspChannel channel)
     {
         var socket = context.Features.Get<IConnectionSocketFeature>()?.Socket
             ?? throw new InvalidOperationException("RTSP needs Kestrel's socket transport (IConnectionSocketFeature)");
-        bool http;
-        try { http = await StartsWithHttpAsync(context); }
-        catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException) { return; }
+        var pending = new Pending(context, channel.Hub.Index + 1, _time.GetTimestamp());
+        lock (_connectionsLock) _pending = [.. _pending, pending];
         try
         {
-            if (http) await _tunnels.HandleAsync(context, socket, channel);
-            else await RunConnectionAsync(new RtspConnection(this, channel, context, socket, _log));
+            bool http = await StartsWithHttpAsync(context);
+            if (http) await _tunnels.HandleAsync(context, socket, channel, pending);
+            else
+            {
+                Settle(pending);
+                await RunConnectionAsync(new RtspConnection(this, channel, context, socket, _log));
+            }
         }
-        catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException or SocketException) { }
+        catch (Exception e) when (e is OperationCanceledException or IOException or ConnectionResetException or SocketException or ConnectionAbortedException) { }
+        finally { Settle(pending); }
     }
 
     /// <summary>Looks at the first bytes without consuming them: RTSP methods never start like HTTP's GET or POST.</summary>
@@ -156,6 +180,13 @@ public sealed class RtspServer : IAsyncDisposable
         {
             long now = _time.GetTimestamp();
             foreach (var c in Volatile.Read(ref _connections)) c.OnHeartbeat(now);
+            foreach (var p in Volatile.Read(ref _pending))
+                if (_time.GetElapsedTime(Volatile.Read(ref p.LastActivity), now).TotalSeconds > Options.SessionTimeoutSeconds)
+                {
+                    Settle(p);
+                    _log.LogInformation("rtsp.abort channel={Channel} remote={Remote} reason=\"idle connection\"", p.Channel, p.Connection.RemoteEndPoint);
+                    p.Connection.Abort(new ConnectionAbortedException("idle connection"));
+                }
             if (_time.GetElapsedTime(_lastStats, now).TotalSeconds >= Options.StatsIntervalSeconds) LogStats(now);
         }
         catch (Exception e) { _log.LogError("rtsp.heartbeat_failed error=\"{Error}\"", e.Message); }

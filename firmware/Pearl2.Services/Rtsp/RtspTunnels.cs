@@ -30,7 +30,7 @@ public sealed class RtspTunnels(RtspServer server, ILogger log)
     static ReadOnlySpan<byte> Http(int status, string reason) => Encoding.ASCII.GetBytes(
         $"HTTP/1.0 {status} {reason}\r\nServer: pearl2d\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
 
-    public async Task HandleAsync(ConnectionContext context, Socket socket, RtspChannel channel)
+    internal async Task HandleAsync(ConnectionContext context, Socket socket, RtspChannel channel, RtspServer.Pending pending)
     {
         var input = context.Transport.Input;
         var remote = context.RemoteEndPoint as IPEndPoint;
@@ -65,8 +65,12 @@ public sealed class RtspTunnels(RtspServer server, ILogger log)
             return;
         }
 
-        if (request.Method == "GET") await RunGetAsync(context, socket, channel, cookie, who);
-        else await RunPostAsync(context, socket, channel, cookie, who);
+        if (request.Method == "GET")
+        {
+            server.Settle(pending); // from here on the tunnel's RtspConnection answers to the heartbeat
+            await RunGetAsync(context, socket, channel, cookie, who);
+        }
+        else await RunPostAsync(context, socket, channel, cookie, who, pending);
     }
 
     async Task RunGetAsync(ConnectionContext context, Socket socket, RtspChannel channel, string cookie, string who)
@@ -101,7 +105,7 @@ public sealed class RtspTunnels(RtspServer server, ILogger log)
         }
     }
 
-    async Task RunPostAsync(ConnectionContext context, Socket socket, RtspChannel channel, string cookie, string who)
+    async Task RunPostAsync(ConnectionContext context, Socket socket, RtspChannel channel, string cookie, string who, RtspServer.Pending pending)
     {
         Tunnel? tunnel;
         lock (_byCookie) _byCookie.TryGetValue(cookie, out tunnel);
@@ -118,6 +122,8 @@ public sealed class RtspTunnels(RtspServer server, ILogger log)
             while (true)
             {
                 var read = await input.ReadAsync(context.ConnectionClosed);
+                pending.Touch(server.Time);
+                tunnel.Connection?.OnReceiverReport(); // a command through the tunnel keeps the session alive too
                 foreach (var segment in read.Buffer)
                 {
                     var dest = tunnel.Requests.Writer.GetSpan(Base64Stream.MaxOutput(segment.Length));
