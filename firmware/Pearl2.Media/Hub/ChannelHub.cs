@@ -24,7 +24,7 @@ public sealed class ChannelHub
     const int MaxCachedUnits = 2048;
 
     readonly object _lock = new();
-    readonly List<MediaUnit> _gop = new(512);
+    readonly GopCache _gop = new(MaxCachedUnits);
     HubReader[] _readers = [];
     readonly IUnitPackager?[] _packagers = new IUnitPackager?[MediaUnit.MaxSlots];
     readonly TaskCompletionSource<StreamInfo> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -73,16 +73,7 @@ public sealed class ChannelHub
             if (unit.Track == TrackKind.Video && unit.IsKeyFrame && !_ready.Task.IsCompleted) LearnParameterSets(unit);
             for (int i = 0; i < _packagers.Length; i++) _packagers[i]?.Package(unit, i);
 
-            if (unit.Track == TrackKind.Video && unit.IsKeyFrame)
-            {
-                foreach (var u in _gop) u.Release();
-                _gop.Clear();
-            }
-            if (_gop.Count > 0 || (unit.Track == TrackKind.Video && unit.IsKeyFrame))
-            {
-                if (_gop.Count == MaxCachedUnits) { foreach (var u in _gop) u.Release(); _gop.Clear(); }
-                else { unit.AddRef(); _gop.Add(unit); }
-            }
+            _gop.Add(unit);
             foreach (var r in _readers) r.Offer(unit);
             UnitsPublished++;
         }
@@ -110,7 +101,7 @@ public sealed class ChannelHub
         var r = new HubReader(this, name, capacity);
         lock (_lock)
         {
-            foreach (var u in _gop) r.Offer(u);
+            foreach (var u in _gop.Units) r.Offer(u);
             var list = new HubReader[_readers.Length + 1];
             _readers.CopyTo(list, 0);
             list[^1] = r;

@@ -130,36 +130,22 @@ public sealed class HttpLiveServer
     async Task ServeAsync(ConnectionContext connection, HttpLiveChannel channel)
     {
         var socket = connection.Features.Get<IConnectionSocketFeature>()!.Socket;
-        var remote = connection.RemoteEndPoint as IPEndPoint;
-        var address = remote?.Address is { IsIPv4MappedToIPv6: true } a ? a.MapToIPv4() : remote?.Address;
-        string who = address is null ? "?" : $"{address}:{remote!.Port}";
+        var peer = PeerAddress.Of(connection.RemoteEndPoint);
+        string who = peer.ToString();
         int ch = channel.Hub.Index + 1;
         // Every connection answers to the heartbeat from the start: one that never sends a request is closed.
         var viewer = new Viewer(connection, who, ch) { WaitingSince = _time.GetTimestamp() };
         lock (_viewersLock) _viewers = [.. _viewers, viewer];
         try
         {
-            var input = connection.Transport.Input;
-            RtspRequest? request;
-            while (true)
+            var (status, request, _) = await RequestHead.ReadAsync(connection);
+            if (status != RtspParseStatus.Complete || !request!.Version.StartsWith("HTTP/1.", StringComparison.Ordinal))
             {
-                var read = await input.ReadAsync(connection.ConnectionClosed);
-                var status = RtspRequestParser.TryParse(read.Buffer, allowHttp: true, out request, out long consumed, out _);
-                if (status == RtspParseStatus.Complete && request!.Version.StartsWith("HTTP/1.", StringComparison.Ordinal))
-                {
-                    input.AdvanceTo(read.Buffer.GetPosition(consumed));
-                    Volatile.Write(ref viewer.WaitingSince, 0);
-                    break;
-                }
-                if (status != RtspParseStatus.Incomplete || read.IsCompleted)
-                {
-                    if (!read.IsCompleted) await Reply(socket, status == RtspParseStatus.TooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request");
-                    return;
-                }
-                input.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+                if (status != RtspParseStatus.Incomplete) await Reply(socket, status == RtspParseStatus.TooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request");
+                return;
             }
-            bool local = address is not null && IPAddress.IsLoopback(address);
-            if (!channel.StreamingEnabled && !local)
+            Volatile.Write(ref viewer.WaitingSince, 0);
+            if (!channel.StreamingEnabled && !peer.IsLoopback)
             {
                 _log.LogWarning("http.refused channel={Channel} remote={Remote} path={Path} status=403 reason=\"streaming disabled for external viewers\"", ch, who, request.Path);
                 await Reply(socket, "403 Forbidden");
@@ -176,9 +162,9 @@ public sealed class HttpLiveServer
 
             var head = Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nServer: pearl2d\r\nContent-Type: {(flv ? "video/x-flv" : "video/mp2t")}\r\nCache-Control: no-cache, no-store\r\nConnection: close\r\n")
                 .Concat(Cors.ToArray()).Concat("\r\n"u8.ToArray()).ToArray();
-            await SendAllAsync(socket, head);
+            await SocketSend.AllAsync(socket, head);
             if (request.Method == "HEAD") return;
-            if (flv) await SendAllAsync(socket, FlvPreamble(info, channel));
+            if (flv) await SocketSend.AllAsync(socket, FlvPreamble(info, channel));
 
             try { socket.SendBufferSize = 512 * 1024; } catch (SocketException) { } // bounds what a stalled viewer holds in the kernel
             using var reader = channel.Hub.Subscribe($"http {who}", viewerQueueUnits);
@@ -211,7 +197,7 @@ public sealed class HttpLiveServer
                     {
                         if (unit.Track == TrackKind.Audio && !audio) continue;
                         Volatile.Write(ref viewer.SendStartedAt, _time.GetTimestamp());
-                        await SendAllAsync(socket, unit.Slot(slot));
+                        await SocketSend.AllAsync(socket, unit.Slot(slot));
                         Volatile.Write(ref viewer.SendStartedAt, 0);
                     }
                     finally { unit.Release(); }
@@ -251,21 +237,10 @@ public sealed class HttpLiveServer
         if (picture is not { } p) { await Reply(socket, "503 Service Unavailable"); return; }
         var head = Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nServer: pearl2d\r\nContent-Type: image/jpeg\r\nContent-Length: {p.Jpeg.Length}\r\nCache-Control: no-cache, no-store\r\nX-Pearl2-Frame: {p.Frame}\r\nConnection: close\r\n")
             .Concat(Cors.ToArray()).Concat("\r\n"u8.ToArray()).ToArray();
-        await SendAllAsync(socket, head);
-        if (request.Method == "GET") await SendAllAsync(socket, p.Jpeg);
+        await SocketSend.AllAsync(socket, head);
+        if (request.Method == "GET") await SocketSend.AllAsync(socket, p.Jpeg);
     }
 
     static Task Reply(Socket socket, string status) =>
-        SendAllAsync(socket, Encoding.ASCII.GetBytes($"HTTP/1.1 {status}\r\nServer: pearl2d\r\nContent-Length: 0\r\nConnection: close\r\n").Concat(Cors.ToArray()).Concat("\r\n"u8.ToArray()).ToArray()).AsTask();
-
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> bytes)
-    {
-        while (!bytes.IsEmpty)
-        {
-            int n = await socket.SendAsync(bytes, SocketFlags.None);
-            if (n <= 0) throw new IOException("socket closed");
-            bytes = bytes[n..];
-        }
-    }
+        SocketSend.AllAsync(socket, Encoding.ASCII.GetBytes($"HTTP/1.1 {status}\r\nServer: pearl2d\r\nContent-Length: 0\r\nConnection: close\r\n").Concat(Cors.ToArray()).Concat("\r\n"u8.ToArray()).ToArray()).AsTask();
 }

@@ -29,6 +29,7 @@ public sealed class RtspConnection
     readonly Socket _socket;
     readonly ILogger _log;
     readonly SemaphoreSlim _sendLock = new(1, 1);
+    readonly PeerAddress _peer;
     readonly string _remote;
     readonly byte[] _rtcpBuffer = new byte[128];
     byte[] _rewriteBuffer = [];
@@ -60,15 +61,13 @@ public sealed class RtspConnection
     {
         _input = input;
         _server = server; _channel = channel; _context = context; _socket = socket; _log = log;
-        _remote = context.RemoteEndPoint is IPEndPoint ep
-            ? (ep.Address.IsIPv4MappedToIPv6 ? new IPEndPoint(ep.Address.MapToIPv4(), ep.Port) : ep).ToString()
-            : context.RemoteEndPoint?.ToString() ?? "?";
+        _peer = PeerAddress.Of(context.RemoteEndPoint);
+        _remote = _peer.ToString();
         _lastActivity = server.Time.GetTimestamp();
     }
 
     public RtspChannel Channel => _channel;
 
-    bool IsLocalPeer => _context.RemoteEndPoint is IPEndPoint ep && IPAddress.IsLoopback(ep.Address.IsIPv4MappedToIPv6 ? ep.Address.MapToIPv4() : ep.Address);
     int ChannelNumber => _channel.Hub.Index + 1;
 
     public async Task RunAsync()
@@ -191,7 +190,7 @@ public sealed class RtspConnection
     {
         if (req.CSeq < 0) return new RtspResponse(400) { };
         if (req.Version != "RTSP/1.0") return new RtspResponse(505) { CSeq = req.CSeq };
-        if (!_channel.StreamingEnabled && !IsLocalPeer) return new RtspResponse(403) { CSeq = req.CSeq };
+        if (!_channel.StreamingEnabled && !_peer.IsLoopback) return new RtspResponse(403) { CSeq = req.CSeq };
         if (_channel.Credentials is { } creds && req.Method != "OPTIONS")
         {
             var outcome = _server.Auth.Check(req, creds, out var user, out var why);
@@ -212,7 +211,6 @@ public sealed class RtspConnection
             "PAUSE" => await PauseAsync(req),
             "TEARDOWN" => await TeardownAsync(req),
             "GET_PARAMETER" or "SET_PARAMETER" => CheckSession(req) ?? new RtspResponse(200) { CSeq = req.CSeq },
-            "ANNOUNCE" or "RECORD" or "REDIRECT" => new RtspResponse(405) { CSeq = req.CSeq }.Add("Allow", Public),
             _ => new RtspResponse(405) { CSeq = req.CSeq }.Add("Allow", Public),
         };
         return response;
@@ -240,7 +238,7 @@ public sealed class RtspConnection
         var media = new List<SdpMedia> { SessionDescription.H264(RtpPackager.VideoPayloadType, info.Sps, info.Pps, "trackID=0") };
         if (info.HasAudio)
             media.Add(SessionDescription.Aac(RtpPackager.AudioPayloadType, info.AudioSampleRate, info.AudioChannels, info.AudioSpecificConfig, "trackID=1"));
-        var local = _context.LocalEndPoint is IPEndPoint lep ? (lep.Address.IsIPv4MappedToIPv6 ? lep.Address.MapToIPv4() : lep.Address) : IPAddress.Any;
+        var local = PeerAddress.Of(_context.LocalEndPoint).Address ?? IPAddress.Any;
         var sdp = SessionDescription.Write((ulong)info.WallClockAtPtsZero.ToUnixTimeSeconds(), local.ToString(), _channel.Hub.Name, media);
         var baseUri = req.Uri.EndsWith('/') ? req.Uri : req.Uri + "/";
         return new RtspResponse(200) { CSeq = req.CSeq }.Add("Content-Base", baseUri).WithBody("application/sdp", sdp);
@@ -440,9 +438,7 @@ public sealed class RtspConnection
                         Interlocked.Add(ref _channel.PacketsSent, packets);
                         Interlocked.Increment(ref _channel.UnitsSent);
                         long now = time.GetTimestamp();
-                        long latency = (long)time.GetElapsedTime(unit.HubTimestamp, now).TotalMicroseconds;
-                        _channel.Latency.Record(latency);
-                        if (unit.IsKeyFrame && unit.Track == TrackKind.Video) _channel.KeyFrameLatency.Record(latency);
+                        _channel.RecordLatency(unit, now, time);
                         if (now >= _nextSenderReport)
                         {
                             await SendSenderReportsAsync();
@@ -483,24 +479,16 @@ public sealed class RtspConnection
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     async ValueTask SendSenderReportAsync(int t)
     {
-        var info = _channel.Hub.Info;
-        if (info is null || _tracks[t] is not { } ch) return;
+        if (_tracks[t] is not { } ch || _channel.SenderReport((TrackKind)t, _lastPts[t], _packetCount[t], _octetCount[t]) is not { } sr) return;
+        int n = sr.WriteTo(_rtcpBuffer.AsSpan(InterleavedFrame.HeaderSize));
+        if (ch.IsUdp)
         {
-            var kind = (TrackKind)t;
-            int clock = kind == TrackKind.Video ? 90000 : info.AudioSampleRate;
-            var wall = info.WallClockAtPtsZero + TimeSpan.FromSeconds((double)_lastPts[t] / clock);
-            var sr = new RtcpSenderReport(kind == TrackKind.Video ? _channel.Packager.VideoSsrc : _channel.Packager.AudioSsrc,
-                RtcpSenderReport.ToNtp(wall), _channel.Packager.RtpTimestamp(kind, _lastPts[t]), _packetCount[t], _octetCount[t], "pearl2d");
-            int n = sr.WriteTo(_rtcpBuffer.AsSpan(InterleavedFrame.HeaderSize));
-            if (ch.IsUdp)
-            {
-                try { ch.Udp!.Rtcp.SendTo(_rtcpBuffer.AsSpan(InterleavedFrame.HeaderSize, n), SocketFlags.None, ch.RtcpDestination!); }
-                catch (SocketException) { } // a lost sender report is not worth a viewer
-                return;
-            }
-            InterleavedFrame.WriteHeader(_rtcpBuffer, ch.Rtcp, n);
-            await SendAsync(_rtcpBuffer.AsMemory(0, InterleavedFrame.HeaderSize + n));
+            try { ch.Udp!.Rtcp.SendTo(_rtcpBuffer.AsSpan(InterleavedFrame.HeaderSize, n), SocketFlags.None, ch.RtcpDestination!); }
+            catch (SocketException) { } // a lost sender report is not worth a viewer
+            return;
         }
+        InterleavedFrame.WriteHeader(_rtcpBuffer, ch.Rtcp, n);
+        await SendAsync(_rtcpBuffer.AsMemory(0, InterleavedFrame.HeaderSize + n));
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
@@ -510,12 +498,7 @@ public sealed class RtspConnection
         try
         {
             Volatile.Write(ref _sendStartedAt, _server.Time.GetTimestamp());
-            while (!bytes.IsEmpty)
-            {
-                int n = await _socket.SendAsync(bytes, SocketFlags.None);
-                if (n <= 0) throw new IOException("socket closed");
-                bytes = bytes[n..];
-            }
+            await SocketSend.AllAsync(_socket, bytes);
         }
         finally
         {

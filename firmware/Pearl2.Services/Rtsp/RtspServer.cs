@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.Extensions.Logging;
 using System.Buffers;
 using System.Net.Sockets;
+using Pearl2.Formats.Rtp;
 using Pearl2.Media;
 
 namespace Pearl2.Services.Rtsp;
@@ -49,6 +50,34 @@ public sealed class RtspChannel
     public long PacketsSent;
     public long UnitsSent;
     public long UdpDatagramsDropped;
+
+    /// <summary>Hub entry → written to a viewer's socket, for the stats line; key frames also on their own.</summary>
+    public void RecordLatency(MediaUnit unit, long now, TimeProvider time)
+    {
+        long microseconds = (long)time.GetElapsedTime(unit.HubTimestamp, now).TotalMicroseconds;
+        Latency.Record(microseconds);
+        if (unit.IsKeyFrame && unit.Track == TrackKind.Video) KeyFrameLatency.Record(microseconds);
+    }
+
+    /// <summary>
+    /// The RTCP sender report of one viewer's track: the NTP time of <paramref name="lastPts"/> (the stream's wall clock
+    /// at pts 0 plus the pts) beside its RTP timestamp, so players put both tracks on one clock. Null before the SPS is known.
+    /// </summary>
+    public RtcpSenderReport? SenderReport(TrackKind track, long lastPts, uint packets, uint octets)
+    {
+        if (Hub.Info is not { } info) return null;
+        int clock = track == TrackKind.Video ? 90000 : info.AudioSampleRate;
+        var wall = info.WallClockAtPtsZero + TimeSpan.FromSeconds((double)lastPts / clock);
+        return new RtcpSenderReport(track == TrackKind.Video ? Packager.VideoSsrc : Packager.AudioSsrc,
+            RtcpSenderReport.ToNtp(wall), Packager.RtpTimestamp(track, lastPts), packets, octets, "pearl2d");
+    }
+
+    /// <summary>Closes what the channel holds of its own: the UDP loop and port pairs.</summary>
+    public void ReleasePorts()
+    {
+        FanOut?.Dispose();
+        foreach (var u in Udp) u?.Dispose();
+    }
 }
 
 /// <summary>
@@ -90,8 +119,7 @@ public sealed class RtspServer : IAsyncDisposable
         _channels.Remove(channel);
         foreach (var c in Volatile.Read(ref _connections))
             if (c.Channel == channel) c.Abort("channel removed");
-        channel.FanOut?.Dispose();
-        foreach (var u in channel.Udp) u?.Dispose();
+        channel.ReleasePorts();
     }
 
     public RtspChannel AddChannel(ChannelHub hub, int port)
@@ -221,10 +249,6 @@ public sealed class RtspServer : IAsyncDisposable
     {
         await _heartbeat.DisposeAsync();
         foreach (var c in Volatile.Read(ref _connections)) c.Abort("server stopping");
-        foreach (var ch in _channels)
-        {
-            ch.FanOut?.Dispose();
-            foreach (var u in ch.Udp) u?.Dispose();
-        }
+        foreach (var ch in _channels) ch.ReleasePorts();
     }
 }

@@ -32,36 +32,27 @@ public sealed class RtspTunnels(RtspServer server, ILogger log)
 
     internal async Task HandleAsync(ConnectionContext context, Socket socket, RtspChannel channel, RtspServer.Pending pending)
     {
-        var input = context.Transport.Input;
-        var remote = context.RemoteEndPoint as IPEndPoint;
-        string who = remote is null ? "?" : new IPEndPoint(remote.Address.IsIPv4MappedToIPv6 ? remote.Address.MapToIPv4() : remote.Address, remote.Port).ToString();
-        RtspRequest? request;
-        while (true)
+        var peer = PeerAddress.Of(context.RemoteEndPoint);
+        string who = peer.ToString();
+        var (status, request, error) = await RequestHead.ReadAsync(context);
+        if (status != RtspParseStatus.Complete)
         {
-            var read = await input.ReadAsync(context.ConnectionClosed);
-            var status = RtspRequestParser.TryParse(read.Buffer, allowHttp: true, out request, out long consumed, out var error);
-            if (status == RtspParseStatus.Complete) { input.AdvanceTo(read.Buffer.GetPosition(consumed)); break; }
-            if (status != RtspParseStatus.Incomplete || read.IsCompleted)
-            {
-                log.LogWarning("rtsp.tunnel_refused channel={Channel} remote={Remote} status=400 reason=\"{Reason}\"", channel.Hub.Index + 1, who, error ?? "incomplete request");
-                await socket.SendAsync(Http(status == RtspParseStatus.TooLarge ? 431 : 400, status == RtspParseStatus.TooLarge ? "Request Header Fields Too Large" : "Bad Request").ToArray(), SocketFlags.None);
-                return;
-            }
-            input.AdvanceTo(read.Buffer.Start, read.Buffer.End);
+            log.LogWarning("rtsp.tunnel_refused channel={Channel} remote={Remote} status=400 reason=\"{Reason}\"", channel.Hub.Index + 1, who, error);
+            await SocketSend.AllAsync(socket, Http(status == RtspParseStatus.TooLarge ? 431 : 400, status == RtspParseStatus.TooLarge ? "Request Header Fields Too Large" : "Bad Request").ToArray());
+            return;
         }
 
         var cookie = request!["x-sessioncookie"];
         if (string.IsNullOrEmpty(cookie) || cookie.Length > 128 || request.Method is not ("GET" or "POST"))
         {
             log.LogWarning("rtsp.tunnel_refused channel={Channel} remote={Remote} status=400 reason=\"no x-sessioncookie\"", channel.Hub.Index + 1, who);
-            await socket.SendAsync(Http(400, "Bad Request").ToArray(), SocketFlags.None);
+            await SocketSend.AllAsync(socket, Http(400, "Bad Request").ToArray());
             return;
         }
-        bool local = remote is not null && IPAddress.IsLoopback(remote.Address.IsIPv4MappedToIPv6 ? remote.Address.MapToIPv4() : remote.Address);
-        if (!channel.StreamingEnabled && !local)
+        if (!channel.StreamingEnabled && !peer.IsLoopback)
         {
             log.LogWarning("rtsp.tunnel_refused channel={Channel} remote={Remote} status=403 reason=\"streaming disabled for external viewers\"", channel.Hub.Index + 1, who);
-            await socket.SendAsync(Http(403, "Forbidden").ToArray(), SocketFlags.None);
+            await SocketSend.AllAsync(socket, Http(403, "Forbidden").ToArray());
             return;
         }
 
@@ -83,13 +74,13 @@ public sealed class RtspTunnels(RtspServer server, ILogger log)
         }
         if (tunnel is null)
         {
-            await socket.SendAsync(Http(503, "Service Unavailable").ToArray(), SocketFlags.None);
+            await SocketSend.AllAsync(socket, Http(503, "Service Unavailable").ToArray());
             return;
         }
         try
         {
-            await socket.SendAsync(Encoding.ASCII.GetBytes(
-                "HTTP/1.0 200 OK\r\nServer: pearl2d\r\nConnection: close\r\nCache-Control: no-store\r\nPragma: no-cache\r\nContent-Type: application/x-rtsp-tunnelled\r\n\r\n"), SocketFlags.None);
+            await SocketSend.AllAsync(socket, Encoding.ASCII.GetBytes(
+                "HTTP/1.0 200 OK\r\nServer: pearl2d\r\nConnection: close\r\nCache-Control: no-store\r\nPragma: no-cache\r\nContent-Type: application/x-rtsp-tunnelled\r\n\r\n"));
             log.LogInformation("rtsp.tunnel_open channel={Channel} remote={Remote}", channel.Hub.Index + 1, who);
             var conn = new RtspConnection(server, channel, context, socket, log, tunnel.Requests.Reader);
             tunnel.Connection = conn;
@@ -112,7 +103,7 @@ public sealed class RtspTunnels(RtspServer server, ILogger log)
         if (tunnel is null)
         {
             log.LogWarning("rtsp.tunnel_refused channel={Channel} remote={Remote} status=404 reason=\"POST for an unknown x-sessioncookie\"", channel.Hub.Index + 1, who);
-            await socket.SendAsync(Http(404, "Not Found").ToArray(), SocketFlags.None);
+            await SocketSend.AllAsync(socket, Http(404, "Not Found").ToArray());
             return;
         }
         var input = context.Transport.Input;

@@ -48,7 +48,7 @@ public sealed class UdpFanOut : IDisposable
     readonly TimeProvider _time;
     readonly ILogger _log;
     readonly object _lock = new();
-    readonly List<MediaUnit> _gop = new();
+    readonly GopCache _gop = new(4096);
     readonly unsafe SendMmsg.MMsgHdr* _msgs;
     unsafe SendMmsg.IoVec* _iov;
     int _iovCapacity = 512;
@@ -78,7 +78,7 @@ public sealed class UdpFanOut : IDisposable
                 _loop = Task.Run(LoopAsync);
             }
             viewer.NextReport = _time.GetTimestamp();
-            foreach (var unit in _gop)
+            foreach (var unit in _gop.Units)
             {
                 int t = (int)unit.Track;
                 if (viewer.Rtp[t] is null) continue;
@@ -111,15 +111,7 @@ public sealed class UdpFanOut : IDisposable
             {
                 lock (_lock)
                 {
-                    if (unit.Track == TrackKind.Video && unit.IsKeyFrame)
-                    {
-                        foreach (var u in _gop) u.Release();
-                        _gop.Clear();
-                    }
-                    if (_gop.Count > 0 || (unit.Track == TrackKind.Video && unit.IsKeyFrame))
-                    {
-                        if (_gop.Count < 4096) { unit.AddRef(); _gop.Add(unit); }
-                    }
+                    _gop.Add(unit);
                     var viewers = _viewers;
                     if (viewers.Length > 0)
                     {
@@ -128,12 +120,10 @@ public sealed class UdpFanOut : IDisposable
                             if (v.Rtp[t] is not null && v.Packets[t] == 0) { v.LastPts[t] = unit.Pts; SendReport(v, t); }
                         SendUnit(unit, viewers);
                         long now = _time.GetTimestamp();
-                        long latency = (long)_time.GetElapsedTime(unit.HubTimestamp, now).TotalMicroseconds;
                         foreach (var v in viewers)
                         {
                             if (v.Rtp[t] is null) continue;
-                            _channel.Latency.Record(latency);
-                            if (unit.IsKeyFrame && t == 0) _channel.KeyFrameLatency.Record(latency);
+                            _channel.RecordLatency(unit, now, _time);
                             if (now >= v.NextReport)
                             {
                                 for (int k = 0; k < 2; k++) if (v.Packets[k] > 0) SendReport(v, k);
@@ -193,13 +183,7 @@ public sealed class UdpFanOut : IDisposable
 
     void SendReport(Viewer v, int t)
     {
-        var info = _channel.Hub.Info;
-        if (info is null || v.Rtcp[t] is not { } dest) return;
-        var kind = (TrackKind)t;
-        int clock = kind == TrackKind.Video ? 90000 : info.AudioSampleRate;
-        var wall = info.WallClockAtPtsZero + TimeSpan.FromSeconds((double)v.LastPts[t] / clock);
-        var sr = new RtcpSenderReport(kind == TrackKind.Video ? _channel.Packager.VideoSsrc : _channel.Packager.AudioSsrc,
-            RtcpSenderReport.ToNtp(wall), _channel.Packager.RtpTimestamp(kind, v.LastPts[t]), v.Packets[t], v.Octets[t], "pearl2d");
+        if (v.Rtcp[t] is not { } dest || _channel.SenderReport((TrackKind)t, v.LastPts[t], v.Packets[t], v.Octets[t]) is not { } sr) return;
         int n = sr.WriteTo(_rtcp);
         try { _channel.Udp[t]!.Rtcp.SendTo(_rtcp.AsSpan(0, n), SocketFlags.None, dest); }
         catch (SocketException) { } // a lost sender report is not worth a viewer
@@ -210,7 +194,6 @@ public sealed class UdpFanOut : IDisposable
         lock (_lock)
         {
             _reader?.Dispose();
-            foreach (var u in _gop) u.Release();
             _gop.Clear();
             _viewers = [];
         }

@@ -1,0 +1,16 @@
+using System.Net;
+
+namespace Pearl2.Services;
+
+/// <summary>A connection's peer as the product talks about it: IPv4 peers of our dual-stack listeners as plain IPv4.</summary>
+public readonly record struct PeerAddress(IPAddress? Address, int Port)
+{
+    public static PeerAddress Of(EndPoint? endPoint) => endPoint is IPEndPoint ep
+        ? new PeerAddress(ep.Address.IsIPv4MappedToIPv6 ? ep.Address.MapToIPv4() : ep.Address, ep.Port)
+        : new PeerAddress(null, 0);
+
+    /// <summary>The device itself: served even when streaming is off for other hosts.</summary>
+    public bool IsLoopback => Address is not null && IPAddress.IsLoopback(Address);
+
+    public override string ToString() => Address is null ? "?" : new IPEndPoint(Address, Port).ToString();
+}
