@@ -127,6 +127,8 @@ public sealed class IdleConnectionTests
             Assert.Equal(0, n);
             c.Dispose();
         }
+        // The server's log lines travel through its asynchronous console logger: give them a moment after the sockets closed.
+        for (int i = 0; i < 50 && (device.CountInLog("reason=\"idle connection\"") < 3 || device.CountInLog("reason=\"no request\"") < 2); i++) await Task.Delay(100);
         Assert.Equal(3, device.CountInLog("reason=\"idle connection\""));
         Assert.Equal(2, device.CountInLog("reason=\"no request\""));
     }
