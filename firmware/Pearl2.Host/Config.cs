@@ -14,6 +14,23 @@ public sealed class FirmwareConfig
     ];
     public RtspConfig Rtsp { get; set; } = new();
     public HttpConfig Http { get; set; } = new();
+    public RecordingConfig Recording { get; set; } = new();
+}
+
+public sealed class RecordingConfig
+{
+    /// <summary>Where recordings go; relative paths are under the data directory.</summary>
+    public string Directory { get; set; } = "recordings";
+    /// <summary>"mp4" (fragmented while written, finished on stop) or "ts".</summary>
+    public string Format { get; set; } = "mp4";
+    /// <summary>A new file starts at the first key frame after this many seconds …</summary>
+    public int RotateSeconds { get; set; } = 1800;
+    /// <summary>… or this many megabytes, whichever comes first.</summary>
+    public int RotateMegabytes { get; set; } = 500;
+    /// <summary>Most space all recordings may take; 0 = no limit but the free-space floor.</summary>
+    public int SpaceLimitMegabytes { get; set; }
+    /// <summary>Free space always left on the filesystem; the oldest recordings not waiting for upload make room.</summary>
+    public int MinFreeMegabytes { get; set; } = 100;
 }
 
 public sealed class HttpConfig
@@ -38,6 +55,8 @@ public sealed class ChannelConfig
     public AudioConfig Audio { get; set; } = new();
     /// <summary>Viewer login for RTSP; null (the default) lets every viewer in.</summary>
     public AuthConfig? Auth { get; set; }
+    /// <summary>Recorded when Record is pressed (front panel or control command).</summary>
+    public bool Record { get; set; } = true;
 }
 
 public sealed class AuthConfig
@@ -90,6 +109,39 @@ public sealed class BoardProfile
     public string Name { get; set; } = "host";
     public string H264Encoder { get; set; } = "libx264";
     public string Capture { get; set; } = "testpattern";
+    public PanelProfile Panel { get; set; } = new();
+}
+
+/// <summary>Front-panel wiring: which GPIO line is which button or LED, and the optional status display.</summary>
+public sealed class PanelProfile
+{
+    /// <summary>"simulated" (host and tests: buttons from the terminal and the control command) or "libgpiod".</summary>
+    public string Driver { get; set; } = "simulated";
+    /// <summary>GPIO chip for libgpiod (number of /dev/gpiochipN).</summary>
+    public int Chip { get; set; }
+    public GpioLine Record { get; set; } = new() { Line = 0, ActiveLow = true };
+    public GpioLine Stream { get; set; } = new() { Line = 1, ActiveLow = true };
+    public GpioLine RecordLed { get; set; } = new() { Line = 2 };
+    public GpioLine StreamLed { get; set; } = new() { Line = 3 };
+    public GpioLine StatusLed { get; set; } = new() { Line = 4 };
+    public DisplayProfile? Display { get; set; } = new();
+}
+
+public sealed class GpioLine
+{
+    public int Line { get; set; }
+    /// <summary>True when the line reads (button) or must be driven (LED) low for "on".</summary>
+    public bool ActiveLow { get; set; }
+}
+
+public sealed class DisplayProfile
+{
+    /// <summary>"ssd1306" on I2C; the simulated panel renders it to status-display.png in the data directory.</summary>
+    public string Kind { get; set; } = "ssd1306";
+    public int I2cBus { get; set; } = 1;
+    public int Address { get; set; } = 0x3c;
+    public int Width { get; set; } = 128;
+    public int Height { get; set; } = 64;
 }
 
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase, ReadCommentHandling = JsonCommentHandling.Skip,
@@ -101,6 +153,7 @@ public sealed class BoardProfile
 [JsonSerializable(typeof(HttpConfig))]
 [JsonSerializable(typeof(VideoConfig))]
 [JsonSerializable(typeof(AudioConfig))]
+[JsonSerializable(typeof(RecordingConfig))]
 internal sealed partial class ConfigJson : JsonSerializerContext;
 
 public sealed class ConfigException(IReadOnlyList<string> errors) : Exception(string.Join("; ", errors))
@@ -206,6 +259,17 @@ public static class ConfigLoader
             Check(c.Http.Port is >= 1 and <= 65535 && c.Http.Port + c.Channels.Count - 1 <= 65535, "http.port", $"{c.Http.Port} (+ one port per channel) is not a TCP port");
             if (r is not null && c.Http.Port < r.Port + c.Channels.Count && r.Port < c.Http.Port + c.Channels.Count)
                 e.Add($"http.port: {c.Http.Port} overlaps the RTSP ports from {r.Port}");
+        }
+        var rec = c.Recording;
+        if (rec is null) e.Add("recording: must be an object");
+        else
+        {
+            Check(!string.IsNullOrWhiteSpace(rec.Directory) && !rec.Directory.Any(char.IsControl), "recording.directory", "must be a path");
+            Check(rec.Format is "mp4" or "ts", "recording.format", $"'{rec.Format}' is not mp4 or ts");
+            Check(rec.RotateSeconds is >= 5 and <= 86400, "recording.rotateSeconds", $"{rec.RotateSeconds} is not from 5 to 86400");
+            Check(rec.RotateMegabytes is >= 1 and <= 65536, "recording.rotateMegabytes", $"{rec.RotateMegabytes} is not from 1 to 65536");
+            Check(rec.SpaceLimitMegabytes is 0 or >= 16, "recording.spaceLimitMegabytes", $"{rec.SpaceLimitMegabytes} is not 0 (no limit) or at least 16");
+            Check(rec.MinFreeMegabytes is >= 0 and <= 1048576, "recording.minFreeMegabytes", $"{rec.MinFreeMegabytes} is not from 0 to 1048576");
         }
         return e;
     }

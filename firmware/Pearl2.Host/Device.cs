@@ -5,17 +5,18 @@ using Pearl2.Media;
 using Pearl2.Media.Encoders;
 using Pearl2.Media.Sources;
 using Pearl2.Services.HttpLive;
+using Pearl2.Services.Recording;
 using Pearl2.Services.Rtsp;
 
 namespace Pearl2.Host;
 
 /// <summary>
-/// The running appliance: one hub, encode pipeline, RTSP channel and listener per configured channel.
-/// A reload adds, removes or restarts channels one by one; the others never notice.
+/// The running appliance: one hub, encode pipeline, RTSP channel and listener, HTTP channel and recorder per
+/// configured channel. A reload adds, removes or restarts channels one by one; the others never notice.
 /// </summary>
 public sealed class Device : IAsyncDisposable
 {
-    sealed record RunningChannel(ChannelConfig Config, ChannelHub Hub, EncodePipeline Pipeline, RtspChannel Rtsp, RtspListener Listener, HttpLiveChannel Live, IAsyncDisposable LiveListener);
+    sealed record RunningChannel(ChannelConfig Config, ChannelHub Hub, EncodePipeline Pipeline, RtspChannel Rtsp, RtspListener Listener, HttpLiveChannel Live, IAsyncDisposable LiveListener, Recorder Recorder);
 
     readonly BoardProfile _board;
     readonly int _offset;
@@ -25,10 +26,20 @@ public sealed class Device : IAsyncDisposable
     readonly List<RunningChannel> _channels = new();
     FirmwareConfig _config;
 
-    public Device(FirmwareConfig config, BoardProfile board, int portOffset, ILoggerFactory loggers, TimeProvider time)
+    public Device(FirmwareConfig config, BoardProfile board, int portOffset, string dataDir, ILoggerFactory loggers, TimeProvider time)
     {
         _config = config; _board = board; _offset = portOffset; _loggers = loggers; _time = time;
         _log = loggers.CreateLogger("pearl2d");
+        var rec = config.Recording;
+        Library = new RecordingLibrary(new RecordingOptions
+        {
+            Directory = Path.GetFullPath(rec.Directory, dataDir),
+            Format = rec.Format,
+            RotateAfter = TimeSpan.FromSeconds(rec.RotateSeconds),
+            RotateBytes = (long)rec.RotateMegabytes << 20,
+            SpaceLimitBytes = (long)rec.SpaceLimitMegabytes << 20,
+            MinFreeBytes = (long)rec.MinFreeMegabytes << 20,
+        }, loggers.CreateLogger("Pearl2.Recording"));
         Rtsp = new RtspServer(new RtspOptions
         {
             SessionTimeoutSeconds = config.Rtsp.SessionTimeoutSeconds,
@@ -42,7 +53,10 @@ public sealed class Device : IAsyncDisposable
     }
 
     public RtspServer Rtsp { get; }
+    public RecordingLibrary Library { get; }
     readonly HttpLiveServer _http;
+    /// <summary>Set by the Stream button: null follows each channel's config, false stops and true starts streaming on all.</summary>
+    bool? _streamingOverride;
 
     public int HttpPort(int index) => _config.Http.Port + _offset + index;
 
@@ -51,6 +65,7 @@ public sealed class Device : IAsyncDisposable
     /// <summary>Starts every channel; any failure stops what started and is thrown (nothing runs half-configured).</summary>
     public async Task StartAsync()
     {
+        Library.Recover();
         try
         {
             for (int i = 0; i < _config.Channels.Count; i++) _channels.Add(await StartChannelAsync(i, _config.Channels[i]));
@@ -76,13 +91,14 @@ public sealed class Device : IAsyncDisposable
             rtsp = Rtsp.AddChannel(hub, RtspPort(index));
             var live = HttpLiveServer.AddChannel(hub, HttpPort(index), cc.Audio.Enabled, cc.Audio.SampleRate, cc.Audio.Channels);
             live.Preview = new PreviewCache(pipeline.Preview, _time);
-            Apply(rtsp, live, cc);
+            Apply(rtsp, live, cc, _streamingOverride);
             pipeline.Start();
             listener = await RtspListener.BindAsync(Rtsp, rtsp, _loggers);
             var liveListener = await _http.ListenAsync(live);
             _log.LogInformation("channel.started channel={Channel} name=\"{Name}\" rtsp_port={Port} video={W}x{H}@{Fps} bitrate_kbps={Kbps} encoder={Encoder}",
                 index + 1, cc.Name, rtsp.Port, v.Width, v.Height, v.Fps, v.BitrateKbps, v.Encoder ?? _board.H264Encoder);
-            return new RunningChannel(cc, hub, pipeline, rtsp, listener, live, liveListener);
+            var recorder = new Recorder(hub, Library, _time, _loggers.CreateLogger("Pearl2.Recording"));
+            return new RunningChannel(cc, hub, pipeline, rtsp, listener, live, liveListener, recorder);
         }
         catch
         {
@@ -93,15 +109,16 @@ public sealed class Device : IAsyncDisposable
         }
     }
 
-    static void Apply(RtspChannel rtsp, HttpLiveChannel live, ChannelConfig cc)
+    static void Apply(RtspChannel rtsp, HttpLiveChannel live, ChannelConfig cc, bool? streamingOverride)
     {
-        rtsp.StreamingEnabled = cc.Streaming;
-        live.StreamingEnabled = cc.Streaming;
+        rtsp.StreamingEnabled = streamingOverride ?? cc.Streaming;
+        live.StreamingEnabled = streamingOverride ?? cc.Streaming;
         rtsp.Credentials = cc.Auth is { } a ? new ViewerCredentials(a.Username, a.Password, a.AllowBasic) : null;
     }
 
     async Task StopChannelAsync(RunningChannel rc, string why)
     {
+        await rc.Recorder.StopAsync();
         await rc.Listener.DisposeAsync();
         await rc.LiveListener.DisposeAsync();
         Rtsp.RemoveChannel(rc.Rtsp);
@@ -133,12 +150,14 @@ public sealed class Device : IAsyncDisposable
                 var rc = _channels[i];
                 if (MediaOf(rc.Config) != MediaOf(nc))
                 {
+                    bool recording = rc.Recorder.IsRecording;
                     await StopChannelAsync(rc, "picture or sound settings changed");
                     _channels[i] = await StartChannelAsync(i, nc);
+                    if (recording && nc.Record) _channels[i].Recorder.Start();
                 }
                 else
                 {
-                    Apply(rc.Rtsp, rc.Live, nc);
+                    Apply(rc.Rtsp, rc.Live, nc, _streamingOverride);
                     _channels[i] = rc with { Config = nc };
                 }
                 _log.LogInformation("config.applied channel={Channel} streaming={Streaming} auth={Auth}", i + 1, nc.Streaming, nc.Auth is not null);
@@ -154,6 +173,35 @@ public sealed class Device : IAsyncDisposable
 
     static string MediaOf(ChannelConfig c) => c.Source + "|" + c.Name + "|" +
         JsonSerializer.Serialize(c.Video, ConfigJson.Default.VideoConfig) + JsonSerializer.Serialize(c.Audio, ConfigJson.Default.AudioConfig);
+
+    public bool IsRecording => _channels.Any(c => c.Recorder.IsRecording);
+    public bool RecordingFault => !IsRecording && _channels.Any(c => c.Recorder.State is RecorderState.DiskFull or RecorderState.Failed);
+    public bool IsStreaming => _channels.Any(c => c.Rtsp.StreamingEnabled);
+
+    /// <summary>Record pressed: stops every recording if any runs, else starts every channel set to record.</summary>
+    public async Task<bool> ToggleRecordingAsync(string by)
+    {
+        if (IsRecording)
+        {
+            _log.LogInformation("recording.toggle action=stop by={By}", by);
+            await Task.WhenAll(_channels.Select(c => c.Recorder.StopAsync()));
+            return false;
+        }
+        _log.LogInformation("recording.toggle action=start by={By}", by);
+        foreach (var c in _channels) if (c.Config.Record) c.Recorder.Start();
+        return IsRecording;
+    }
+
+    /// <summary>Stream pressed: live streaming to other hosts goes off on every channel if any streams, else on for all.</summary>
+    public bool ToggleStreaming(string by)
+    {
+        _streamingOverride = !IsStreaming;
+        foreach (var c in _channels) Apply(c.Rtsp, c.Live, c.Config, _streamingOverride);
+        _log.LogInformation("streaming.toggle streaming={Streaming} by={By}", _streamingOverride, by);
+        return _streamingOverride.Value;
+    }
+
+    public IEnumerable<(int Index, string Name, Recorder Recorder)> Recorders => _channels.Select((c, i) => (i, c.Config.Name, c.Recorder));
 
     public IEnumerable<(int Index, ChannelConfig Config, int Port, int HttpPort)> Channels => _channels.Select((c, i) => (i, c.Config, c.Rtsp.Port, c.Live.Port));
 

@@ -31,8 +31,8 @@ public class MuxerTests
     [Fact]
     public void AvcDecoderConfigurationRecord()
     {
-        var b = new byte[FlvWriter.AvcConfigSize(Sps.Length, Pps.Length)];
-        Assert.Equal(b.Length, FlvWriter.WriteAvcConfig(b, Sps, Pps));
+        var b = new byte[AvcDecoderConfig.Size(Sps.Length, Pps.Length)];
+        Assert.Equal(b.Length, AvcDecoderConfig.Write(b, Sps, Pps));
         byte[] expected = [1, 0x42, 0xc0, 0x1e, 0xff, 0xe1, 0, 7, .. Sps, 1, 0, 4, .. Pps];
         Assert.Equal(expected, b);
     }

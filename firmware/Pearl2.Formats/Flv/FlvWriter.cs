@@ -44,30 +44,12 @@ public static class FlvWriter
         return TagHeaderSize + dataSize + TagTrailerSize;
     }
 
-    /// <summary>AVCDecoderConfigurationRecord (ISO/IEC 14496-15 §5.2.4.1): 4-byte NAL lengths, one SPS, one PPS.</summary>
-    public static int WriteAvcConfig(Span<byte> dest, ReadOnlySpan<byte> sps, ReadOnlySpan<byte> pps)
-    {
-        dest[0] = 1;
-        dest[1] = sps[1]; dest[2] = sps[2]; dest[3] = sps[3];
-        dest[4] = 0xff;                      // reserved 6 bits + lengthSizeMinusOne = 3
-        dest[5] = 0xe1;                      // reserved 3 bits + one SPS
-        BinaryPrimitives.WriteUInt16BigEndian(dest[6..], (ushort)sps.Length);
-        sps.CopyTo(dest[8..]);
-        int at = 8 + sps.Length;
-        dest[at] = 1;                        // one PPS
-        BinaryPrimitives.WriteUInt16BigEndian(dest[(at + 1)..], (ushort)pps.Length);
-        pps.CopyTo(dest[(at + 3)..]);
-        return at + 3 + pps.Length;
-    }
-
-    public static int AvcConfigSize(int spsLength, int ppsLength) => 11 + spsLength + ppsLength;
-
     /// <summary>The AVC sequence header tag (frame type 1, codec 7, AVCPacketType 0).</summary>
     public static int WriteAvcSequenceHeader(Span<byte> dest, ReadOnlySpan<byte> sps, ReadOnlySpan<byte> pps)
     {
         var body = dest[TagHeaderSize..];
         body[0] = 0x17; body[1] = 0; body[2] = body[3] = body[4] = 0;
-        int n = 5 + WriteAvcConfig(body[5..], sps, pps);
+        int n = 5 + AvcDecoderConfig.Write(body[5..], sps, pps);
         return CloseTag(dest, VideoTag, n, 0);
     }
 
@@ -81,16 +63,7 @@ public static class FlvWriter
         body[0] = (byte)((keyFrame ? 0x10 : 0x20) | 7);
         body[1] = 1;
         body[2] = (byte)(compositionMs >> 16); body[3] = (byte)(compositionMs >> 8); body[4] = (byte)compositionMs;
-        int at = 5;
-        foreach (var nal in new AnnexBReader(annexB))
-        {
-            if (nal.IsEmpty) continue;
-            int type = nal[0] & 0x1f;
-            if (type is NalType.AccessUnitDelimiter or NalType.Sps or NalType.Pps) continue;
-            BinaryPrimitives.WriteUInt32BigEndian(body[at..], (uint)nal.Length);
-            nal.CopyTo(body[(at + 4)..]);
-            at += 4 + nal.Length;
-        }
+        int at = 5 + Avcc.FromAnnexB(body[5..], annexB);
         return CloseTag(dest, VideoTag, at, timestampMs);
     }
 

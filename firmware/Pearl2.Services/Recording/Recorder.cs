@@ -1,0 +1,242 @@
+using Microsoft.Extensions.Logging;
+using Pearl2.Media;
+
+namespace Pearl2.Services.Recording;
+
+public enum RecorderState { Idle, Recording, DiskFull, Failed }
+
+/// <summary>
+/// Records one channel: reads the hub like any viewer (its own deep queue, starting on the cached key frame), cuts
+/// fragments at every key frame and at least once a second, and rotates files at the first key frame past the time
+/// or size limit, so each file starts with a picture and the next one continues it with no gap and no overlap.
+/// Each sample's duration is the distance to the next one; only the very last sample gets the nominal duration.
+/// </summary>
+public sealed class Recorder
+{
+    readonly ChannelHub _hub;
+    readonly RecordingLibrary _library;
+    readonly ILogger _log;
+    readonly TimeProvider _time;
+    readonly object _lock = new();
+    Session? _session;
+
+    public Recorder(ChannelHub hub, RecordingLibrary library, TimeProvider time, ILogger log)
+    {
+        _hub = hub; _library = library; _time = time; _log = log;
+    }
+
+    public RecorderState State { get; private set; }
+    public string? CurrentFile => _session?.CurrentFile;
+    public DateTimeOffset? StartedAt => _session?.StartedAt;
+    public string? LastError { get; private set; }
+    public bool IsRecording => State == RecorderState.Recording;
+
+    /// <summary>Starts recording (the first file opens at the first picture); false when it already runs.</summary>
+    public bool Start()
+    {
+        lock (_lock)
+        {
+            if (_session is not null) return false;
+            var s = new Session(this);
+            _session = s;
+            State = RecorderState.Recording;
+            LastError = null;
+            _log.LogInformation("recording.started channel={Channel} format={Format} rotate_s={Rotate} rotate_mb={RotateMb}",
+                _hub.Index + 1, _library.Options.Format, (int)_library.Options.RotateAfter.TotalSeconds, _library.Options.RotateBytes >> 20);
+            s.Run = Task.Run(s.RunAsync);
+            return true;
+        }
+    }
+
+    /// <summary>Stops and finishes the file (duration, index); completes when it is on disk.</summary>
+    public async Task StopAsync()
+    {
+        Session? s;
+        lock (_lock) s = _session;
+        if (s is null) return;
+        s.Stop();
+        await s.Run!;
+    }
+
+    void Ended(Session s, string? failure)
+    {
+        lock (_lock)
+        {
+            if (_session != s) return;
+            _session = null;
+            State = failure switch { null => RecorderState.Idle, "disk_full" => RecorderState.DiskFull, _ => RecorderState.Failed };
+            LastError = failure;
+        }
+        if (failure is null)
+            _log.LogInformation("recording.stopped channel={Channel} files={Files} bytes={Bytes}", _hub.Index + 1, s.Files, s.Writer.BytesWritten);
+        else
+            _log.LogError("recording.stopped channel={Channel} files={Files} bytes={Bytes} error={Error} hint=\"{Hint}\"", _hub.Index + 1, s.Files, s.Writer.BytesWritten, failure,
+                failure == "disk_full" ? "free space: delete or upload recordings, or raise recording.spaceLimitMegabytes" : "see recording.write_failed above");
+    }
+
+    sealed class Session(Recorder r)
+    {
+        public readonly RecordingWriter Writer = new(r._library, $"rec-ch{r._hub.Index + 1}", r._log);
+        readonly long _rotateTicks = (long)(r._library.Options.RotateAfter.TotalSeconds * 90000);
+        readonly CancellationTokenSource _stop = new();
+        const long NominalAudio = 1024;
+        volatile bool _stopping;
+        HubReader? _reader;
+        StreamInfo info = null!;
+        long _nominalVideo;
+        FileMuxer? _mux;
+        MediaUnit? _pendingVideo, _pendingAudio;
+        long _v0, _a0, _fileTicks, _fileBytes;
+        public Task? Run;
+        public string? CurrentFile;
+        public int Files;
+        public readonly DateTimeOffset StartedAt = r._time.GetLocalNow();
+
+        public void Stop()
+        {
+            _stopping = true;
+            _stop.Cancel();
+            lock (_stop) _reader?.Dispose();
+        }
+
+        public async Task RunAsync()
+        {
+            string? failure = null;
+            try
+            {
+                info = await r._hub.Ready.WaitAsync(_stop.Token);
+                _nominalVideo = 90000 / Math.Max(1, info.Fps);
+                lock (_stop) _reader = _stopping ? null : r._hub.Subscribe("recorder", r._library.Options.QueueUnits);
+                while (_reader is not null && !_stopping)
+                {
+                    await _reader.WaitAsync();
+                    while (_reader.TryRead(out var unit))
+                    {
+                        try { await HandleAsync(unit); }
+                        finally { unit.Release(); }
+                        if (Writer.Failure is not null) break;
+                    }
+                    if (Writer.Failure is not null) break;
+                }
+                if (Writer.Failure is null) await FinishFileAsync(last: true);
+            }
+            catch (OperationCanceledException) when (_stopping) { }
+            catch (Exception e)
+            {
+                failure = "failed: " + e.Message;
+            }
+            finally
+            {
+                _reader?.Dispose();
+                _pendingVideo?.Release(); _pendingVideo = null;
+                _pendingAudio?.Release(); _pendingAudio = null;
+                Writer.Dispose();
+                r.Ended(this, Writer.Failure ?? failure);
+            }
+        }
+
+        async ValueTask HandleAsync(MediaUnit u)
+        {
+            if (u.Track == TrackKind.Video)
+            {
+                if (_mux is null)
+                {
+                    if (u.IsKeyFrame) await OpenFileAsync(u);
+                    return;
+                }
+                var p = _pendingVideo!;
+                long duration = u.Pts > p.Pts ? u.Pts - p.Pts : _nominalVideo;
+                _mux.AddVideo(p, p.Pts - _v0, duration);
+                _fileTicks += duration;
+                p.Release();
+                _pendingVideo = null;
+                if (u.IsKeyFrame && (_fileTicks >= _rotateTicks || _fileBytes >= r._library.Options.RotateBytes))
+                {
+                    // Audio that starts before the cut still belongs to this file, trimmed to end at it.
+                    if (_pendingAudio is { } a && a.Pts < AudioTime(u.Pts))
+                    {
+                        _mux.AddAudio(a, a.Pts - _a0, Math.Clamp(AudioTime(u.Pts) - a.Pts, 1, NominalAudio));
+                        a.Release();
+                        _pendingAudio = null;
+                    }
+                    await FinishFileAsync(last: false);
+                    await OpenFileAsync(u);
+                    return;
+                }
+                if (u.IsKeyFrame || _mux.FragmentVideoTicks >= 90000) await EmitAsync();
+                u.AddRef();
+                _pendingVideo = u;
+            }
+            else
+            {
+                if (_mux is null || u.Pts < _a0) return;
+                if (_pendingAudio is { } a)
+                {
+                    _mux.AddAudio(a, a.Pts - _a0, u.Pts > a.Pts ? u.Pts - a.Pts : NominalAudio);
+                    a.Release();
+                }
+                u.AddRef();
+                _pendingAudio = u;
+            }
+        }
+
+        long AudioTime(long videoPts) => info.AudioSampleRate == 0 ? 0 : videoPts * info.AudioSampleRate / 90000;
+
+        async ValueTask OpenFileAsync(MediaUnit key)
+        {
+            _mux = FileMuxer.For(r._library.Options.Format, info);
+            _v0 = key.Pts;
+            _a0 = AudioTime(key.Pts);
+            if (_pendingAudio is { } a && a.Pts < _a0) { a.Release(); _pendingAudio = null; }
+            _fileTicks = 0; _fileBytes = 0;
+            CurrentFile = r._library.Create(r._hub.Name, r._time.GetLocalNow(), _mux.Extension);
+            var op = await Writer.RentAsync(WriteKind.Create);
+            op.Path = CurrentFile;
+            _mux.WriteHeader(op, info);
+            _fileBytes += op.Length;
+            Writer.Submit(op);
+            Files++;
+            r._log.LogInformation("recording.file_started channel={Channel} file={File}", r._hub.Index + 1, Path.GetFileName(CurrentFile));
+            key.AddRef();
+            _pendingVideo = key;
+        }
+
+        async ValueTask EmitAsync()
+        {
+            if (!_mux!.HasFragment) return;
+            var op = await Writer.RentAsync(WriteKind.Append);
+            _mux.TakeFragment(op, _fileBytes);
+            _fileBytes += op.Length;
+            Writer.Submit(op);
+        }
+
+        async ValueTask FinishFileAsync(bool last)
+        {
+            if (_mux is null) return;
+            if (last)
+            {
+                if (_pendingVideo is { } v)
+                {
+                    _mux.AddVideo(v, v.Pts - _v0, _nominalVideo);
+                    _fileTicks += _nominalVideo;
+                    v.Release(); _pendingVideo = null;
+                }
+                if (_pendingAudio is { } a)
+                {
+                    _mux.AddAudio(a, a.Pts - _a0, NominalAudio);
+                    a.Release(); _pendingAudio = null;
+                }
+            }
+            await EmitAsync();
+            var op = await Writer.RentAsync(WriteKind.Finish);
+            _mux.Finish(op, _fileTicks);
+            op.Duration = TimeSpan.FromSeconds(_fileTicks / 90000.0);
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            op.Done = done;
+            Writer.Submit(op);
+            if (last) await done.Task;
+            _mux = null;
+            CurrentFile = null;
+        }
+    }
+}

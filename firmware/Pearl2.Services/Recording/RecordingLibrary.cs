@@ -1,0 +1,233 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
+using Pearl2.Formats.Mp4;
+using Pearl2.Formats.Ts;
+
+namespace Pearl2.Services.Recording;
+
+public sealed class RecordingOptions
+{
+    public required string Directory { get; init; }
+    public string Format { get; init; } = "mp4";
+    public TimeSpan RotateAfter { get; init; } = TimeSpan.FromMinutes(30);
+    public long RotateBytes { get; init; } = 500L << 20;
+    /// <summary>Most bytes all recordings may take together; 0 = only the filesystem's free space limits them.</summary>
+    public long SpaceLimitBytes { get; init; }
+    /// <summary>Free space always left on the filesystem.</summary>
+    public long MinFreeBytes { get; init; } = 100L << 20;
+    /// <summary>Units a recorder may fall behind the encoder before it loses frames (about 50 s at 30 fps with audio).</summary>
+    public int QueueUnits { get; init; } = 4096;
+}
+
+public sealed record RecordingEntry(string Name, long Bytes, DateTime Modified, string State);
+
+/// <summary>
+/// The recordings directory: names, the space policy and crash recovery. A file being written has a marker in
+/// <c>.open/</c> until it is finished, so after a crash or a power cut the next start finds it and cuts it back to
+/// its last whole fragment. A file with a <c>&lt;name&gt;.upload-pending</c> marker beside it waits for upload and is
+/// never deleted to make room.
+/// </summary>
+public sealed class RecordingLibrary
+{
+    public const string UploadPendingSuffix = ".upload-pending";
+    readonly object _lock = new();
+    readonly ILogger _log;
+    readonly HashSet<string> _open = new(StringComparer.Ordinal);
+    readonly HashSet<string> _recovered = new(StringComparer.Ordinal);
+    readonly string _markers;
+    long _total;
+
+    public RecordingLibrary(RecordingOptions options, ILogger log)
+    {
+        Options = options;
+        _log = log;
+        Directory.CreateDirectory(options.Directory);
+        _markers = Path.Combine(options.Directory, ".open");
+        Directory.CreateDirectory(_markers);
+    }
+
+    public RecordingOptions Options { get; }
+    public string DirectoryPath => Options.Directory;
+
+    public static bool IsRecording(string name) =>
+        name.EndsWith(".mp4", StringComparison.Ordinal) || name.EndsWith(".ts", StringComparison.Ordinal);
+
+    /// <summary>Finds files a crash left open, makes each playable, and counts the space recordings use.</summary>
+    public void Recover()
+    {
+        foreach (var marker in Directory.GetFiles(_markers))
+        {
+            string name = Path.GetFileName(marker);
+            string path = Path.Combine(Options.Directory, name);
+            try
+            {
+                if (!File.Exists(path)) { File.Delete(marker); continue; }
+                long before = new FileInfo(path).Length;
+                long kept = RecordingRepair.Repair(path);
+                if (kept == 0)
+                {
+                    File.Delete(path);
+                    _log.LogWarning("recording.recovery_dropped file={File} bytes={Bytes} reason=\"no complete fragment\"", name, before);
+                }
+                else
+                {
+                    lock (_lock) _recovered.Add(name);
+                    _log.LogWarning("recording.recovered file={File} bytes={Bytes} cut_bytes={Cut} reason=\"not finished before the last stop (crash or power cut)\"", name, kept, before - kept);
+                }
+                File.Delete(marker);
+            }
+            catch (IOException e) { _log.LogError("recording.recovery_failed file={File} error=\"{Error}\"", name, e.Message); }
+        }
+        lock (_lock) _total = List().Sum(e => e.Bytes);
+    }
+
+    /// <summary>A new file's path, <c>&lt;channel&gt;_&lt;YYYYMMDD-HHMMSS&gt;.&lt;ext&gt;</c>, made unique; its open marker is written first.</summary>
+    public string Create(string channel, DateTimeOffset now, string extension)
+    {
+        var safe = new string(channel.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' ? c : '_').ToArray());
+        string stem = $"{safe}_{now:yyyyMMdd-HHmmss}";
+        lock (_lock)
+        {
+            string name = $"{stem}.{extension}";
+            for (int i = 2; File.Exists(Path.Combine(Options.Directory, name)) || _open.Contains(name); i++) name = $"{stem}-{i}.{extension}";
+            _open.Add(name);
+            File.WriteAllBytes(Path.Combine(_markers, name), []);
+            return Path.Combine(Options.Directory, name);
+        }
+    }
+
+    /// <summary>The file is finished (or given up): it no longer needs recovery.</summary>
+    public void Closed(string path)
+    {
+        string name = Path.GetFileName(path);
+        lock (_lock) _open.Remove(name);
+        try { File.Delete(Path.Combine(_markers, name)); }
+        catch (IOException e) { _log.LogError("recording.marker_failed file={File} error=\"{Error}\"", name, e.Message); }
+    }
+
+    /// <summary>The file was given back in part (cut after a failed write).</summary>
+    public void Released(long bytes) { lock (_lock) _total -= bytes; }
+
+    /// <summary>
+    /// Makes room for <paramref name="bytes"/> more: while the space limit or the free-space floor would be crossed,
+    /// deletes the oldest finished recording that does not wait for upload. False when nothing more may go.
+    /// </summary>
+    public bool Reserve(long bytes)
+    {
+        lock (_lock)
+        {
+            while (true)
+            {
+                long free = FreeBytes();
+                bool underLimit = Options.SpaceLimitBytes == 0 || _total + bytes <= Options.SpaceLimitBytes;
+                bool enoughFree = free - bytes >= Options.MinFreeBytes;
+                if (underLimit && enoughFree) { _total += bytes; return true; }
+                var victim = List().Where(e => e.State is "complete" or "recovered").OrderBy(e => e.Modified).FirstOrDefault();
+                if (victim is null)
+                {
+                    _log.LogError("recording.no_space need_bytes={Need} free_bytes={Free} used_bytes={Used} limit_bytes={Limit} reason=\"{Reason}; nothing left that may be deleted (the rest is being written or waits for upload)\"",
+                        bytes, free, _total, Options.SpaceLimitBytes, underLimit ? "filesystem nearly full" : "recording space limit reached");
+                    return false;
+                }
+                try
+                {
+                    File.Delete(Path.Combine(Options.Directory, victim.Name));
+                    _recovered.Remove(victim.Name);
+                    _total -= victim.Bytes;
+                    _log.LogWarning("recording.deleted file={File} bytes={Bytes} reason=\"{Reason}\"", victim.Name, victim.Bytes,
+                        underLimit ? "free space below the floor" : "recording space limit");
+                }
+                catch (IOException e)
+                {
+                    _log.LogError("recording.delete_failed file={File} error=\"{Error}\"", victim.Name, e.Message);
+                    return false;
+                }
+            }
+        }
+    }
+
+    long FreeBytes()
+    {
+        try { return new DriveInfo(Options.Directory).AvailableFreeSpace; }
+        catch (IOException) { return long.MaxValue; }
+    }
+
+    public IReadOnlyList<RecordingEntry> List()
+    {
+        var list = new List<RecordingEntry>();
+        lock (_lock)
+        {
+            foreach (var f in new DirectoryInfo(Options.Directory).EnumerateFiles())
+            {
+                if (!IsRecording(f.Name)) continue;
+                string state = _open.Contains(f.Name) ? "recording"
+                    : File.Exists(f.FullName + UploadPendingSuffix) ? "upload-pending"
+                    : _recovered.Contains(f.Name) ? "recovered" : "complete";
+                list.Add(new RecordingEntry(f.Name, f.Length, f.LastWriteTimeUtc, state));
+            }
+        }
+        list.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
+        return list;
+    }
+}
+
+/// <summary>Cuts an interrupted recording back to what plays: the last whole fMP4 fragment, or the last whole TS access unit.</summary>
+public static class RecordingRepair
+{
+    /// <summary>Returns the bytes kept (0 when nothing playable is left).</summary>
+    public static long Repair(string path)
+    {
+        using var h = File.OpenHandle(path, FileMode.Open, FileAccess.ReadWrite);
+        long length = RandomAccess.GetLength(h);
+        long keep = path.EndsWith(".ts", StringComparison.Ordinal) ? TsEnd(h, length) : Mp4End(h, length);
+        if (keep < length) RandomAccess.SetLength(h, keep);
+        RandomAccess.FlushToDisk(h);
+        return keep;
+    }
+
+    /// <summary>End of the last complete moof+mdat pair after ftyp and moov; 0 if there is none.</summary>
+    static long Mp4End(SafeFileHandle h, long length)
+    {
+        Span<byte> head = stackalloc byte[16];
+        uint ftyp = FragmentedMp4.Type("ftyp"u8), moov = FragmentedMp4.Type("moov"u8), moof = FragmentedMp4.Type("moof"u8),
+            mdat = FragmentedMp4.Type("mdat"u8), free = FragmentedMp4.Type("free"u8), mfra = FragmentedMp4.Type("mfra"u8);
+        long at = 0, good = 0;
+        bool haveMoov = false, inFragment = false;
+        while (at < length)
+        {
+            int n = RandomAccess.Read(h, head, at);
+            if (!FragmentedMp4.TryReadBoxHeader(head[..n], length - at, out long size, out uint type, out _) || at + size > length) break;
+            if (at == 0 && type != ftyp) return 0;
+            if (type == moov) haveMoov = true;
+            else if (type == moof && haveMoov) inFragment = true;
+            else if (type == mdat && inFragment) { inFragment = false; good = at + size; }
+            else if (type == mfra && !inFragment) { good = at + size; break; }
+            else if (type != ftyp && type != free) break;
+            at += size;
+        }
+        return good;
+    }
+
+    /// <summary>Whole packets up to the start of the last video access unit, whose PES may be cut short.</summary>
+    static long TsEnd(SafeFileHandle h, long length)
+    {
+        const int P = TsMuxer.PacketSize;
+        long packets = length / P;
+        var buf = new byte[P * 1024];
+        long lastVideoStart = -1;
+        for (long p = 0; p < packets;)
+        {
+            int want = (int)Math.Min(1024, packets - p) * P;
+            int n = RandomAccess.Read(h, buf.AsSpan(0, want), p * P);
+            for (int i = 0; i + P <= n; i += P, p++)
+            {
+                if (buf[i] != 0x47) return lastVideoStart > 0 ? lastVideoStart : 0;
+                int pid = ((buf[i + 1] & 0x1f) << 8) | buf[i + 2];
+                bool start = (buf[i + 1] & 0x40) != 0;
+                if (start && (pid == TsMuxer.VideoPid || pid == 0)) lastVideoStart = p * P; // a key frame's PAT/PMT go with it
+            }
+            if (n < want) break;
+        }
+        return lastVideoStart > 0 ? lastVideoStart : 0;
+    }
+}

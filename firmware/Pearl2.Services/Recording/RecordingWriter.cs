@@ -1,0 +1,162 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using Microsoft.Win32.SafeHandles;
+
+namespace Pearl2.Services.Recording;
+
+enum WriteKind { Create, Append, Finish }
+
+/// <summary>One step for the writer thread; its buffer is reused from fragment to fragment.</summary>
+sealed class WriteOp
+{
+    public WriteKind Kind;
+    public string Path = "";
+    public byte[] Buffer = new byte[256 << 10];
+    public int Length;
+    public (long Offset, byte[] Bytes)[] Patches = [];
+    public TimeSpan Duration;
+    public TaskCompletionSource? Done;
+
+    public Span<byte> Room(int size)
+    {
+        if (Buffer.Length < Length + size) Array.Resize(ref Buffer, Math.Max(Buffer.Length * 2, Length + size));
+        return Buffer.AsSpan(Length);
+    }
+}
+
+/// <summary>
+/// Writes one recorder's files on its own thread, so disk latency never reaches the hub: every fragment is one
+/// write then fdatasync (a power cut loses at most the fragment in flight), after the library has made room for it.
+/// When room cannot be made, or a write fails, the file is cut back to its last whole fragment and closed, and
+/// <see cref="Failure"/> says why.
+/// </summary>
+sealed class RecordingWriter : IDisposable
+{
+    const int Slots = 8;
+    readonly RecordingLibrary _library;
+    readonly ILogger _log;
+    readonly BlockingCollection<WriteOp> _work = new(Slots + 1);
+    readonly ConcurrentQueue<WriteOp> _free = new();
+    readonly SemaphoreSlim _slots = new(Slots, Slots);
+    readonly Thread _thread;
+    SafeFileHandle? _file;
+    string _path = "";
+    long _length;
+
+    public RecordingWriter(RecordingLibrary library, string name, ILogger log)
+    {
+        _library = library; _log = log;
+        for (int i = 0; i < Slots; i++) _free.Enqueue(new WriteOp());
+        _thread = new Thread(Run) { IsBackground = true, Name = name };
+        _thread.Start();
+    }
+
+    /// <summary>Why the writer gave up ("disk_full", "write_failed"); null while all is well.</summary>
+    public volatile string? Failure;
+    public long BytesWritten;
+
+    /// <summary>A free op; waits (without blocking a thread) while all are queued for a slow disk.</summary>
+    public async ValueTask<WriteOp> RentAsync(WriteKind kind)
+    {
+        await _slots.WaitAsync();
+        _free.TryDequeue(out var op);
+        op!.Kind = kind; op.Length = 0; op.Patches = []; op.Done = null;
+        return op;
+    }
+
+    public void Submit(WriteOp op) => _work.Add(op);
+
+    void Run()
+    {
+        foreach (var op in _work.GetConsumingEnumerable())
+        {
+            try { Execute(op); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                Fail("write_failed", e.Message);
+            }
+            finally
+            {
+                op.Done?.TrySetResult();
+                _free.Enqueue(op);
+                _slots.Release();
+            }
+        }
+    }
+
+    void Execute(WriteOp op)
+    {
+        switch (op.Kind)
+        {
+            case WriteKind.Create:
+                if (Failure is not null) return;
+                _path = op.Path;
+                if (!_library.Reserve(op.Length)) { _library.Closed(_path); Failure = "disk_full"; _path = ""; return; }
+                _file = File.OpenHandle(_path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read);
+                _length = 0;
+                Append(op);
+                break;
+            case WriteKind.Append:
+                if (_file is null || Failure is not null) return;
+                if (!_library.Reserve(op.Length)) { Fail("disk_full", null); return; }
+                Append(op);
+                break;
+            case WriteKind.Finish:
+                if (_file is null) return;
+                if (op.Length > 0 && _library.Reserve(op.Length)) Append(op);
+                foreach (var (offset, bytes) in op.Patches) RandomAccess.Write(_file, bytes, offset);
+                RandomAccess.FlushToDisk(_file);
+                Close("finished", op.Duration);
+                break;
+        }
+    }
+
+    void Append(WriteOp op)
+    {
+        try
+        {
+            RandomAccess.Write(_file!, op.Buffer.AsSpan(0, op.Length), _length);
+            RandomAccess.FlushToDisk(_file!);
+            _length += op.Length;
+            Interlocked.Add(ref BytesWritten, op.Length);
+        }
+        catch (IOException e)
+        {
+            _library.Released(op.Length);
+            Fail("write_failed", e.Message);
+        }
+    }
+
+    /// <summary>Cuts the file back to its last whole fragment (what a failed write may have left beyond it) and closes it.</summary>
+    void Fail(string why, string? error)
+    {
+        Failure ??= why;
+        if (_file is null) return;
+        try
+        {
+            if (RandomAccess.GetLength(_file) > _length) RandomAccess.SetLength(_file, _length);
+            RandomAccess.FlushToDisk(_file);
+        }
+        catch (IOException) { }
+        if (error is not null) _log.LogError("recording.write_failed file={File} error=\"{Error}\"", Path.GetFileName(_path), error);
+        Close(why);
+    }
+
+    void Close(string how, TimeSpan? duration = null)
+    {
+        _file!.Dispose();
+        _file = null;
+        _library.Closed(_path);
+        _log.LogInformation("recording.file_closed file={File} bytes={Bytes} duration_s={Duration} how={How}", Path.GetFileName(_path), _length,
+            duration is { } d ? d.TotalSeconds.ToString("0.000", System.Globalization.CultureInfo.InvariantCulture) : "unknown", how);
+        if (_length == 0) { try { File.Delete(_path); } catch (IOException) { } }
+        _path = "";
+    }
+
+    public void Dispose()
+    {
+        _work.CompleteAdding();
+        _thread.Join();
+        if (_file is not null) Close("stopped");
+    }
+}
