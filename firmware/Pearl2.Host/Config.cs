@@ -174,6 +174,29 @@ public static class ConfigLoader
     public static BoardProfile LoadBoard(string? path) =>
         path is null ? new BoardProfile() : Parse(File.ReadAllText(path), ConfigJson.Default.BoardProfile, path);
 
+    public static List<string> ValidateBoard(BoardProfile b)
+    {
+        var e = new List<string>();
+        void Check(bool ok, string field, string reason) { if (!ok) e.Add($"board.{field}: {reason}"); }
+        var p = b.Panel;
+        if (p is null) { e.Add("board.panel: must be an object"); return e; }
+        Check(p.Driver is "simulated" or "libgpiod", "panel.driver", $"'{p.Driver}' is not simulated or libgpiod");
+        Check(p.Chip is >= 0 and <= 63, "panel.chip", $"{p.Chip} is not a gpiochip number from 0 to 63");
+        var lines = new (string Name, GpioLine? Line)[] { ("record", p.Record), ("stream", p.Stream), ("recordLed", p.RecordLed), ("streamLed", p.StreamLed), ("statusLed", p.StatusLed) };
+        foreach (var (name, line) in lines)
+            Check(line is not null && line.Line is >= 0 and <= 511, $"panel.{name}.line", line is null ? "is missing" : $"{line.Line} is not a line from 0 to 511");
+        foreach (var dup in lines.Where(l => l.Line is not null).GroupBy(l => l.Line!.Line).Where(g => g.Count() > 1))
+            e.Add($"board.panel: line {dup.Key} is used by {string.Join(" and ", dup.Select(d => d.Name))}");
+        if (p.Display is { } d)
+        {
+            Check(d.Kind == "ssd1306", "panel.display.kind", $"'{d.Kind}' is not ssd1306");
+            Check(d.Address is >= 0x03 and <= 0x77, "panel.display.address", $"{d.Address} is not a 7-bit I2C address");
+            Check(d.Width is 128 && d.Height is 32 or 64, "panel.display.width", $"{d.Width}x{d.Height} is not 128x64 or 128x32");
+            Check(d.I2cBus is >= 0 and <= 63, "panel.display.i2cBus", $"{d.I2cBus} is not an I2C bus number");
+        }
+        return e;
+    }
+
     public static FirmwareConfig ParseText(string json)
     {
         var config = Parse(json, ConfigJson.Default.FirmwareConfig, "config");

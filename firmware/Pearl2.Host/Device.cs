@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Pearl2.Media;
 using Pearl2.Media.Encoders;
 using Pearl2.Media.Sources;
+using Pearl2.Services.FrontPanel;
 using Pearl2.Services.HttpLive;
 using Pearl2.Services.Recording;
 using Pearl2.Services.Rtsp;
@@ -14,7 +15,7 @@ namespace Pearl2.Host;
 /// The running appliance: one hub, encode pipeline, RTSP channel and listener, HTTP channel and recorder per
 /// configured channel. A reload adds, removes or restarts channels one by one; the others never notice.
 /// </summary>
-public sealed class Device : IAsyncDisposable
+public sealed class Device : IAsyncDisposable, IPanelActions
 {
     sealed record RunningChannel(ChannelConfig Config, ChannelHub Hub, EncodePipeline Pipeline, RtspChannel Rtsp, RtspListener Listener, HttpLiveChannel Live, IAsyncDisposable LiveListener, Recorder Recorder);
 
@@ -24,6 +25,10 @@ public sealed class Device : IAsyncDisposable
     readonly ILogger _log;
     readonly TimeProvider _time;
     readonly List<RunningChannel> _channels = new();
+    /// <summary>The channels as the panel, the control socket and status readers see them (replaced after every change).</summary>
+    volatile RunningChannel[] _view = [];
+
+    void Publish() => _view = _channels.ToArray();
     FirmwareConfig _config;
 
     public Device(FirmwareConfig config, BoardProfile board, int portOffset, string dataDir, ILoggerFactory loggers, TimeProvider time)
@@ -69,6 +74,8 @@ public sealed class Device : IAsyncDisposable
         try
         {
             for (int i = 0; i < _config.Channels.Count; i++) _channels.Add(await StartChannelAsync(i, _config.Channels[i]));
+            Publish();
+            State = DeviceState.Ready;
         }
         catch
         {
@@ -140,25 +147,28 @@ public sealed class Device : IAsyncDisposable
         {
             await StopChannelAsync(_channels[^1], "removed from the config");
             _channels.RemoveAt(_channels.Count - 1);
+            Publish();
         }
         for (int i = 0; i < next.Channels.Count; i++)
         {
             try
             {
                 var nc = next.Channels[i];
-                if (i >= _channels.Count) { _channels.Add(await StartChannelAsync(i, nc)); continue; }
+                if (i >= _channels.Count) { _channels.Add(await StartChannelAsync(i, nc)); Publish(); continue; }
                 var rc = _channels[i];
                 if (MediaOf(rc.Config) != MediaOf(nc))
                 {
                     bool recording = rc.Recorder.IsRecording;
                     await StopChannelAsync(rc, "picture or sound settings changed");
                     _channels[i] = await StartChannelAsync(i, nc);
+                    Publish();
                     if (recording && nc.Record) _channels[i].Recorder.Start();
                 }
                 else
                 {
                     Apply(rc.Rtsp, rc.Live, nc, _streamingOverride);
                     _channels[i] = rc with { Config = nc };
+                    Publish();
                 }
                 _log.LogInformation("config.applied channel={Channel} streaming={Streaming} auth={Auth}", i + 1, nc.Streaming, nc.Auth is not null);
             }
@@ -174,34 +184,43 @@ public sealed class Device : IAsyncDisposable
     static string MediaOf(ChannelConfig c) => c.Source + "|" + c.Name + "|" +
         JsonSerializer.Serialize(c.Video, ConfigJson.Default.VideoConfig) + JsonSerializer.Serialize(c.Audio, ConfigJson.Default.AudioConfig);
 
-    public bool IsRecording => _channels.Any(c => c.Recorder.IsRecording);
-    public bool RecordingFault => !IsRecording && _channels.Any(c => c.Recorder.State is RecorderState.DiskFull or RecorderState.Failed);
-    public bool IsStreaming => _channels.Any(c => c.Rtsp.StreamingEnabled);
+    public bool IsRecording => _view.Any(c => c.Recorder.IsRecording);
+    public bool RecordingFault => !IsRecording && _view.Any(c => c.Recorder.State is RecorderState.DiskFull or RecorderState.Failed);
+    public bool IsStreaming => _view.Any(c => c.Rtsp.StreamingEnabled);
+
+    /// <summary>Starting until every channel runs; a channel whose encoder died makes it Fatal; the updater will add Updating.</summary>
+    public DeviceState State { get; set; } = DeviceState.Starting;
+
+    public PanelStatus Status => new(_view.Any(c => c.Pipeline.Fault is not null) ? DeviceState.Fatal : State, IsRecording, RecordingFault, IsStreaming);
 
     /// <summary>Record pressed: stops every recording if any runs, else starts every channel set to record.</summary>
-    public async Task<bool> ToggleRecordingAsync(string by)
+    public async Task ToggleRecordingAsync(string by)
     {
         if (IsRecording)
         {
             _log.LogInformation("recording.toggle action=stop by={By}", by);
-            await Task.WhenAll(_channels.Select(c => c.Recorder.StopAsync()));
-            return false;
+            await Task.WhenAll(_view.Select(c => c.Recorder.StopAsync()));
+            return;
         }
         _log.LogInformation("recording.toggle action=start by={By}", by);
-        foreach (var c in _channels) if (c.Config.Record) c.Recorder.Start();
-        return IsRecording;
+        foreach (var c in _view) if (c.Config.Record) c.Recorder.Start();
     }
 
     /// <summary>Stream pressed: live streaming to other hosts goes off on every channel if any streams, else on for all.</summary>
-    public bool ToggleStreaming(string by)
+    public void ToggleStreaming(string by)
     {
         _streamingOverride = !IsStreaming;
-        foreach (var c in _channels) Apply(c.Rtsp, c.Live, c.Config, _streamingOverride);
+        foreach (var c in _view) Apply(c.Rtsp, c.Live, c.Config, _streamingOverride);
         _log.LogInformation("streaming.toggle streaming={Streaming} by={By}", _streamingOverride, by);
-        return _streamingOverride.Value;
     }
 
-    public IEnumerable<(int Index, string Name, Recorder Recorder)> Recorders => _channels.Select((c, i) => (i, c.Config.Name, c.Recorder));
+    public void SplitRecording(string by)
+    {
+        _log.LogInformation("recording.split by={By}", by);
+        foreach (var c in _view) c.Recorder.Split();
+    }
+
+    public IEnumerable<(int Index, string Name, Recorder Recorder)> Recorders => _view.Select((c, i) => (i, c.Config.Name, c.Recorder));
 
     public IEnumerable<(int Index, ChannelConfig Config, int Port, int HttpPort)> Channels => _channels.Select((c, i) => (i, c.Config, c.Rtsp.Port, c.Live.Port));
 
@@ -209,6 +228,7 @@ public sealed class Device : IAsyncDisposable
     {
         for (int i = _channels.Count - 1; i >= 0; i--) await StopChannelAsync(_channels[i], "stopping");
         _channels.Clear();
+        Publish();
         await Rtsp.DisposeAsync();
     }
 }

@@ -13,10 +13,12 @@ namespace Pearl2.Host
 {
     internal static class Pearl2d
     {
-        const string Usage = "usage: pearl2d [--config FILE] [--board FILE] [--data-dir DIR] [--port-offset N|auto] [--check-config] [--print-default-config] [--version]";
+        const string Usage = "usage: pearl2d [--config FILE] [--board FILE] [--data-dir DIR] [--port-offset N|auto] [--check-config] [--print-default-config] [--version]\n" +
+            "       pearl2d panel press record|stream [--hold SECONDS] | status | recordings   [--data-dir DIR | --control SOCKET]";
 
         public static async Task<int> MainAsync(string[] args)
         {
+            if (args.Length > 0 && args[0] is "panel" or "status" or "recordings") return await ControlClientAsync(args);
             string? configPath = null, boardPath = null, dataDir = null, offsetArg = null;
             bool checkOnly = false;
             for (int i = 0; i < args.Length; i++)
@@ -45,6 +47,8 @@ namespace Pearl2.Host
             try
             {
                 board = ConfigLoader.LoadBoard(boardPath ?? (File.Exists("/etc/pearl2/board.json") ? "/etc/pearl2/board.json" : null));
+                var boardErrors = ConfigLoader.ValidateBoard(board);
+                if (boardErrors.Count > 0) throw new ConfigException(boardErrors);
                 config = ConfigLoader.Load(configPath);
             }
             catch (ConfigException e)
@@ -82,7 +86,7 @@ namespace Pearl2.Host
             log.LogInformation("pearl2d.start version={Version} board={Board} channels={Channels} port_offset={Offset} data_dir={DataDir} {Libs}",
                 Version, board.Name, config.Channels.Count, offset, dataDir, FFmpegLibraries.Versions());
 
-            var device = new Device(config, board, offset, loggers, TimeProvider.System);
+            var device = new Device(config, board, offset, dataDir, loggers, TimeProvider.System);
             try { await device.StartAsync(); }
             catch (EncoderException e)
             {
@@ -99,7 +103,10 @@ namespace Pearl2.Host
             foreach (var (i, cc, port, httpPort) in device.Channels)
                 log.LogInformation("stream.url channel={Channel} name=\"{Name}\" rtsp=rtsp://{Host}:{Port}/stream.sdp flv=http://{Host}:{HttpPort}/stream.flv ts=http://{Host}:{HttpPort}/stream.ts local=rtsp://127.0.0.1:{Port}/stream.sdp streaming={Streaming} video={W}x{H}@{Fps} bitrate_kbps={Kbps}",
                     i + 1, cc.Name, host, port, host, httpPort, host, httpPort, port, cc.Streaming, cc.Video.Width, cc.Video.Height, cc.Video.Fps, cc.Video.BitrateKbps);
-            log.LogInformation("pearl2d.ready");
+            await using var panel = new Panel(board.Panel, device, config.Device.Name, dataDir, HostAddress, TimeProvider.System, loggers);
+            await using var control = new ControlSocket(Path.Combine(dataDir, ControlSocket.FileName), device, panel, loggers.CreateLogger("Pearl2.Control"));
+            log.LogInformation("pearl2d.ready control={Control}", Path.Combine(dataDir, ControlSocket.FileName));
+            if (!Console.IsInputRedirected && panel.Simulated) StartKeys(panel, log);
 
             var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
@@ -126,6 +133,44 @@ namespace Pearl2.Host
             await device.DisposeAsync();
             log.LogInformation("pearl2d.stopped");
             return 0;
+        }
+
+        /// <summary>Front-panel keys for <c>make run</c> on a terminal: r = Record, s = Stream, h = hold Record 3.5 s.</summary>
+        static void StartKeys(Panel panel, ILogger log)
+        {
+            log.LogInformation("panel.keys record=r stream=s hold_record=h");
+            var t = new Thread(() =>
+            {
+                while (true)
+                {
+                    var k = Console.ReadKey(intercept: true).KeyChar;
+                    Task? press = k switch
+                    {
+                        'r' or 'R' => panel.PressAsync(Services.FrontPanel.PanelButton.Record, TimeSpan.FromMilliseconds(80)),
+                        's' or 'S' => panel.PressAsync(Services.FrontPanel.PanelButton.Stream, TimeSpan.FromMilliseconds(80)),
+                        'h' or 'H' => panel.PressAsync(Services.FrontPanel.PanelButton.Record, TimeSpan.FromSeconds(3.5)),
+                        _ => null,
+                    };
+                    press?.Wait();
+                }
+            }) { IsBackground = true, Name = "panel-keys" };
+            t.Start();
+        }
+
+        static async Task<int> ControlClientAsync(string[] args)
+        {
+            string? dataDir = null, socket = null;
+            var words = new List<string>();
+            for (int i = 0; i < args.Length; i++)
+            {
+                if (args[i] is "--data-dir" or "--control" && i + 1 < args.Length)
+                {
+                    if (args[i] == "--data-dir") dataDir = args[++i]; else socket = args[++i];
+                }
+                else words.Add(args[i]);
+            }
+            socket ??= Path.Combine(dataDir ?? Path.Combine(Environment.CurrentDirectory, "data"), ControlSocket.FileName);
+            return await ControlSocket.ClientAsync(socket, string.Join(' ', words));
         }
 
         static string Version => typeof(Pearl2d).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";

@@ -58,6 +58,12 @@ public sealed class Recorder
         await s.Run!;
     }
 
+    /// <summary>Closes the current file and goes on in a new one from the next key frame.</summary>
+    public void Split()
+    {
+        lock (_lock) if (_session is { } s) s.SplitRequested = true;
+    }
+
     void Ended(Session s, string? failure)
     {
         lock (_lock)
@@ -81,6 +87,7 @@ public sealed class Recorder
         readonly CancellationTokenSource _stop = new();
         const long NominalAudio = 1024;
         volatile bool _stopping;
+        public volatile bool SplitRequested;
         HubReader? _reader;
         StreamInfo info = null!;
         long _nominalVideo;
@@ -150,8 +157,9 @@ public sealed class Recorder
                 _fileTicks += duration;
                 p.Release();
                 _pendingVideo = null;
-                if (u.IsKeyFrame && (_fileTicks >= _rotateTicks || _fileBytes >= r._library.Options.RotateBytes))
+                if (u.IsKeyFrame && (_fileTicks >= _rotateTicks || _fileBytes >= r._library.Options.RotateBytes || SplitRequested))
                 {
+                    SplitRequested = false;
                     // Audio that starts before the cut still belongs to this file, trimmed to end at it.
                     if (_pendingAudio is { } a && a.Pts < AudioTime(u.Pts))
                     {

@@ -1,0 +1,133 @@
+using System.Globalization;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.Extensions.Logging;
+using Pearl2.Services.FrontPanel;
+
+namespace Pearl2.Host;
+
+/// <summary>
+/// The local control command: a Unix socket (owner-only) taking one line and answering in text, then closing.
+/// <c>pearl2d panel press record</c>, <c>pearl2d status</c> and <c>pearl2d recordings</c> are its client.
+/// </summary>
+public sealed class ControlSocket : IAsyncDisposable
+{
+    public const string FileName = "pearl2d.sock";
+    readonly Socket _listen;
+    readonly string _path;
+    readonly Device _device;
+    readonly Panel _panel;
+    readonly ILogger _log;
+    readonly Task _accepting;
+    readonly CancellationTokenSource _stop = new();
+
+    public ControlSocket(string path, Device device, Panel panel, ILogger log)
+    {
+        _path = path; _device = device; _panel = panel; _log = log;
+        if (File.Exists(path)) File.Delete(path); // a socket file left by a crash
+        _listen = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        _listen.Bind(new UnixDomainSocketEndPoint(path));
+        if (OperatingSystem.IsLinux()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        _listen.Listen(8);
+        _accepting = AcceptAsync();
+    }
+
+    async Task AcceptAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            Socket s;
+            try { s = await _listen.AcceptAsync(_stop.Token); }
+            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { return; }
+            _ = ServeAsync(s);
+        }
+    }
+
+    async Task ServeAsync(Socket s)
+    {
+        using var _ = s;
+        try
+        {
+            var buf = new byte[512];
+            int n = 0;
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+            while (n < buf.Length && Array.IndexOf(buf, (byte)'\n', 0, n) < 0)
+            {
+                int r = await s.ReceiveAsync(buf.AsMemory(n), timeout.Token);
+                if (r == 0) break;
+                n += r;
+            }
+            string line = Encoding.UTF8.GetString(buf, 0, n).Split('\n')[0].Trim();
+            string reply;
+            try { reply = await ExecuteAsync(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)); }
+            catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException) { reply = "error: " + e.Message + "\n"; }
+            await s.SendAsync(Encoding.UTF8.GetBytes(reply));
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException) { }
+    }
+
+    async Task<string> ExecuteAsync(string[] w)
+    {
+        switch (w)
+        {
+            case ["panel", "press", var button, .. var rest]:
+                var b = button switch { "record" => PanelButton.Record, "stream" => PanelButton.Stream, _ => throw new ArgumentException($"unknown button '{button}' (record, stream)") };
+                double seconds = rest is ["--hold", var h] ? double.Parse(h, CultureInfo.InvariantCulture) : 0.08;
+                if (seconds is < 0 or > 30) throw new ArgumentException("--hold must be from 0 to 30 seconds");
+                _log.LogInformation("control.panel_press button={Button} hold_s={Hold}", button, seconds);
+                await _panel.PressAsync(b, TimeSpan.FromSeconds(seconds));
+                return Status();
+            case ["status"]:
+                return Status();
+            case ["recordings"]:
+                var sb = new StringBuilder();
+                foreach (var e in _device.Library.List())
+                    sb.Append(CultureInfo.InvariantCulture, $"{e.Name}\t{e.Bytes}\t{e.Modified:yyyy-MM-ddTHH:mm:ssZ}\t{e.State}\n");
+                return sb.ToString();
+            default:
+                throw new ArgumentException($"unknown command '{string.Join(' ', w)}' (panel press record|stream [--hold S], status, recordings)");
+        }
+    }
+
+    string Status()
+    {
+        var s = _device.Status;
+        var sb = new StringBuilder();
+        sb.Append(CultureInfo.InvariantCulture, $"state={s.State.ToString().ToLowerInvariant()} recording={(s.Recording ? "on" : "off")} streaming={(s.Streaming ? "on" : "off")}");
+        sb.Append(CultureInfo.InvariantCulture, $" led_record={Led("record")} led_stream={Led("stream")} led_status={Led("status")}\n");
+        foreach (var (i, name, r) in _device.Recorders)
+            sb.Append(CultureInfo.InvariantCulture, $"channel={i + 1} recorder={r.State.ToString().ToLowerInvariant()} file={(r.CurrentFile is { } f ? Path.GetFileName(f) : "-")}{(r.LastError is { } e ? " error=" + e : "")}\n");
+        foreach (var l in _panel.DisplayLines) sb.Append("display: ").Append(l).Append('\n');
+        return sb.ToString();
+    }
+
+    string Led(string name) => _panel.Front.Pattern(name).ToString().ToLowerInvariant();
+
+    public async ValueTask DisposeAsync()
+    {
+        _stop.Cancel();
+        _listen.Dispose();
+        await _accepting;
+        try { File.Delete(_path); } catch (IOException) { }
+    }
+
+    /// <summary>The client side: sends one command line, prints the answer; exit code 1 on an error answer.</summary>
+    public static async Task<int> ClientAsync(string path, string command)
+    {
+        using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try { await s.ConnectAsync(new UnixDomainSocketEndPoint(path)); }
+        catch (SocketException e)
+        {
+            Console.Error.WriteLine($"pearl2d: cannot reach the running pearl2d at {path}: {e.Message}");
+            return 1;
+        }
+        await s.SendAsync(Encoding.UTF8.GetBytes(command + "\n"));
+        var answer = new MemoryStream();
+        var buf = new byte[4096];
+        int n;
+        while ((n = await s.ReceiveAsync(buf)) > 0) answer.Write(buf, 0, n);
+        string text = Encoding.UTF8.GetString(answer.ToArray());
+        Console.Write(text);
+        return text.StartsWith("error:", StringComparison.Ordinal) ? 1 : 0;
+    }
+}
