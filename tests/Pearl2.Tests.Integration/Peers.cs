@@ -137,14 +137,19 @@ public sealed class Pearl2dProcess : IAsyncDisposable
     readonly Process _p;
     readonly StringBuilder _log = new();
     readonly object _lock = new();
+    readonly ProcessStartInfo _start;
 
     public int RtspBase { get; }
     public string ConfigPath { get; }
     public int Pid => _p.Id;
+    /// <summary>The --data-dir: recordings/, the control socket and the simulated status display are here.</summary>
+    public string DataDir { get; }
 
-    Pearl2dProcess(Process p, int rtspBase, string configPath)
+    Pearl2dProcess(ProcessStartInfo start, int rtspBase, string configPath, string dataDir)
     {
-        _p = p; RtspBase = rtspBase; ConfigPath = configPath;
+        _start = start;
+        var p = Process.Start(start)!;
+        _p = p; RtspBase = rtspBase; ConfigPath = configPath; DataDir = dataDir;
         p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_lock) _log.AppendLine(e.Data); };
         p.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (_lock) _log.AppendLine(e.Data); };
         p.BeginOutputReadLine();
@@ -191,9 +196,32 @@ public sealed class Pearl2dProcess : IAsyncDisposable
         var psi = new ProcessStartInfo(netns is null ? Peers.Pearl2d : "/usr/sbin/ip") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = dir };
         if (netns is not null) foreach (var a in new[] { "netns", "exec", netns, Peers.Pearl2d }) psi.ArgumentList.Add(a); // ip execs it: same pid
         foreach (var a in args) psi.ArgumentList.Add(a);
-        var proc = new Pearl2dProcess(Process.Start(psi)!, port, configPath);
+        var proc = new Pearl2dProcess(psi, port, configPath, Path.Combine(dir, "data"));
         await proc.WaitForLogAsync("pearl2d.ready", TimeSpan.FromSeconds(30));
         return proc;
+    }
+
+    /// <summary>Starts pearl2d again with the same arguments, config and data directory (after this one died or was killed).</summary>
+    public async Task<Pearl2dProcess> RestartAsync()
+    {
+        if (!_p.HasExited) throw new InvalidOperationException("pearl2d still runs");
+        var proc = new Pearl2dProcess(_start, RtspBase, ConfigPath, DataDir);
+        await proc.WaitForLogAsync("pearl2d.ready", TimeSpan.FromSeconds(30));
+        return proc;
+    }
+
+    /// <summary>Runs the control command (<c>pearl2d panel press record</c>, <c>status</c>, <c>recordings</c>) against this pearl2d.</summary>
+    public async Task<string> ControlAsync(params string[] words)
+    {
+        var r = await Peers.RunAsync(Peers.Pearl2d, [.. words, "--data-dir", DataDir], TimeSpan.FromSeconds(60));
+        if (r.ExitCode != 0 || r.TimedOut) throw new InvalidOperationException($"pearl2d {string.Join(' ', words)} failed ({r.ExitCode}): {r.Stdout}{r.Stderr}");
+        return r.Stdout;
+    }
+
+    public async Task KillAsync()
+    {
+        Signal(9);
+        await _p.WaitForExitAsync();
     }
 
     public void Signal(int signal) => Process.Start("/bin/kill", $"-{signal} {_p.Id}")!.WaitForExit();

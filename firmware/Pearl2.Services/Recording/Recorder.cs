@@ -73,10 +73,11 @@ public sealed class Recorder
             State = failure switch { null => RecorderState.Idle, "disk_full" => RecorderState.DiskFull, _ => RecorderState.Failed };
             LastError = failure;
         }
+        string recorded = (s.RecordedTicks / 90000.0).ToString("0.000", System.Globalization.CultureInfo.InvariantCulture);
         if (failure is null)
-            _log.LogInformation("recording.stopped channel={Channel} files={Files} bytes={Bytes}", _hub.Index + 1, s.Files, s.Writer.BytesWritten);
+            _log.LogInformation("recording.stopped channel={Channel} files={Files} bytes={Bytes} recorded_s={Recorded}", _hub.Index + 1, s.Files, s.Writer.BytesWritten, recorded);
         else
-            _log.LogError("recording.stopped channel={Channel} files={Files} bytes={Bytes} error={Error} hint=\"{Hint}\"", _hub.Index + 1, s.Files, s.Writer.BytesWritten, failure,
+            _log.LogError("recording.stopped channel={Channel} files={Files} bytes={Bytes} recorded_s={Recorded} error={Error} hint=\"{Hint}\"", _hub.Index + 1, s.Files, s.Writer.BytesWritten, recorded, failure,
                 failure == "disk_full" ? "free space: delete or upload recordings, or raise recording.spaceLimitMegabytes" : "see recording.write_failed above");
     }
 
@@ -97,6 +98,8 @@ public sealed class Recorder
         public Task? Run;
         public string? CurrentFile;
         public int Files;
+        /// <summary>Video time from the first key frame to the end of the last frame, over every file of this recording.</summary>
+        public long RecordedTicks;
         public readonly DateTimeOffset StartedAt = r._time.GetLocalNow();
 
         public void Stop()
@@ -155,6 +158,7 @@ public sealed class Recorder
                 long duration = u.Pts > p.Pts ? u.Pts - p.Pts : _nominalVideo;
                 _mux.AddVideo(p, p.Pts - _v0, duration);
                 _fileTicks += duration;
+                RecordedTicks += duration;
                 p.Release();
                 _pendingVideo = null;
                 if (u.IsKeyFrame && (_fileTicks >= _rotateTicks || _fileBytes >= r._library.Options.RotateBytes || SplitRequested))
@@ -227,6 +231,7 @@ public sealed class Recorder
                 {
                     _mux.AddVideo(v, v.Pts - _v0, _nominalVideo);
                     _fileTicks += _nominalVideo;
+                    RecordedTicks += _nominalVideo;
                     v.Release(); _pendingVideo = null;
                 }
                 if (_pendingAudio is { } a)
