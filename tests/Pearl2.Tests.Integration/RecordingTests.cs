@@ -26,7 +26,7 @@ public static class Recordings
     public static async Task<ProbedFile> ProbeAsync(string path)
     {
         var count = await Peers.RunAsync("ffprobe", ["-v", "error", "-select_streams", "v", "-count_packets", "-show_entries", "stream=duration,nb_read_packets", "-of", "default=nw=1", path], TimeSpan.FromSeconds(60));
-        var kv = count.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('=', 2)).Where(p => p.Length == 2).ToDictionary(p => p[0], p => p[1]);
+        var kv = count.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split('=', 2)).Where(p => p.Length == 2).GroupBy(p => p[0]).ToDictionary(g => g.Key, g => g.First()[1]);
         int frames = int.Parse(kv.GetValueOrDefault("nb_read_packets", "0"), CultureInfo.InvariantCulture);
         double duration = double.TryParse(kv.GetValueOrDefault("duration", ""), NumberStyles.Float, CultureInfo.InvariantCulture, out var d) ? d : double.NaN;
         if (double.IsNaN(duration))
@@ -125,5 +125,251 @@ public static class DisplayAssert
                 if (on) lit++;
             }
         Assert.True(lit > 200, $"only {lit} pixels lit");
+    }
+}
+
+public sealed class PowerLossTests(ITestOutputHelper output)
+{
+    /// <summary>kill -9 20 s into a recording: the file plays as it is, holds ≥ 19 s, and the next start keeps and lists it.</summary>
+    [Theory]
+    [InlineData("mp4")]
+    [InlineData("ts")]
+    public async Task KilledMidRecording_FilePlaysAndIsRecoveredAtTheNextStart(string format)
+    {
+        var d = await Pearl2dProcess.StartAsync(Recordings.Config(format), channels: 1);
+        Pearl2dProcess? again = null;
+        try
+        {
+            await d.WaitForLogAsync("panel.led led=status pattern=on", TimeSpan.FromSeconds(10));
+            Assert.Contains("recording=on", await d.ControlAsync("panel", "press", "record"));
+            var started = Recordings.LogTime(d.Log, "recording.file_started");
+            await Task.Delay(TimeSpan.FromSeconds(20) - (DateTime.UtcNow - started));
+            await d.KillAsync();
+
+            var file = Assert.Single(Recordings.Files(Recordings.Dir(d)));
+            Assert.EndsWith("." + format, file);
+            Assert.True(File.Exists(Path.Combine(Recordings.Dir(d), ".open", Path.GetFileName(file))), "the open marker a crash leaves behind");
+            var cut = await Recordings.ProbeAsync(file);
+            output.WriteLine($"after kill -9: {new FileInfo(file).Length} bytes, {cut.VideoFrames} frames, {cut.VideoDuration:0.000} s, errors: '{cut.DecodeErrors}'");
+            Assert.Equal("", cut.DecodeErrors);
+            Assert.True(cut.FirstFrameKey);
+            Assert.True(cut.VideoFrames >= 19 * 30, $"{cut.VideoFrames} frames is less than 19 s");
+
+            again = await d.RestartAsync();
+            Assert.Contains($"recording.recovered file={Path.GetFileName(file)}", again.Log);
+            var listed = await again.ControlAsync("recordings");
+            output.WriteLine(listed);
+            Assert.Contains($"{Path.GetFileName(file)}\t", listed);
+            Assert.Contains("\trecovered", listed);
+            Assert.Empty(Directory.GetFiles(Path.Combine(Recordings.Dir(d), ".open")));
+            var kept = await Recordings.ProbeAsync(file);
+            output.WriteLine($"after recovery: {new FileInfo(file).Length} bytes, {kept.VideoFrames} frames, {kept.VideoDuration:0.000} s");
+            Assert.Equal("", kept.DecodeErrors);
+            Assert.True(kept.VideoFrames >= 19 * 30, $"{kept.VideoFrames} frames is less than 19 s after recovery");
+        }
+        finally
+        {
+            if (again is not null) await again.DisposeAsync();
+            await d.DisposeAsync();
+        }
+    }
+}
+
+public sealed class RotationTests(ITestOutputHelper output)
+{
+    /// <summary>A 10 s limit and 35 s of recording: 4 files, each starting on a key frame, their durations adding up to the recording.</summary>
+    [Fact]
+    public async Task TenSecondRotation_ThirtyFiveSeconds_FourFilesWithoutGapOrOverlap()
+    {
+        await using var d = await Pearl2dProcess.StartAsync(Recordings.Config(rotateSeconds: 10, keyFrameInterval: 30), channels: 1);
+        await d.WaitForLogAsync("panel.led led=status pattern=on", TimeSpan.FromSeconds(10));
+        await Task.Delay(1500);
+        await d.ControlAsync("panel", "press", "record");
+        var started = Recordings.LogTime(d.Log, "recording.file_started");
+        await Task.Delay(TimeSpan.FromSeconds(35) - (DateTime.UtcNow - started));
+        await d.ControlAsync("panel", "press", "record");
+        await d.WaitForLogAsync("recording.stopped", TimeSpan.FromSeconds(10));
+        var recorded = double.Parse(Regex.Match(d.Log, @"recording\.stopped .*recorded_s=([\d.]+)").Groups[1].Value, CultureInfo.InvariantCulture);
+
+        var files = Recordings.Files(Recordings.Dir(d));
+        var probed = new List<ProbedFile>();
+        foreach (var f in files) probed.Add(await Recordings.ProbeAsync(f));
+        foreach (var p in probed) output.WriteLine($"{Path.GetFileName(p.Path)}: {p.VideoDuration:0.000} s, {p.VideoFrames} frames, first key={p.FirstFrameKey}, errors='{p.DecodeErrors}'");
+        output.WriteLine($"recorded_s={recorded}");
+
+        Assert.Equal(4, files.Length);
+        double frame = 1 / 30.0;
+        foreach (var p in probed)
+        {
+            Assert.True(p.FirstFrameKey, $"{p.Path} does not start with a key frame");
+            Assert.Equal("", p.DecodeErrors);
+            // Each sample lasts until the next: a file's frames fill its duration exactly (no hole, nothing twice).
+            Assert.InRange(p.VideoFrames * frame, p.VideoDuration - frame / 2, p.VideoDuration + frame / 2);
+        }
+        foreach (var p in probed.Take(3)) Assert.InRange(p.VideoDuration, 10.0 - frame / 2, 11.0 + frame / 2);
+        Assert.InRange(probed.Sum(p => p.VideoDuration), recorded - frame, recorded + frame);
+        Assert.InRange(probed.Sum(p => p.VideoFrames) * frame, recorded - frame, recorded + frame);
+    }
+}
+
+public sealed class TornFileRecoveryTests(ITestOutputHelper output)
+{
+    /// <summary>
+    /// A power cut can leave a file cut at any byte. Copies of a real recording cut at random points, each with the
+    /// open marker a crash leaves, are found at the next start, cut back to what plays, and decode without an error.
+    /// </summary>
+    [Theory]
+    [InlineData("mp4")]
+    [InlineData("ts")]
+    public async Task FilesCutAtRandomBytes_AreRepairedAtStartAndPlay(string format)
+    {
+        var d = await Pearl2dProcess.StartAsync(Recordings.Config(format, keyFrameInterval: 30), channels: 1);
+        Pearl2dProcess? again = null;
+        try
+        {
+            await d.WaitForLogAsync("panel.led led=status pattern=on", TimeSpan.FromSeconds(10));
+            await d.ControlAsync("panel", "press", "record");
+            await Task.Delay(6000);
+            await d.ControlAsync("panel", "press", "record");
+            await d.KillAsync();
+            var dir = Recordings.Dir(d);
+            var source = Assert.Single(Recordings.Files(dir));
+            var bytes = await File.ReadAllBytesAsync(source);
+            var rng = new Random(format.Length);
+            var cuts = Enumerable.Range(0, 8).Select(_ => rng.Next(bytes.Length / 8, bytes.Length)).Order().ToArray();
+            var names = new List<string>();
+            for (int i = 0; i < cuts.Length; i++)
+            {
+                var name = $"Cut_{i}_20990101-00000{i}.{format}";
+                await File.WriteAllBytesAsync(Path.Combine(dir, name), bytes.AsSpan(0, cuts[i]).ToArray());
+                await File.WriteAllBytesAsync(Path.Combine(dir, ".open", name), []);
+                names.Add(name);
+            }
+
+            again = await d.RestartAsync();
+            for (int i = 0; i < names.Count; i++)
+            {
+                Assert.Contains($"recording.recovered file={names[i]}", again.Log);
+                var p = await Recordings.ProbeAsync(Path.Combine(dir, names[i]));
+                output.WriteLine($"cut at {cuts[i]} of {bytes.Length}: kept {new FileInfo(Path.Combine(dir, names[i])).Length} bytes, {p.VideoFrames} frames, errors='{p.DecodeErrors}'");
+                Assert.Equal("", p.DecodeErrors);
+                Assert.True(p.FirstFrameKey);
+                Assert.True(p.VideoFrames > 0);
+            }
+            Assert.Empty(Directory.GetFiles(Path.Combine(dir, ".open")));
+        }
+        finally
+        {
+            if (again is not null) await again.DisposeAsync();
+            await d.DisposeAsync();
+        }
+    }
+}
+
+/// <summary>
+/// Disk full, on a size-limited tmpfs the test mounts (root, like the network-namespace tests): the oldest
+/// recordings that do not wait for upload make room; when nothing may go, recording stops cleanly.
+/// </summary>
+public sealed class DiskFullTests(ITestOutputHelper output)
+{
+    sealed class Tmpfs : IAsyncDisposable
+    {
+        public string Path { get; } = Directory.CreateTempSubdirectory("pearl2-tmpfs").FullName;
+
+        public static async Task<Tmpfs> MountAsync(int megabytes)
+        {
+            var t = new Tmpfs();
+            var r = await Peers.RunAsync("mount", ["-t", "tmpfs", "-o", $"size={megabytes}m", "pearl2-test", t.Path], TimeSpan.FromSeconds(10));
+            if (r.ExitCode != 0) throw new InvalidOperationException($"mount tmpfs failed (this test needs root): {r.Stderr}");
+            return t;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Peers.RunAsync("umount", ["-l", Path], TimeSpan.FromSeconds(10));
+            Directory.Delete(Path, true);
+        }
+    }
+
+    static string Config(string dir, string space) =>
+        Recordings.Config(rotateSeconds: 5, keyFrameInterval: 30, extraRecording: $", \"directory\": \"{dir}\" {space}", video: ", \"bitrateKbps\": 8000, \"rateControl\": \"cbr\"");
+
+    static void OldFile(string dir, string name, int megabytes, bool uploadPending, DateTime modified)
+    {
+        var path = Path.Combine(dir, name);
+        File.WriteAllBytes(path, new byte[megabytes << 20]);
+        File.SetLastWriteTimeUtc(path, modified);
+        if (uploadPending) File.WriteAllBytes(path + ".upload-pending", []);
+    }
+
+    [Fact]
+    public async Task SpaceLimitReached_OldestRecordingsNotWaitingForUploadAreDeleted_RecordingGoesOn()
+    {
+        await using var fs = await Tmpfs.MountAsync(64);
+        OldFile(fs.Path, "Channel_1_20200101-000000.mp4", 4, uploadPending: true, new DateTime(2020, 1, 1, 0, 0, 0, DateTimeKind.Utc));
+        OldFile(fs.Path, "Channel_1_20200101-010000.mp4", 4, uploadPending: false, new DateTime(2020, 1, 1, 1, 0, 0, DateTimeKind.Utc));
+        await using var d = await Pearl2dProcess.StartAsync(Config(fs.Path, ", \"spaceLimitMegabytes\": 16, \"minFreeMegabytes\": 1"), channels: 1);
+        await d.WaitForLogAsync("panel.led led=status pattern=on", TimeSpan.FromSeconds(10));
+        await d.ControlAsync("panel", "press", "record");
+        await Task.Delay(TimeSpan.FromSeconds(22)); // 8 Mbit/s: about 22 MB against a 16 MB limit
+        var status = await d.ControlAsync("status");
+        output.WriteLine(status);
+        Assert.Contains("recording=on", status);
+        await d.ControlAsync("panel", "press", "record");
+
+        output.WriteLine(string.Join('\n', d.Log.Split('\n').Where(l => l.Contains("recording."))));
+        Assert.Contains("recording.deleted file=Channel_1_20200101-010000.mp4", d.Log);
+        Assert.True(File.Exists(Path.Combine(fs.Path, "Channel_1_20200101-000000.mp4")), "a recording waiting for upload was deleted");
+        Assert.False(File.Exists(Path.Combine(fs.Path, "Channel_1_20200101-010000.mp4")));
+        // The oldest of this session's own files went too (loop recording), the newest are kept and play.
+        Assert.True(d.CountInLog("recording.deleted") >= 2, "only the old file was deleted: the limit was never reached again");
+        var ours = Recordings.Files(fs.Path).Where(f => !Path.GetFileName(f).StartsWith("Channel_1_2020")).ToArray();
+        Assert.NotEmpty(ours);
+        long total = Recordings.Files(fs.Path).Sum(f => new FileInfo(f).Length);
+        output.WriteLine($"recordings now take {total / 1048576.0:0.0} MB (limit 16 MB)");
+        Assert.True(total <= 16L << 20, $"{total} bytes of recordings exceed the 16 MB limit");
+        foreach (var f in ours)
+        {
+            var p = await Recordings.ProbeAsync(f);
+            Assert.Equal("", p.DecodeErrors);
+            Assert.True(p.FirstFrameKey);
+        }
+    }
+
+    [Fact]
+    public async Task FilesystemFull_NothingDeletable_RecordingStopsWithAPlayableFileAndABlinkingLed()
+    {
+        await using var fs = await Tmpfs.MountAsync(12);
+        OldFile(fs.Path, "Channel_1_20200101-000000.mp4", 7, uploadPending: true, new DateTime(2020, 1, 1, 0, 0, 0, DateTimeKind.Utc));
+        await using var d = await Pearl2dProcess.StartAsync(Config(fs.Path, ", \"minFreeMegabytes\": 1"), channels: 1);
+        await d.WaitForLogAsync("panel.led led=status pattern=on", TimeSpan.FromSeconds(10));
+        await d.ControlAsync("panel", "press", "record");
+        await d.WaitForLogAsync("recording.stopped", TimeSpan.FromSeconds(30));
+        await Task.Delay(200);
+        var status = await d.ControlAsync("status");
+        output.WriteLine(status);
+        output.WriteLine(string.Join('\n', d.Log.Split('\n').Where(l => l.Contains("recording."))));
+        Assert.Contains("recording.no_space", d.Log);
+        Assert.Contains("error=disk_full", d.Log);
+        Assert.Contains("recording=off", status);
+        Assert.Contains("recorder=diskfull", status);
+        Assert.Contains("led_record=blink", status);
+        Assert.Contains("REC ERROR: DISK FULL", status);
+        Assert.True(File.Exists(Path.Combine(fs.Path, "Channel_1_20200101-000000.mp4")), "a recording waiting for upload was deleted");
+        Assert.Empty(Directory.GetFiles(Path.Combine(fs.Path, ".open")));
+        var ours = Assert.Single(Recordings.Files(fs.Path), f => !Path.GetFileName(f).StartsWith("Channel_1_2020"));
+        var p = await Recordings.ProbeAsync(ours);
+        output.WriteLine($"{Path.GetFileName(ours)}: {new FileInfo(ours).Length} bytes, {p.VideoDuration:0.000} s, errors='{p.DecodeErrors}'");
+        Assert.Equal("", p.DecodeErrors);
+        Assert.True(p.VideoDuration >= 1, "the file written before the disk filled was lost");
+
+        // Pressing Record again while the disk is still full refuses at once and keeps the error showing.
+        await d.ControlAsync("panel", "press", "record");
+        for (int i = 0; i < 100 && d.CountInLog("recording.stopped") < 2; i++) await Task.Delay(100);
+        await Task.Delay(200);
+        status = await d.ControlAsync("status");
+        output.WriteLine(status);
+        Assert.Contains("led_record=blink", status);
+        Assert.Single(Recordings.Files(fs.Path), f => !Path.GetFileName(f).StartsWith("Channel_1_2020"));
     }
 }

@@ -83,7 +83,7 @@ public sealed class Recorder
 
     sealed class Session(Recorder r)
     {
-        public readonly RecordingWriter Writer = new(r._library, $"rec-ch{r._hub.Index + 1}", r._log);
+        public readonly RecordingWriter Writer = new(r._library, r._hub.Index + 1, r._log);
         readonly long _rotateTicks = (long)(r._library.Options.RotateAfter.TotalSeconds * 90000);
         readonly CancellationTokenSource _stop = new();
         const long NominalAudio = 1024;
@@ -208,7 +208,6 @@ public sealed class Recorder
             _fileBytes += op.Length;
             Writer.Submit(op);
             Files++;
-            r._log.LogInformation("recording.file_started channel={Channel} file={File}", r._hub.Index + 1, Path.GetFileName(CurrentFile));
             key.AddRef();
             _pendingVideo = key;
         }

@@ -41,13 +41,15 @@ sealed class RecordingWriter : IDisposable
     readonly Thread _thread;
     SafeFileHandle? _file;
     string _path = "";
-    long _length;
+    long _length, _mediaBytes;
 
-    public RecordingWriter(RecordingLibrary library, string name, ILogger log)
+    readonly int _channel;
+
+    public RecordingWriter(RecordingLibrary library, int channel, ILogger log)
     {
-        _library = library; _log = log;
+        _library = library; _log = log; _channel = channel;
         for (int i = 0; i < Slots; i++) _free.Enqueue(new WriteOp());
-        _thread = new Thread(Run) { IsBackground = true, Name = name };
+        _thread = new Thread(Run) { IsBackground = true, Name = $"rec-ch{channel}" };
         _thread.Start();
     }
 
@@ -89,17 +91,24 @@ sealed class RecordingWriter : IDisposable
         switch (op.Kind)
         {
             case WriteKind.Create:
-                if (Failure is not null) return;
+                if (Failure is not null || !_library.Reserve(op.Length))
+                {
+                    _library.Closed(op.Path); // never created: no marker may outlive it
+                    Failure ??= "disk_full";
+                    return;
+                }
                 _path = op.Path;
-                if (!_library.Reserve(op.Length)) { _library.Closed(_path); Failure = "disk_full"; _path = ""; return; }
                 _file = File.OpenHandle(_path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read);
                 _length = 0;
+                _mediaBytes = 0;
+                _log.LogInformation("recording.file_started channel={Channel} file={File}", _channel, Path.GetFileName(_path));
                 Append(op);
                 break;
             case WriteKind.Append:
                 if (_file is null || Failure is not null) return;
                 if (!_library.Reserve(op.Length)) { Fail("disk_full", null); return; }
                 Append(op);
+                _mediaBytes += op.Length;
                 break;
             case WriteKind.Finish:
                 if (_file is null) return;
@@ -147,9 +156,16 @@ sealed class RecordingWriter : IDisposable
         _file!.Dispose();
         _file = null;
         _library.Closed(_path);
-        _log.LogInformation("recording.file_closed file={File} bytes={Bytes} duration_s={Duration} how={How}", Path.GetFileName(_path), _length,
-            duration is { } d ? d.TotalSeconds.ToString("0.000", System.Globalization.CultureInfo.InvariantCulture) : "unknown", how);
-        if (_length == 0) { try { File.Delete(_path); } catch (IOException) { } }
+        if (_mediaBytes == 0)
+        {
+            // Nothing but a header: not a recording anyone could play.
+            try { File.Delete(_path); } catch (IOException) { }
+            _library.Released(_length);
+            _log.LogWarning("recording.file_dropped file={File} reason=\"no media written ({How})\"", Path.GetFileName(_path), how);
+        }
+        else
+            _log.LogInformation("recording.file_closed file={File} bytes={Bytes} duration_s={Duration} how={How}", Path.GetFileName(_path), _length,
+                duration is { } d ? d.TotalSeconds.ToString("0.000", System.Globalization.CultureInfo.InvariantCulture) : "unknown", how);
         _path = "";
     }
 
