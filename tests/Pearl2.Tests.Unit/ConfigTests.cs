@@ -22,6 +22,10 @@ public class ConfigTests
     [InlineData("""{"rtsp":{"port":70000}}""", "rtsp.port: 70000 (+ one port per channel) is not a TCP port")]
     [InlineData("""{"channels":[{"name":"a","source":"hdmi9"}]}""", "channels[0].source: 'hdmi9' is not a known source (known: testpattern)")]
     [InlineData("""{"channels":[{"name":"a","audio":{"channels":6}}]}""", "channels[0].audio.channels: 6 is not 1 or 2")]
+    [InlineData("""{"recording":{"format":"mkv"}}""", "recording.format: 'mkv' is not mp4 or ts")]
+    [InlineData("""{"recording":{"rotateSeconds":2}}""", "recording.rotateSeconds: 2 is not from 5 to 86400")]
+    [InlineData("""{"recording":{"spaceLimitMegabytes":3}}""", "recording.spaceLimitMegabytes: 3 is not 0 (no limit) or at least 16")]
+    [InlineData("""{"recording":{"directory":""}}""", "recording.directory: must be a path")]
     public void BadValuesAreRefusedWithFieldPathAndReason(string json, string expected)
     {
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.ParseText(json));
@@ -45,5 +49,38 @@ public class ConfigTests
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.ParseText(json));
         var err = Assert.Single(e.Errors);
         Assert.StartsWith(field, err);
+    }
+
+    [Fact]
+    public void BoardProfiles_InTheRepository_AreValid()
+    {
+        var boards = Directory.GetDirectories(Path.Combine(RepoRoot(), "board"));
+        Assert.NotEmpty(boards);
+        foreach (var dir in boards)
+        {
+            var b = ConfigLoader.LoadBoard(Path.Combine(dir, "board.json"));
+            Assert.Equal(Path.GetFileName(dir), b.Name);
+            Assert.Empty(ConfigLoader.ValidateBoard(b));
+        }
+    }
+
+    [Fact]
+    public void BadPanelWiring_IsRefusedWithTheField()
+    {
+        var b = new BoardProfile();
+        b.Panel.Driver = "sysfs";
+        b.Panel.StatusLed.Line = b.Panel.Record.Line;
+        b.Panel.Display!.Address = 0x90;
+        var e = ConfigLoader.ValidateBoard(b);
+        Assert.Contains("board.panel.driver: 'sysfs' is not simulated or libgpiod", e);
+        Assert.Contains("board.panel: line 0 is used by record and statusLed", e);
+        Assert.Contains("board.panel.display.address: 144 is not a 7-bit I2C address", e);
+    }
+
+    static string RepoRoot()
+    {
+        var d = new DirectoryInfo(AppContext.BaseDirectory);
+        while (d is not null && !File.Exists(Path.Combine(d.FullName, "Pearl2.Firmware.sln"))) d = d.Parent;
+        return d!.FullName;
     }
 }

@@ -63,7 +63,7 @@ public static class FragmentedMp4
     const uint SyncFlags = 0x02000000;    // sample_depends_on = 2 (I picture), is_non_sync = 0
     const uint NonSyncFlags = 0x01010000; // sample_depends_on = 1, sample_is_non_sync_sample = 1
 
-    public static int MaxInitSize(Mp4VideoTrack v, Mp4AudioTrack? a) => 1024 + v.Sps.Length + v.Pps.Length + (a?.AudioSpecificConfig.Length ?? 0);
+    public static int MaxInitSize(Mp4VideoTrack v, Mp4AudioTrack? a) => 2048 + v.Sps.Length + v.Pps.Length + (a?.AudioSpecificConfig.Length ?? 0);
 
     public static int WriteInit(Span<byte> dest, Mp4VideoTrack v, Mp4AudioTrack? a, out Mp4InitLayout layout)
     {
@@ -236,8 +236,8 @@ public static class FragmentedMp4
         w.End(trex);
     }
 
-    /// <summary>Upper bound of the moof for this many samples.</summary>
-    public static int MaxMoofSize(int videoSamples, int audioSamples) => 8 + 16 + 2 * (8 + 16 + 20 + 20) + videoSamples * 12 + audioSamples * 8;
+    /// <summary>Upper bound of <see cref="WriteMoof"/>'s output (the moof and the mdat header) for this many samples.</summary>
+    public static int MaxMoofSize(int videoSamples, int audioSamples) => 8 + 16 + 2 * (8 + 16 + 20 + 20) + videoSamples * 12 + audioSamples * 8 + 8;
 
     /// <summary>
     /// moof for one fragment followed by the mdat header; the mdat payload (video samples, then audio samples) follows

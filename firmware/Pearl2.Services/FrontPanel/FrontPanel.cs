@@ -44,14 +44,15 @@ public static class LedPatterns
 
 /// <summary>
 /// The front panel: two buttons and three LEDs on GPIO lines, all timing on a <see cref="TimeProvider"/>.
-/// A button counts once its line has been steady for the debounce time, so contact bounce of any length makes one
-/// press and a held button stays held. A press acts when released; holding Record for <see cref="HoldTime"/> while
+/// Contact bounce makes one press and a held button stays held (see <see cref="Button"/>; Iot.Device.Bindings'
+/// GpioButton drops the edge a bounce settles on, so a held button could read as released). A press acts when
+/// released; holding Record for <see cref="HoldTime"/> while
 /// recording splits the files instead, and a longer hold (or a stuck button) does nothing more: no single press
 /// can lose a recording, because stopping always finishes the file.
 /// </summary>
 public sealed class FrontPanel : IAsyncDisposable
 {
-    public static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(20);
+    public static readonly TimeSpan Debounce = TimeSpan.FromMilliseconds(30);
     public static readonly TimeSpan HoldTime = TimeSpan.FromSeconds(3);
     public static readonly TimeSpan Tick = TimeSpan.FromMilliseconds(50);
 
@@ -145,43 +146,56 @@ public sealed class FrontPanel : IAsyncDisposable
         foreach (var l in _leds) l.Show(LedPattern.Off);
     }
 
-    /// <summary>A button line, debounced by settling: every edge restarts a short timer, and the level it then reads counts.</summary>
+    /// <summary>
+    /// A button line. The first edge from rest is the press (nothing is lost to a slow debounce); edges for the next
+    /// <see cref="Debounce"/> are contact bounce and ignored; then the line's level decides: back at rest means the
+    /// press has ended (a short tap, or chatter), still active means held. A release counts once the line has
+    /// stayed at rest for the debounce time, so a held button never reads as released because it bounced.
+    /// </summary>
     sealed class Button : IDisposable
     {
         readonly FrontPanel _p;
         readonly PanelButton _which;
         readonly PanelLine _line;
-        readonly ITimer _settle, _hold;
+        readonly ITimer _window, _hold;
         readonly object _lock = new();
-        bool _down, _heldFired;
+        bool _down, _inWindow, _heldFired;
         long _downAt;
 
         public Button(FrontPanel p, PanelButton which, PanelLine line)
         {
             _p = p; _which = which; _line = line;
-            _settle = p._time.CreateTimer(_ => Settled(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            _window = p._time.CreateTimer(_ => WindowEnded(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
             _hold = p._time.CreateTimer(_ => HoldReached(), null, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
             p._gpio.OpenPin(line.Line, line.ActiveLow ? PinMode.InputPullUp : PinMode.InputPullDown);
             p._gpio.RegisterCallbackForPinValueChangedEvent(line.Line, PinEventTypes.Rising | PinEventTypes.Falling, Edge);
         }
 
-        void Edge(object sender, PinValueChangedEventArgs e) { lock (_lock) _settle.Change(Debounce, Timeout.InfiniteTimeSpan); }
+        bool Active => (_p._gpio.Read(_line.Line) == PinValue.Low) == _line.ActiveLow;
 
-        void Settled()
+        void Edge(object sender, PinValueChangedEventArgs e)
         {
-            bool down = (_p._gpio.Read(_line.Line) == PinValue.Low) == _line.ActiveLow;
+            lock (_lock)
+            {
+                if (_inWindow) return;
+                _inWindow = true;
+                _window.Change(Debounce, Timeout.InfiniteTimeSpan);
+                if (_down) return;          // a release is confirmed when the window ends
+                _down = true;
+                _heldFired = false;
+                _downAt = _p._time.GetTimestamp();
+                _hold.Change(HoldTime, Timeout.InfiniteTimeSpan);
+            }
+        }
+
+        void WindowEnded()
+        {
             TimeSpan held;
             lock (_lock)
             {
-                if (down == _down) return;
-                _down = down;
-                if (down)
-                {
-                    _downAt = _p._time.GetTimestamp();
-                    _heldFired = false;
-                    _hold.Change(HoldTime, Timeout.InfiniteTimeSpan);
-                    return;
-                }
+                _inWindow = false;
+                if (!_down || Active) return;
+                _down = false;
                 _hold.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
                 held = _p._time.GetElapsedTime(_downAt);
                 if (_heldFired) return;
@@ -201,7 +215,7 @@ public sealed class FrontPanel : IAsyncDisposable
 
         public void Dispose()
         {
-            _settle.Dispose();
+            _window.Dispose();
             _hold.Dispose();
             _p._gpio.UnregisterCallbackForPinValueChangedEvent(_line.Line, Edge);
             _p._gpio.ClosePin(_line.Line);

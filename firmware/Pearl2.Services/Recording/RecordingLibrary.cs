@@ -208,26 +208,36 @@ public static class RecordingRepair
         return good;
     }
 
-    /// <summary>Whole packets up to the start of the last video access unit, whose PES may be cut short.</summary>
+    /// <summary>
+    /// Whole packets up to the start of the last video access unit (and the PAT/PMT just before it): its PES has no
+    /// length, so nothing tells whether it is complete. 0 when no complete access unit is left.
+    /// </summary>
     static long TsEnd(SafeFileHandle h, long length)
     {
         const int P = TsMuxer.PacketSize;
         long packets = length / P;
         var buf = new byte[P * 1024];
-        long lastVideoStart = -1;
+        long cut = 0, tables = -1;
+        int videoStarts = 0;
         for (long p = 0; p < packets;)
         {
             int want = (int)Math.Min(1024, packets - p) * P;
             int n = RandomAccess.Read(h, buf.AsSpan(0, want), p * P);
             for (int i = 0; i + P <= n; i += P, p++)
             {
-                if (buf[i] != 0x47) return lastVideoStart > 0 ? lastVideoStart : 0;
+                if (buf[i] != 0x47) return videoStarts >= 2 ? cut : 0;
                 int pid = ((buf[i + 1] & 0x1f) << 8) | buf[i + 2];
-                bool start = (buf[i + 1] & 0x40) != 0;
-                if (start && (pid == TsMuxer.VideoPid || pid == 0)) lastVideoStart = p * P; // a key frame's PAT/PMT go with it
+                if ((buf[i + 1] & 0x40) == 0) continue;
+                if (pid == 0) tables = p * P;
+                else if (pid == TsMuxer.VideoPid)
+                {
+                    cut = tables >= 0 && tables >= (p - 2) * P ? tables : p * P;
+                    tables = -1;
+                    videoStarts++;
+                }
             }
             if (n < want) break;
         }
-        return lastVideoStart > 0 ? lastVideoStart : 0;
+        return videoStarts >= 2 ? cut : 0;
     }
 }
