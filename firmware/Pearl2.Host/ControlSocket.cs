@@ -16,12 +16,12 @@ public sealed class ControlSocket : IAsyncDisposable
     readonly Socket _listen;
     readonly string _path;
     readonly Device _device;
-    readonly Panel _panel;
+    readonly Panel? _panel;
     readonly ILogger _log;
     readonly Task _accepting;
     readonly CancellationTokenSource _stop = new();
 
-    public ControlSocket(string path, Device device, Panel panel, ILogger log)
+    public ControlSocket(string path, Device device, Panel? panel, ILogger log)
     {
         _path = path; _device = device; _panel = panel; _log = log;
         if (File.Exists(path)) File.Delete(path); // a socket file left by a crash
@@ -75,6 +75,7 @@ public sealed class ControlSocket : IAsyncDisposable
                 double seconds = rest is ["--hold", var h] ? double.Parse(h, CultureInfo.InvariantCulture) : 0.08;
                 if (seconds is < 0 or > 30) throw new ArgumentException("--hold must be from 0 to 30 seconds");
                 _log.LogInformation("control.panel_press button={Button} hold_s={Hold}", button, seconds);
+                if (_panel is null) throw new InvalidOperationException("the front panel did not start (see panel.failed in the log)");
                 await _panel.PressAsync(b, TimeSpan.FromSeconds(seconds));
                 return Status();
             case ["status"]:
@@ -97,11 +98,11 @@ public sealed class ControlSocket : IAsyncDisposable
         sb.Append(CultureInfo.InvariantCulture, $" led_record={Led("record")} led_stream={Led("stream")} led_status={Led("status")}\n");
         foreach (var (i, name, r) in _device.Recorders)
             sb.Append(CultureInfo.InvariantCulture, $"channel={i + 1} recorder={r.State.ToString().ToLowerInvariant()} file={(r.CurrentFile is { } f ? Path.GetFileName(f) : "-")}{(r.LastError is { } e ? " error=" + e : "")}\n");
-        foreach (var l in _panel.DisplayLines) sb.Append("display: ").Append(l).Append('\n');
+        foreach (var l in _panel?.DisplayLines ?? []) sb.Append("display: ").Append(l).Append('\n');
         return sb.ToString();
     }
 
-    string Led(string name) => _panel.Front.Pattern(name).ToString().ToLowerInvariant();
+    string Led(string name) => _panel?.Front.Pattern(name).ToString().ToLowerInvariant() ?? "none";
 
     public async ValueTask DisposeAsync()
     {

@@ -87,15 +87,22 @@ namespace Pearl2.Host
                 Version, board.Name, config.Channels.Count, offset, dataDir, FFmpegLibraries.Versions());
 
             var device = new Device(config, board, offset, dataDir, loggers, TimeProvider.System);
+            // The panel comes up first so the Status LED blinks while the channels start; a panel that
+            // cannot start (no GPIO chip, no display) is logged and the device goes on without it.
+            Panel? panel = null;
+            try { panel = new Panel(board.Panel, device, config.Device.Name, dataDir, HostAddress, TimeProvider.System, loggers); }
+            catch (Exception e) { log.LogError("panel.failed driver={Driver} error=\"{Error}\" effect=\"no buttons, LEDs or display\"", board.Panel.Driver, e.Message); }
             try { await device.StartAsync(); }
             catch (EncoderException e)
             {
                 log.LogCritical("pearl2d.encoder_failed error=\"{Error}\"", e.Message);
+                if (panel is not null) await panel.DisposeAsync();
                 return 4;
             }
             catch (Exception e) when (e is SocketException or IOException)
             {
                 log.LogCritical("pearl2d.listen_failed error=\"{Error}\" hint=\"use --port-offset N (or auto) when ports below 1024 need privileges\"", e.Message);
+                if (panel is not null) await panel.DisposeAsync();
                 return 5;
             }
 
@@ -103,10 +110,9 @@ namespace Pearl2.Host
             foreach (var (i, cc, port, httpPort) in device.Channels)
                 log.LogInformation("stream.url channel={Channel} name=\"{Name}\" rtsp=rtsp://{Host}:{Port}/stream.sdp flv=http://{Host}:{HttpPort}/stream.flv ts=http://{Host}:{HttpPort}/stream.ts local=rtsp://127.0.0.1:{Port}/stream.sdp streaming={Streaming} video={W}x{H}@{Fps} bitrate_kbps={Kbps}",
                     i + 1, cc.Name, host, port, host, httpPort, host, httpPort, port, cc.Streaming, cc.Video.Width, cc.Video.Height, cc.Video.Fps, cc.Video.BitrateKbps);
-            await using var panel = new Panel(board.Panel, device, config.Device.Name, dataDir, HostAddress, TimeProvider.System, loggers);
-            await using var control = new ControlSocket(Path.Combine(dataDir, ControlSocket.FileName), device, panel, loggers.CreateLogger("Pearl2.Control"));
+            var control = new ControlSocket(Path.Combine(dataDir, ControlSocket.FileName), device, panel, loggers.CreateLogger("Pearl2.Control"));
             log.LogInformation("pearl2d.ready control={Control}", Path.Combine(dataDir, ControlSocket.FileName));
-            if (!Console.IsInputRedirected && panel.Simulated) StartKeys(panel, log);
+            if (!Console.IsInputRedirected && panel is { Simulated: true }) StartKeys(panel, log);
 
             var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
@@ -130,6 +136,8 @@ namespace Pearl2.Host
             await stop.Task;
             log.LogInformation("pearl2d.stopping");
             await reloads.WaitAsync();
+            await control.DisposeAsync();
+            if (panel is not null) await panel.DisposeAsync();
             await device.DisposeAsync();
             log.LogInformation("pearl2d.stopped");
             return 0;
