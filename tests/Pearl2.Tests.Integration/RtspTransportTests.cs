@@ -221,6 +221,14 @@ public sealed class StreamingDisabledAcrossNetworkTests(ITestOutputHelper output
         Assert.Contains("http.refused channel=1 remote=192.0.2.2", device.Log);
         Assert.Contains("rtsp.request_refused channel=1 remote=192.0.2.2", device.Log);
         Assert.Contains("status=403", device.Log);
+
+        // The front panel's Stream button does the same, at once: off for other hosts, loopback still served; again: on.
+        Assert.Contains("streaming=off", await device.ControlAsync("panel", "press", "stream"));
+        var offByPanel = await ProbeIn(_ext, external, "tcp");
+        Assert.Contains("403 Forbidden", offByPanel.Stderr);
+        Assert.True(Frames(await ProbeIn(_dev, local, "tcp")) >= 30, "the device itself must be served after Stream was pressed");
+        Assert.Contains("led_stream=on", await device.ControlAsync("panel", "press", "stream"));
+        Assert.True(Frames(await ProbeIn(_ext, external, "tcp")) >= 30, "external viewer not served after Stream was pressed again");
     }
 }
 
