@@ -76,9 +76,10 @@ test: deps-test publish
 	$(DOTNET) test tests/Pearl2.Tests.Unit/Pearl2.Tests.Unit.csproj -c Release --logger "console;verbosity=normal"
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) test tests/Pearl2.Tests.Integration/Pearl2.Tests.Integration.csproj -c Release --logger "console;verbosity=normal"
 
-# RTSP fan-out (TCP, UDP) against gst-rtsp-server, then HTTP-TS viewers against raw loopback TCP throughput.
+# RTSP fan-out (TCP, UDP) against gst-rtsp-server, recording against ffmpeg -c copy, then HTTP-TS viewers against raw loopback TCP throughput.
 bench: deps-bench publish
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- $(BENCH_ARGS)
+	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- --record
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- --http-ts --bitrate-kbps 50000 --ladder 100,200,400,600,800,1000,1200 --warmup 2 --window 5
 
 clean:

@@ -7,6 +7,7 @@ using Pearl2.Tests.Integration;
 // make bench: RTSP/TCP fan-out of one 1080p30 ~4 Mbit/s channel, pearl2d against gst-rtsp-server (shared
 // media relaying the same encoded stream), N viewers per step, in one run on this machine.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+if (args is ["--record", ..]) { try { return await RecordBench.RunAsync(); } finally { FanOutBench.KillAll(); } }
 var opts = BenchOptions.Parse(args);
 var bench = new FanOutBench(opts);
 Console.CancelKeyPress += (_, _) => FanOutBench.KillAll();
@@ -279,7 +280,7 @@ sealed class FanOutBench(BenchOptions o)
         foreach (var p in Started) { try { if (!p.HasExited) { p.Kill(true); p.WaitForExit(5000); } } catch (Exception) { } }
     }
 
-    static Process Start(string file, string[] args, Action<string> onLine)
+    internal static Process Start(string file, string[] args, Action<string> onLine)
     {
         var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
@@ -291,17 +292,17 @@ sealed class FanOutBench(BenchOptions o)
         return p;
     }
 
-    static double CpuSeconds(int pid)
+    internal static double CpuSeconds(int pid)
     {
         var stat = File.ReadAllText($"/proc/{pid}/stat");
         var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
         return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0; // utime + stime in USER_HZ
     }
 
-    static long RssKb(int pid) =>
+    internal static long RssKb(int pid) =>
         File.ReadLines($"/proc/{pid}/status").Where(l => l.StartsWith("VmRSS:")).Select(l => long.Parse(Regex.Match(l, @"\d+").Value)).FirstOrDefault();
 
-    static string Machine()
+    internal static string Machine()
     {
         var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name"))?.Split(':')[1].Trim() ?? "?";
         var mem = File.ReadLines("/proc/meminfo").First().Split(':')[1].Trim();
@@ -314,7 +315,7 @@ sealed class FanOutBench(BenchOptions o)
         catch (System.Net.Sockets.SocketException) { return false; }
     }
 
-    static int FreePort()
+    internal static int FreePort()
     {
         var l = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         l.Start();
@@ -323,7 +324,7 @@ sealed class FanOutBench(BenchOptions o)
         return p;
     }
 
-    static string FindRoot()
+    internal static string FindRoot()
     {
         var d = new DirectoryInfo(AppContext.BaseDirectory);
         while (d is not null && !File.Exists(Path.Combine(d.FullName, "Pearl2.Firmware.sln"))) d = d.Parent;

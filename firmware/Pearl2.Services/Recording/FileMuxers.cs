@@ -22,6 +22,8 @@ abstract class FileMuxer
     public abstract void TakeFragment(WriteOp op, long fileOffset);
     /// <summary>What finishes the file: trailer bytes in <paramref name="op"/> and in-place patches.</summary>
     public abstract void Finish(WriteOp op, long videoTicks);
+    /// <summary>Gives the muxer's buffers back to the pool.</summary>
+    public abstract void Release();
 
     public static FileMuxer For(string format, StreamInfo info) =>
         format == "ts" ? new TsFileMuxer(info) : new Mp4FileMuxer(info);
@@ -31,7 +33,7 @@ sealed class Mp4FileMuxer(StreamInfo info) : FileMuxer
 {
     readonly List<Mp4Sample> _video = new(128), _audio = new(128);
     readonly List<(ulong Time, ulong MoofOffset)> _sync = new(64);
-    byte[] _videoData = new byte[256 << 10], _audioData = new byte[32 << 10];
+    byte[] _videoData = BufferPool.Rent(256 << 10), _audioData = BufferPool.Rent(32 << 10);
     int _videoLength, _audioLength;
     long _videoStart = -1, _audioStart = -1, _videoTicks;
     uint _sequence;
@@ -48,8 +50,7 @@ sealed class Mp4FileMuxer(StreamInfo info) : FileMuxer
 
     public override void AddVideo(MediaUnit unit, long time, long duration)
     {
-        int max = Avcc.MaxSize(unit.Length);
-        if (_videoData.Length < _videoLength + max) Array.Resize(ref _videoData, Math.Max(_videoData.Length * 2, _videoLength + max));
+        Pooled.Grow(ref _videoData, _videoLength, _videoLength + Avcc.MaxSize(unit.Length));
         int n = Avcc.FromAnnexB(_videoData.AsSpan(_videoLength), unit.Span);
         _videoLength += n;
         if (_videoStart < 0) _videoStart = time;
@@ -60,7 +61,7 @@ sealed class Mp4FileMuxer(StreamInfo info) : FileMuxer
     public override void AddAudio(MediaUnit unit, long time, long duration)
     {
         if (!info.HasAudio) return;
-        if (_audioData.Length < _audioLength + unit.Length) Array.Resize(ref _audioData, Math.Max(_audioData.Length * 2, _audioLength + unit.Length));
+        Pooled.Grow(ref _audioData, _audioLength, _audioLength + unit.Length);
         unit.Span.CopyTo(_audioData.AsSpan(_audioLength));
         _audioLength += unit.Length;
         if (_audioStart < 0) _audioStart = time;
@@ -96,6 +97,12 @@ sealed class Mp4FileMuxer(StreamInfo info) : FileMuxer
         FragmentedMp4.WriteMehd(mehd, FragmentedMp4.MovieDuration((ulong)videoTicks));
         op.Patches = [(_layout.MvhdDurationOffset, mvhd), (_layout.MehdSlotOffset, mehd)];
     }
+
+    public override void Release()
+    {
+        BufferPool.Return(_videoData); _videoData = [];
+        BufferPool.Return(_audioData); _audioData = [];
+    }
 }
 
 /// <summary>MPEG-TS files: PAT and PMT before every key frame, timestamps from one second so nothing starts below zero.</summary>
@@ -103,7 +110,7 @@ sealed class TsFileMuxer(StreamInfo info) : FileMuxer
 {
     const long Offset = 90000;
     readonly TsMuxer _mux = new(info.HasAudio);
-    byte[] _data = new byte[256 << 10];
+    byte[] _data = BufferPool.Rent(256 << 10);
     int _length;
     long _videoTicks;
 
@@ -112,7 +119,7 @@ sealed class TsFileMuxer(StreamInfo info) : FileMuxer
 
     Span<byte> Room(int size)
     {
-        if (_data.Length < _length + size) Array.Resize(ref _data, Math.Max(_data.Length * 2, _length + size));
+        Pooled.Grow(ref _data, _length, _length + size);
         return _data.AsSpan(_length);
     }
 
@@ -144,4 +151,6 @@ sealed class TsFileMuxer(StreamInfo info) : FileMuxer
     }
 
     public override void Finish(WriteOp op, long videoTicks) { }
+
+    public override void Release() { BufferPool.Return(_data); _data = []; }
 }

@@ -116,7 +116,10 @@ public sealed class Recorder
             {
                 info = await r._hub.Ready.WaitAsync(_stop.Token);
                 _nominalVideo = 90000 / Math.Max(1, info.Fps);
-                lock (_stop) _reader = _stopping ? null : r._hub.Subscribe("recorder", r._library.Options.QueueUnits);
+                // Bounded by time, not by a unit count: video and audio frames for QueueTime. (A cached GOP larger than
+                // that overflows it at once, and the recording starts at the next key frame instead.)
+                int units = Math.Max(512, (int)(r._library.Options.QueueTime.TotalSeconds * (info.Fps + (info.HasAudio ? info.AudioSampleRate / 1024.0 : 0))));
+                lock (_stop) _reader = _stopping ? null : r._hub.Subscribe("recorder", units);
                 while (_reader is not null && !_stopping)
                 {
                     await _reader.WaitAsync();
@@ -141,6 +144,7 @@ public sealed class Recorder
                 _pendingVideo?.Release(); _pendingVideo = null;
                 _pendingAudio?.Release(); _pendingAudio = null;
                 Writer.Dispose();
+                _mux?.Release();
                 r.Ended(this, Writer.Failure ?? failure);
             }
         }
@@ -247,6 +251,7 @@ public sealed class Recorder
             op.Done = done;
             Writer.Submit(op);
             if (last) await done.Task;
+            _mux.Release();
             _mux = null;
             CurrentFile = null;
         }

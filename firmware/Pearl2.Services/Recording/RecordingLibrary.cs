@@ -15,8 +15,8 @@ public sealed class RecordingOptions
     public long SpaceLimitBytes { get; init; }
     /// <summary>Free space always left on the filesystem.</summary>
     public long MinFreeBytes { get; init; } = 100L << 20;
-    /// <summary>Units a recorder may fall behind the encoder before it loses frames (about 50 s at 30 fps with audio).</summary>
-    public int QueueUnits { get; init; } = 4096;
+    /// <summary>How far a recorder may fall behind the encoder (a stalled card) before it skips to the next key frame.</summary>
+    public TimeSpan QueueTime { get; init; } = TimeSpan.FromSeconds(10);
 }
 
 public sealed record RecordingEntry(string Name, long Bytes, DateTime Modified, string State);

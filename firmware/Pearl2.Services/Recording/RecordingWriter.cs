@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
+using Pearl2.Media;
 
 namespace Pearl2.Services.Recording;
 
@@ -11,7 +12,7 @@ sealed class WriteOp
 {
     public WriteKind Kind;
     public string Path = "";
-    public byte[] Buffer = new byte[256 << 10];
+    public byte[] Buffer = BufferPool.Rent(256 << 10);
     public int Length;
     public (long Offset, byte[] Bytes)[] Patches = [];
     public TimeSpan Duration;
@@ -19,8 +20,21 @@ sealed class WriteOp
 
     public Span<byte> Room(int size)
     {
-        if (Buffer.Length < Length + size) Array.Resize(ref Buffer, Math.Max(Buffer.Length * 2, Length + size));
+        Pooled.Grow(ref Buffer, Length, Length + size);
         return Buffer.AsSpan(Length);
+    }
+}
+
+/// <summary>The recorder's growing buffers come from and go back to the media buffer pool, so files and sessions reuse them.</summary>
+static class Pooled
+{
+    public static void Grow(ref byte[] buffer, int used, int need)
+    {
+        if (buffer.Length >= need) return;
+        var next = BufferPool.Rent(Math.Max(buffer.Length * 2, need));
+        buffer.AsSpan(0, used).CopyTo(next);
+        BufferPool.Return(buffer);
+        buffer = next;
     }
 }
 
@@ -32,7 +46,8 @@ sealed class WriteOp
 /// </summary>
 sealed class RecordingWriter : IDisposable
 {
-    const int Slots = 8;
+    /// <summary>A fragment on its way to disk, one queued, one being filled: memory stays at about three fragments (3 s).</summary>
+    const int Slots = 3;
     readonly RecordingLibrary _library;
     readonly ILogger _log;
     readonly BlockingCollection<WriteOp> _work = new(Slots + 1);
@@ -174,5 +189,6 @@ sealed class RecordingWriter : IDisposable
         _work.CompleteAdding();
         _thread.Join();
         if (_file is not null) Close("stopped");
+        while (_free.TryDequeue(out var op)) { BufferPool.Return(op.Buffer); op.Buffer = []; }
     }
 }
