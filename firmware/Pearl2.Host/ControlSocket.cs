@@ -60,7 +60,7 @@ public sealed class ControlSocket : IAsyncDisposable
             string line = Encoding.UTF8.GetString(buf, 0, n).Split('\n')[0].Trim();
             string reply;
             try { reply = await ExecuteAsync(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)); }
-            catch (Exception e) when (e is InvalidOperationException or ArgumentException or FormatException) { reply = "error: " + e.Message + "\n"; }
+            catch (Exception e) { reply = "error: " + e.Message + "\n"; } // a bad command, or a fault while carrying it out
             await s.SendAsync(Encoding.UTF8.GetBytes(reply));
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException) { }

@@ -212,6 +212,41 @@ public sealed class RotationTests(ITestOutputHelper output)
     }
 }
 
+public sealed class SizeRotationTests(ITestOutputHelper output)
+{
+    /// <summary>A 1 MB limit at 8 Mbit/s: a new file at the first key frame past each megabyte, each playable from a key frame, none missing a frame.</summary>
+    [Fact]
+    public async Task OneMegabyteRotation_FilesSplitAtKeyFramesPastTheSize()
+    {
+        await using var d = await Pearl2dProcess.StartAsync(Recordings.Config(keyFrameInterval: 30, extraRecording: ", \"rotateMegabytes\": 1",
+            video: ", \"bitrateKbps\": 8000, \"rateControl\": \"cbr\""), channels: 1);
+        await d.WaitForLogAsync("panel.led led=status pattern=on", TimeSpan.FromSeconds(10));
+        await d.ControlAsync("panel", "press", "record");
+        await Task.Delay(6500);
+        await d.ControlAsync("panel", "press", "record");
+        await d.WaitForLogAsync("recording.stopped", TimeSpan.FromSeconds(10));
+        var recorded = double.Parse(Regex.Match(d.Log, @"recording\.stopped .*recorded_s=([\d.]+)").Groups[1].Value, CultureInfo.InvariantCulture);
+        var files = Recordings.Files(Recordings.Dir(d));
+        var probed = new List<ProbedFile>();
+        foreach (var f in files) probed.Add(await Recordings.ProbeAsync(f));
+        foreach (var p in probed) output.WriteLine($"{Path.GetFileName(p.Path)}: {new FileInfo(p.Path).Length} bytes, {p.VideoDuration:0.000} s, {p.VideoFrames} frames, first key={p.FirstFrameKey}");
+        Assert.True(files.Length >= 3, $"{files.Length} files from {recorded} s at 8 Mbit/s with a 1 MB limit");
+        foreach (var p in probed.SkipLast(1))
+        {
+            long size = new FileInfo(p.Path).Length;
+            // Past 1 MiB, then at most one more key-frame interval (1 s at 8 Mbit/s = 1 MB) before the cut.
+            Assert.InRange(size, 1L << 20, (1L << 20) + 1_150_000);
+        }
+        foreach (var p in probed)
+        {
+            Assert.True(p.FirstFrameKey);
+            Assert.Equal("", p.DecodeErrors);
+            Assert.InRange(p.VideoFrames / 30.0, p.VideoDuration - 1 / 60.0, p.VideoDuration + 1 / 60.0);
+        }
+        Assert.InRange(probed.Sum(p => p.VideoFrames) / 30.0, recorded - 1 / 30.0, recorded + 1 / 30.0);
+    }
+}
+
 public sealed class TornFileRecoveryTests(ITestOutputHelper output)
 {
     /// <summary>

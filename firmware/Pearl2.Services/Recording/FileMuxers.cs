@@ -18,6 +18,8 @@ abstract class FileMuxer
     public abstract bool HasFragment { get; }
     /// <summary>Video ticks in the fragment being built.</summary>
     public abstract long FragmentVideoTicks { get; }
+    /// <summary>Bytes of media in the fragment being built (what it will add to the file, near enough).</summary>
+    public abstract long FragmentBytes { get; }
     /// <summary>Appends the fragment to <paramref name="op"/> and starts the next; <paramref name="fileOffset"/> is where it lands in the file.</summary>
     public abstract void TakeFragment(WriteOp op, long fileOffset);
     /// <summary>What finishes the file: trailer bytes in <paramref name="op"/> and in-place patches.</summary>
@@ -70,6 +72,7 @@ sealed class Mp4FileMuxer(StreamInfo info) : FileMuxer
 
     public override bool HasFragment => _video.Count > 0 || _audio.Count > 0;
     public override long FragmentVideoTicks => _videoTicks;
+    public override long FragmentBytes => _videoLength + _audioLength;
 
     public override void TakeFragment(WriteOp op, long fileOffset)
     {
@@ -141,6 +144,7 @@ sealed class TsFileMuxer(StreamInfo info) : FileMuxer
 
     public override bool HasFragment => _length > 0;
     public override long FragmentVideoTicks => _videoTicks;
+    public override long FragmentBytes => _length;
 
     public override void TakeFragment(WriteOp op, long fileOffset)
     {

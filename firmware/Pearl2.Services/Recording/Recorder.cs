@@ -90,7 +90,7 @@ public sealed class Recorder
         volatile bool _stopping;
         public volatile bool SplitRequested;
         HubReader? _reader;
-        StreamInfo info = null!;
+        StreamInfo _info = null!;
         long _nominalVideo;
         FileMuxer? _mux;
         MediaUnit? _pendingVideo, _pendingAudio;
@@ -114,11 +114,11 @@ public sealed class Recorder
             string? failure = null;
             try
             {
-                info = await r._hub.Ready.WaitAsync(_stop.Token);
-                _nominalVideo = 90000 / Math.Max(1, info.Fps);
+                _info = await r._hub.Ready.WaitAsync(_stop.Token);
+                _nominalVideo = 90000 / Math.Max(1, _info.Fps);
                 // Bounded by time, not by a unit count: video and audio frames for QueueTime. (A cached GOP larger than
                 // that overflows it at once, and the recording starts at the next key frame instead.)
-                int units = Math.Max(512, (int)(r._library.Options.QueueTime.TotalSeconds * (info.Fps + (info.HasAudio ? info.AudioSampleRate / 1024.0 : 0))));
+                int units = Math.Max(512, (int)(r._library.Options.QueueTime.TotalSeconds * (_info.Fps + (_info.HasAudio ? _info.AudioSampleRate / 1024.0 : 0))));
                 lock (_stop) _reader = _stopping ? null : r._hub.Subscribe("recorder", units);
                 while (_reader is not null && !_stopping)
                 {
@@ -165,7 +165,7 @@ public sealed class Recorder
                 RecordedTicks += duration;
                 p.Release();
                 _pendingVideo = null;
-                if (u.IsKeyFrame && (_fileTicks >= _rotateTicks || _fileBytes >= r._library.Options.RotateBytes || SplitRequested))
+                if (u.IsKeyFrame && (_fileTicks >= _rotateTicks || _fileBytes + _mux.FragmentBytes >= r._library.Options.RotateBytes || SplitRequested))
                 {
                     SplitRequested = false;
                     // Audio that starts before the cut still belongs to this file, trimmed to end at it.
@@ -196,11 +196,11 @@ public sealed class Recorder
             }
         }
 
-        long AudioTime(long videoPts) => info.AudioSampleRate == 0 ? 0 : videoPts * info.AudioSampleRate / 90000;
+        long AudioTime(long videoPts) => _info.AudioSampleRate == 0 ? 0 : videoPts * _info.AudioSampleRate / 90000;
 
         async ValueTask OpenFileAsync(MediaUnit key)
         {
-            _mux = FileMuxer.For(r._library.Options.Format, info);
+            _mux = FileMuxer.For(r._library.Options.Format, _info);
             _v0 = key.Pts;
             _a0 = AudioTime(key.Pts);
             if (_pendingAudio is { } a && a.Pts < _a0) { a.Release(); _pendingAudio = null; }
@@ -208,7 +208,7 @@ public sealed class Recorder
             CurrentFile = r._library.Create(r._hub.Name, r._time.GetLocalNow(), _mux.Extension);
             var op = await Writer.RentAsync(WriteKind.Create);
             op.Path = CurrentFile;
-            _mux.WriteHeader(op, info);
+            _mux.WriteHeader(op, _info);
             _fileBytes += op.Length;
             Writer.Submit(op);
             Files++;

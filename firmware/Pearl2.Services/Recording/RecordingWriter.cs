@@ -87,8 +87,9 @@ sealed class RecordingWriter : IDisposable
     {
         foreach (var op in _work.GetConsumingEnumerable())
         {
+            // Whatever goes wrong, the thread lives on and frees the slot, so the recorder never waits forever.
             try { Execute(op); }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            catch (Exception e)
             {
                 Fail("write_failed", e.Message);
             }
@@ -128,6 +129,7 @@ sealed class RecordingWriter : IDisposable
             case WriteKind.Finish:
                 if (_file is null) return;
                 if (op.Length > 0 && _library.Reserve(op.Length)) Append(op);
+                if (_file is null) return; // the trailer's write failed: the file was cut back and closed
                 foreach (var (offset, bytes) in op.Patches) RandomAccess.Write(_file, bytes, offset);
                 RandomAccess.FlushToDisk(_file);
                 Close("finished", op.Duration);
