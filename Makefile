@@ -14,7 +14,9 @@ BUILD_PKGS   := clang lld llvm zlib1g-dev
 ARM64_PKGS   := gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 TEST_PKGS    := ffmpeg gcc pkg-config libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
                 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-                gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium fonts-dejavu-core
+                gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium fonts-dejavu-core \
+                libc6-dev-arm64-cross
+# libc6-dev-arm64-cross: the arm64 kernel headers the V4L2 ABI test compiles against (with clang from BUILD_PKGS)
 BENCH_PKGS   := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 python3-gi
 
 # Installs the packages of $(1) that are missing (apt-get as root), and nothing when all are there.
