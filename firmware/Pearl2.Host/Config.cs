@@ -49,7 +49,7 @@ public sealed class ChannelConfig
     public string Name { get; set; } = "";
     /// <summary>Serve viewers on other hosts; when false the ports stay open but refuse them (loopback is still served).</summary>
     public bool Streaming { get; set; } = true;
-    /// <summary>"testpattern" (V4L2 capture comes with the board issue).</summary>
+    /// <summary>"testpattern", "capture" (the board profile's capture device) or a V4L2 device node such as "/dev/video0".</summary>
     public string Source { get; set; } = "testpattern";
     public VideoConfig Video { get; set; } = new();
     public AudioConfig Audio { get; set; } = new();
@@ -108,6 +108,7 @@ public sealed class BoardProfile
 {
     public string Name { get; set; } = "host";
     public string H264Encoder { get; set; } = "libx264";
+    /// <summary>The V4L2 capture node that channels with source "capture" use, or "testpattern" on a board without one.</summary>
     public string Capture { get; set; } = "testpattern";
     public PanelProfile Panel { get; set; } = new();
 }
@@ -178,6 +179,7 @@ public static class ConfigLoader
     {
         var e = new List<string>();
         void Check(bool ok, string field, string reason) { if (!ok) e.Add($"board.{field}: {reason}"); }
+        Check(b.Capture == "testpattern" || b.Capture.StartsWith("/dev/video", StringComparison.Ordinal), "capture", $"'{b.Capture}' is not testpattern or a /dev/videoN node");
         var p = b.Panel;
         if (p is null) { e.Add("board.panel: must be an object"); return e; }
         Check(p.Driver is "simulated" or "libgpiod", "panel.driver", $"'{p.Driver}' is not simulated or libgpiod");
@@ -234,7 +236,8 @@ public static class ConfigLoader
             var p = $"channels[{i}]";
             if (ch is null) { e.Add($"{p}: must be an object"); continue; }
             Check(!string.IsNullOrWhiteSpace(ch.Name) && ch.Name.Length <= 63 && !ch.Name.Any(char.IsControl), $"{p}.name", "must be 1 to 63 printable characters");
-            Check(ch.Source == "testpattern", $"{p}.source", $"'{ch.Source}' is not a known source (known: testpattern)");
+            Check(ch.Source is "testpattern" or "capture" || (ch.Source is not null && ch.Source.StartsWith("/dev/video", StringComparison.Ordinal) && !ch.Source.Contains("..")),
+                $"{p}.source", $"'{ch.Source}' is not a known source (known: testpattern, capture (the board's capture device), /dev/videoN)");
             var v = ch.Video;
             if (v is null) e.Add($"{p}.video: must be an object");
             else

@@ -88,9 +88,12 @@ public sealed class Device : IAsyncDisposable, IPanelActions
     {
         var hub = new ChannelHub(index, cc.Name, _time);
         var v = cc.Video;
+        string? capture = cc.Source switch { "testpattern" => null, "capture" => _board.Capture == "testpattern" ? null : _board.Capture, var node => node };
+        if (cc.Source == "capture" && capture is null)
+            _log.LogWarning("channel.no_capture channel={Channel} board={Board} effect=\"test picture instead\"", index + 1, _board.Name);
         var pipeline = new EncodePipeline(hub, new PipelineOptions(
             new H264EncoderOptions(v.Encoder ?? _board.H264Encoder, v.Width, v.Height, v.Fps, v.BitrateKbps * 1000L, v.KeyFrameIntervalFrames, v.Preset, v.Tune, v.RateControl == "cbr"),
-            cc.Audio.Enabled, cc.Audio.SampleRate, cc.Audio.Channels, cc.Audio.BitrateKbps * 1000L), _time, _loggers.CreateLogger("Pearl2.Media"));
+            cc.Audio.Enabled, cc.Audio.SampleRate, cc.Audio.Channels, cc.Audio.BitrateKbps * 1000L, capture), _time, _loggers.CreateLogger("Pearl2.Media"));
         RtspChannel? rtsp = null;
         RtspListener? listener = null;
         try
@@ -102,8 +105,8 @@ public sealed class Device : IAsyncDisposable, IPanelActions
             pipeline.Start();
             listener = await RtspListener.BindAsync(Rtsp, rtsp, _loggers);
             var liveListener = await _http.ListenAsync(live);
-            _log.LogInformation("channel.started channel={Channel} name=\"{Name}\" rtsp_port={Port} video={W}x{H}@{Fps} bitrate_kbps={Kbps} encoder={Encoder}",
-                index + 1, cc.Name, rtsp.Port, v.Width, v.Height, v.Fps, v.BitrateKbps, v.Encoder ?? _board.H264Encoder);
+            _log.LogInformation("channel.started channel={Channel} name=\"{Name}\" rtsp_port={Port} video={W}x{H}@{Fps} bitrate_kbps={Kbps} encoder={Encoder} source={Source}",
+                index + 1, cc.Name, rtsp.Port, v.Width, v.Height, v.Fps, v.BitrateKbps, v.Encoder ?? _board.H264Encoder, capture ?? "testpattern");
             var recorder = new Recorder(hub, Library, _time, _loggers.CreateLogger("Pearl2.Recording"));
             return new RunningChannel(cc, hub, pipeline, rtsp, listener, live, liveListener, recorder);
         }

@@ -20,7 +20,7 @@ public class ConfigTests
     [InlineData("""{"channels":[{"name":"a"},{"name":"b","video":{"fps":0}}]}""", "channels[1].video.fps: 0 is not from 1 to 60")]
     [InlineData("""{"channels":[]}""", "channels: must list 1 to 8 channels")]
     [InlineData("""{"rtsp":{"port":70000}}""", "rtsp.port: 70000 (+ one port per channel) is not a TCP port")]
-    [InlineData("""{"channels":[{"name":"a","source":"hdmi9"}]}""", "channels[0].source: 'hdmi9' is not a known source (known: testpattern)")]
+    [InlineData("""{"channels":[{"name":"a","source":"hdmi9"}]}""", "channels[0].source: 'hdmi9' is not a known source (known: testpattern, capture (the board's capture device), /dev/videoN)")]
     [InlineData("""{"channels":[{"name":"a","audio":{"channels":6}}]}""", "channels[0].audio.channels: 6 is not 1 or 2")]
     [InlineData("""{"recording":{"format":"mkv"}}""", "recording.format: 'mkv' is not mp4 or ts")]
     [InlineData("""{"recording":{"rotateSeconds":2}}""", "recording.rotateSeconds: 2 is not from 5 to 86400")]

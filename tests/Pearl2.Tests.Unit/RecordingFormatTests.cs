@@ -283,7 +283,7 @@ public class StatusDisplayTests
         Assert.True(f[2, 0]);
         Assert.False(f[0, 0]);
         f.Text(0, 8, "a");
-        Assert.Equal(PanelFont.Glyph('A'), f.Pages[128..133]); // small letters drawn as capitals, on page 1
+        Assert.Equal(Pearl2.Media.Sources.Font5x7.Glyph('A'), f.Pages[128..133]); // small letters drawn as capitals, on page 1
     }
 
     [Fact]

@@ -255,3 +255,53 @@ public unsafe class V4l2CaptureTests
         Assert.Equal(f == V4l2Abi.PixUyvy ? (byte)(30 + 2) : (byte)30, pic.Y[2 * w + 5]);
     }
 }
+
+public unsafe class CaptureSourceTests
+{
+    [Fact]
+    public void ScalesTheInputToTheChannel_ReportsNoSignal_AndRestartsAfterASourceChange()
+    {
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider();
+        var dev = new FakeCaptureDevice { Mplane = true, Formats = [V4l2Abi.PixNv12], DvTimings = (1280, 720), StrideExtra = 0, Pixel = i => i < 1280 * 720 ? (byte)200 : (byte)128 };
+        int opened = 0;
+        using var source = new CaptureSource("/dev/fake-video", 640, 360, time, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, _ => { opened++; return dev; });
+        var y = new byte[640 * 360]; var u = new byte[320 * 180]; var v = new byte[320 * 180];
+        fixed (byte* py = y, pu = u, pv = v)
+        {
+            var planes = new PicturePlanes(py, pu, pv, 640, 320, 640, 360);
+            Assert.True(source.TryFill(planes));
+            Assert.Equal((1280, 720), (source.Format!.Value.Width, source.Format.Value.Height));
+            Assert.All(y, b => Assert.Equal(200, b));             // scaled by libswscale to the channel's 640x360
+
+            dev.EventPending = true;                             // the input changed resolution
+            Assert.False(source.TryFill(planes));
+            Assert.Null(source.Format);
+            time.Advance(TimeSpan.FromSeconds(1.1));
+            dev.DvTimings = (1920, 1080);
+            Assert.True(source.TryFill(planes));
+            Assert.Equal(1920, source.Format!.Value.Width);
+            Assert.Equal(1, opened);                             // the same device node, opened once
+
+            dev.DvTimings = null; dev.DvError = Errno.ENOLINK;  // cable pulled: the next restart finds no signal
+            dev.EventPending = true;
+            Assert.False(source.TryFill(planes));
+            time.Advance(TimeSpan.FromSeconds(1.1));
+            Assert.False(source.TryFill(planes));
+        }
+    }
+
+    [Fact]
+    public void NoSignalPicture_HasTheWordsOnGrey()
+    {
+        int w = 320, h = 180;
+        var y = new byte[w * h]; var u = new byte[w * h / 4]; var v = new byte[w * h / 4];
+        fixed (byte* py = y, pu = u, pv = v)
+            new Pearl2.Media.Sources.NoSignalRenderer(w, h, "/dev/video0").Render(new PicturePlanes(py, pu, pv, w, w / 2, w, h));
+        Assert.Equal(40, y[0]);
+        Assert.Contains((byte)235, y);                          // the big letters
+        Assert.Contains((byte)160, y);                          // the input's name
+        Assert.All(u, b => Assert.Equal(128, b));
+        int lit = y.Count(b => b == 235);
+        Assert.InRange(lit, 500, w * h / 4);
+    }
+}

@@ -10,7 +10,6 @@ namespace Pearl2.Media.Encoders;
 public sealed unsafe partial class JpegEncoder : AvEncoder
 {
     const int AV_PIX_FMT_YUVJ420P = 12;
-    const int SWS_BILINEAR = 2;
     readonly int _width, _height;
     nint _scaler;
     int _srcW, _srcH;
@@ -59,7 +58,4 @@ public sealed unsafe partial class JpegEncoder : AvEncoder
         public void OnEncoded(TrackKind track, ReadOnlySpan<byte> prefix, ReadOnlySpan<byte> data, long pts, bool keyFrame) { }
     }
 
-    [System.Runtime.InteropServices.LibraryImport(SwScale)] private static partial nint sws_getContext(int srcW, int srcH, int srcFormat, int dstW, int dstH, int dstFormat, int flags, nint srcFilter, nint dstFilter, nint param);
-    [System.Runtime.InteropServices.LibraryImport(SwScale)] private static partial int sws_scale(nint ctx, byte** srcSlice, int* srcStride, int srcSliceY, int srcSliceH, byte** dst, int* dstStride);
-    [System.Runtime.InteropServices.LibraryImport(SwScale)] private static partial void sws_freeContext(nint ctx);
 }

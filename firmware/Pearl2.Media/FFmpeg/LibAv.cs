@@ -49,6 +49,10 @@ internal static unsafe partial class LibAv
 
     [LibraryImport(AvFormat)] public static partial uint avformat_version();
     [LibraryImport(SwScale)] public static partial uint swscale_version();
+    [LibraryImport(SwScale)] public static partial nint sws_getContext(int srcW, int srcH, int srcFormat, int dstW, int dstH, int dstFormat, int flags, nint srcFilter, nint dstFilter, nint param);
+    [LibraryImport(SwScale)] public static partial int sws_scale(nint ctx, byte** srcSlice, int* srcStride, int srcSliceY, int srcSliceH, byte** dst, int* dstStride);
+    [LibraryImport(SwScale)] public static partial void sws_freeContext(nint ctx);
+    public const int SWS_BILINEAR = 2;
 
     public static string ErrorText(int err)
     {

@@ -3,10 +3,12 @@ using Pearl2.Media.Encoders;
 
 namespace Pearl2.Media.Sources;
 
-public sealed record PipelineOptions(H264EncoderOptions Video, bool Audio, int AudioSampleRate, int AudioChannels, long AudioBitrate);
+/// <summary>A pipeline's settings; <paramref name="CaptureDevice"/> (a V4L2 node) replaces the test picture when set.</summary>
+public sealed record PipelineOptions(H264EncoderOptions Video, bool Audio, int AudioSampleRate, int AudioChannels, long AudioBitrate, string? CaptureDevice = null);
 
 /// <summary>
-/// Test source → encoders → hub for one channel, on two dedicated threads (picture+H.264, tone+AAC), each
+/// Source (test picture, or a V4L2 capture device with a "No signal" picture while it has none) → encoders → hub
+/// for one channel, on two dedicated threads (picture+H.264, tone+AAC), each
 /// paced to the wall clock. When the machine cannot keep up, source frames are skipped, never queued, so
 /// timestamps stay real time.
 /// </summary>
@@ -65,7 +67,9 @@ public sealed class EncodePipeline : IEncodedSink, IDisposable
     void VideoLoop(H264Encoder enc)
     {
         using var _ = enc;
-        var renderer = new TestPatternRenderer(_o.Video.Width, _o.Video.Height, _o.Video.Fps);
+        using var capture = _o.CaptureDevice is { } device ? new V4l2.CaptureSource(device, _o.Video.Width, _o.Video.Height, _time, _log) : null;
+        var noSignal = _o.CaptureDevice is { } input ? new NoSignalRenderer(_o.Video.Width, _o.Video.Height, input) : null;
+        var renderer = capture is null ? new TestPatternRenderer(_o.Video.Width, _o.Video.Height, _o.Video.Fps) : null;
         long frame = 0;
         int fps = _o.Video.Fps;
         while (!_stop.IsCancellationRequested)
@@ -81,7 +85,8 @@ public sealed class EncodePipeline : IEncodedSink, IDisposable
                 frame = target;
             }
             var planes = enc.BeginFrame();
-            renderer.Render(planes, frame, _time.GetUtcNow());
+            if (capture is null) renderer!.Render(planes, frame, _time.GetUtcNow());
+            else if (!capture.TryFill(planes)) noSignal!.Render(planes);
             Preview.Offer(planes, frame);
             bool key = _keyFrameRequested;
             _keyFrameRequested = false;

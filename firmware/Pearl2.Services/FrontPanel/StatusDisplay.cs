@@ -2,6 +2,7 @@ using System.Device.I2c;
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using Pearl2.Formats.Images;
+using Pearl2.Media.Sources;
 
 namespace Pearl2.Services.FrontPanel;
 
@@ -31,11 +32,11 @@ public sealed class MonoFrame(int width, int height)
     {
         foreach (char c in text)
         {
-            var g = PanelFont.Glyph(c);
+            var g = Font5x7.Glyph(c);
             for (int col = 0; col < 5; col++)
                 for (int row = 0; row < 7; row++)
                     if ((g[col] & (1 << row)) != 0) Set(x + col, y + row, true);
-            x += PanelFont.Advance;
+            x += Font5x7.Advance;
         }
     }
 
@@ -49,96 +50,6 @@ public sealed class MonoFrame(int width, int height)
                 px[y * w + x] = this[x / scale, y / scale] ? (byte)255 : (byte)0;
         return Png.EncodeGray(px, w, h);
     }
-}
-
-/// <summary>
-/// A 5×7 font for the status display: capitals (small letters are drawn as capitals), digits and the punctuation
-/// the panel needs. Each glyph is written as seven rows of five pixels.
-/// </summary>
-public static class PanelFont
-{
-    public const int Advance = 6, LineHeight = 8;
-
-    static readonly string[] Source =
-    [
-        "  .....|.....|.....|.....|.....|.....|.....",
-        "0 .###.|#...#|#..##|#.#.#|##..#|#...#|.###.",
-        "1 ..#..|.##..|..#..|..#..|..#..|..#..|.###.",
-        "2 .###.|#...#|....#|...#.|..#..|.#...|#####",
-        "3 #####|...#.|..#..|...#.|....#|#...#|.###.",
-        "4 ...#.|..##.|.#.#.|#..#.|#####|...#.|...#.",
-        "5 #####|#....|####.|....#|....#|#...#|.###.",
-        "6 ..##.|.#...|#....|####.|#...#|#...#|.###.",
-        "7 #####|....#|...#.|..#..|.#...|.#...|.#...",
-        "8 .###.|#...#|#...#|.###.|#...#|#...#|.###.",
-        "9 .###.|#...#|#...#|.####|....#|...#.|.##..",
-        "A .###.|#...#|#...#|#####|#...#|#...#|#...#",
-        "B ####.|#...#|#...#|####.|#...#|#...#|####.",
-        "C .###.|#...#|#....|#....|#....|#...#|.###.",
-        "D ###..|#..#.|#...#|#...#|#...#|#..#.|###..",
-        "E #####|#....|#....|####.|#....|#....|#####",
-        "F #####|#....|#....|####.|#....|#....|#....",
-        "G .###.|#...#|#....|#.###|#...#|#...#|.####",
-        "H #...#|#...#|#...#|#####|#...#|#...#|#...#",
-        "I .###.|..#..|..#..|..#..|..#..|..#..|.###.",
-        "J ..###|...#.|...#.|...#.|...#.|#..#.|.##..",
-        "K #...#|#..#.|#.#..|##...|#.#..|#..#.|#...#",
-        "L #....|#....|#....|#....|#....|#....|#####",
-        "M #...#|##.##|#.#.#|#.#.#|#...#|#...#|#...#",
-        "N #...#|#...#|##..#|#.#.#|#..##|#...#|#...#",
-        "O .###.|#...#|#...#|#...#|#...#|#...#|.###.",
-        "P ####.|#...#|#...#|####.|#....|#....|#....",
-        "Q .###.|#...#|#...#|#...#|#.#.#|#..#.|.##.#",
-        "R ####.|#...#|#...#|####.|#.#..|#..#.|#...#",
-        "S .####|#....|#....|.###.|....#|....#|####.",
-        "T #####|..#..|..#..|..#..|..#..|..#..|..#..",
-        "U #...#|#...#|#...#|#...#|#...#|#...#|.###.",
-        "V #...#|#...#|#...#|#...#|#...#|.#.#.|..#..",
-        "W #...#|#...#|#...#|#.#.#|#.#.#|#.#.#|.#.#.",
-        "X #...#|#...#|.#.#.|..#..|.#.#.|#...#|#...#",
-        "Y #...#|#...#|.#.#.|..#..|..#..|..#..|..#..",
-        "Z #####|....#|...#.|..#..|.#...|#....|#####",
-        ". .....|.....|.....|.....|.....|.##..|.##..",
-        ", .....|.....|.....|.....|.##..|..#..|.#...",
-        ": .....|.##..|.##..|.....|.##..|.##..|.....",
-        "- .....|.....|.....|#####|.....|.....|.....",
-        "_ .....|.....|.....|.....|.....|.....|#####",
-        "/ .....|....#|...#.|..#..|.#...|#....|.....",
-        "% ##...|##..#|...#.|..#..|.#...|#..##|...##",
-        "( ...#.|..#..|.#...|.#...|.#...|..#..|...#.",
-        ") .#...|..#..|...#.|...#.|...#.|..#..|.#...",
-        "! ..#..|..#..|..#..|..#..|..#..|.....|..#..",
-        "? .###.|#...#|....#|...#.|..#..|.....|..#..",
-        "+ .....|..#..|..#..|#####|..#..|..#..|.....",
-        "= .....|.....|#####|.....|#####|.....|.....",
-        "# .#.#.|.#.#.|#####|.#.#.|#####|.#.#.|.#.#.",
-        "* .....|#.#.#|.###.|#####|.###.|#.#.#|.....",
-        "> .#...|..#..|...#.|....#|...#.|..#..|.#...",
-        "< ...#.|..#..|.#...|#....|.#...|..#..|...#.",
-        "' ..#..|..#..|.#...|.....|.....|.....|.....",
-        "@ .###.|#...#|#.###|#.#.#|#.###|#....|.###.",
-    ];
-
-    static readonly Dictionary<char, byte[]> Glyphs = Build();
-    static readonly byte[] Unknown = [0x7f, 0x41, 0x41, 0x41, 0x7f]; // a box
-
-    /// <summary>Each glyph as five column bytes, bit 0 the top row.</summary>
-    static Dictionary<char, byte[]> Build()
-    {
-        var d = new Dictionary<char, byte[]>();
-        foreach (var s in Source)
-        {
-            var rows = s[2..].Split('|');
-            var cols = new byte[5];
-            for (int r = 0; r < 7; r++)
-                for (int c = 0; c < 5; c++)
-                    if (rows[r][c] == '#') cols[c] |= (byte)(1 << r);
-            d[s[0]] = cols;
-        }
-        return d;
-    }
-
-    public static byte[] Glyph(char c) => Glyphs.TryGetValue(char.ToUpperInvariant(c), out var g) ? g : Unknown;
 }
 
 /// <summary>Where the status picture goes: an SSD1306 on I2C, or a PNG file for the simulated panel.</summary>
@@ -217,8 +128,8 @@ public sealed class StatusDisplay : IDisposable
         if (lines.AsSpan().SequenceEqual(_shown)) return;
         _shown = lines;
         _frame.Clear();
-        for (int i = 0; i < lines.Length && (i + 1) * PanelFont.LineHeight <= _frame.Height; i++)
-            _frame.Text(1, i * PanelFont.LineHeight + 1 + (i > 0 ? 2 : 0), lines[i]);
+        for (int i = 0; i < lines.Length && (i + 1) * Font5x7.LineHeight <= _frame.Height; i++)
+            _frame.Text(1, i * Font5x7.LineHeight + 1 + (i > 0 ? 2 : 0), lines[i]);
         try { _sink.Show(_frame); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
