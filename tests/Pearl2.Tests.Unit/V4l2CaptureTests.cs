@@ -23,7 +23,7 @@ sealed unsafe class FakeCaptureDevice : IV4l2Device
     public readonly Queue<uint> Queued = new();
     public bool EventPending, Streaming;
     public int Buffers;
-    readonly List<nint> _memory = new();
+    readonly Dictionary<uint, nint> _memory = new(); // buffer index → its mapping (the offset QUERYBUF gave, as a driver does)
     public Func<int, byte>? Pixel; // byte at an offset of the picture
 
     public string Path => "/dev/fake-video";
@@ -93,7 +93,7 @@ sealed unsafe class FakeCaptureDevice : IV4l2Device
             if (request == V4l2Abi.QBuf) { if (Queued.Contains(b.Index)) return Errno.EINVAL; Queued.Enqueue(b.Index); return 0; }
             if (!Streaming || Queued.Count == 0) return Errno.EAGAIN;
             b.Index = Queued.Dequeue();
-            var mem = (byte*)_memory[(int)b.Index];
+            var mem = (byte*)_memory[b.Index];
             for (int i = 0; i < size; i++) mem[i] = Pixel?.Invoke(i) ?? 0;
             if (Mplane) ((V4l2Abi.Plane*)b.Planes)->BytesUsed = (uint)size; else b.BytesUsed = (uint)size;
             return 0;
@@ -115,12 +115,18 @@ sealed unsafe class FakeCaptureDevice : IV4l2Device
     public nint Map(int length, long offset)
     {
         var m = (nint)NativeMemory.AllocZeroed((nuint)length);
-        _memory.Add(m);
+        _memory[(uint)(offset / 0x100000)] = m;
         return m;
     }
 
     public int Unmapped;
-    public void Unmap(nint address, int length) { NativeMemory.Free((void*)address); Unmapped++; }
+    public IReadOnlyCollection<nint> Mapped => _memory.Values;
+    public void Unmap(nint address, int length)
+    {
+        foreach (var (index, m) in _memory.ToArray()) if (m == address) _memory.Remove(index);
+        NativeMemory.Free((void*)address);
+        Unmapped++;
+    }
 
     public bool Wait(int timeoutMs, out bool readable, out bool eventPending)
     {
@@ -222,6 +228,7 @@ public unsafe class V4l2CaptureTests
         cap.Dispose();
         Assert.False(dev.Streaming);
         Assert.Equal(3, dev.Unmapped);
+        Assert.Empty(dev.Mapped);
     }
 
     [Fact]
