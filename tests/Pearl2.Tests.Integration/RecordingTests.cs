@@ -40,6 +40,17 @@ public static class Recordings
         return new ProbedFile(path, duration, frames, first.Stdout.Trim().StartsWith('K'), decode.Stderr.Trim() + (decode.ExitCode != 0 ? $" (exit {decode.ExitCode})" : ""));
     }
 
+    /// <summary>The recorder's own count of recorded video time, from its recording.stopped line.</summary>
+    public static double RecordedSeconds(string log) =>
+        double.Parse(Regex.Match(log, @"recording\.stopped .*recorded_s=([\d.]+)").Groups[1].Value, CultureInfo.InvariantCulture);
+
+    public static async Task<List<ProbedFile>> ProbeAllAsync(string[] files)
+    {
+        var probed = new List<ProbedFile>();
+        foreach (var f in files) probed.Add(await ProbeAsync(f));
+        return probed;
+    }
+
     public static DateTime LogTime(string log, string marker, bool last = false)
     {
         var matching = log.Split('\n').Where(l => l.Contains(marker, StringComparison.Ordinal));
@@ -114,8 +125,8 @@ public static class DisplayAssert
         var px = await File.ReadAllBytesAsync(raw);
         Assert.Equal(W * Scale * H * Scale, px.Length);
         var expected = new Pearl2.Services.FrontPanel.MonoFrame(W, H);
-        for (int i = 0; i < lines.Length; i++) expected.Text(1, i * 8 + 1 + (i > 0 ? 2 : 0), lines[i]);
-        int lit = 0, skipTop = skipLine * 8 + 3, skipBottom = skipTop + 8;
+        Pearl2.Services.FrontPanel.StatusDisplay.Draw(expected, lines);
+        int lit = 0, skipTop = Pearl2.Services.FrontPanel.StatusDisplay.LineTop(skipLine), skipBottom = skipTop + 8;
         for (int y = 0; y < H; y++)
             for (int x = 0; x < W; x++)
             {
@@ -189,11 +200,10 @@ public sealed class RotationTests(ITestOutputHelper output)
         await Task.Delay(TimeSpan.FromSeconds(35) - (DateTime.UtcNow - started));
         await d.ControlAsync("panel", "press", "record");
         await d.WaitForLogAsync("recording.stopped", TimeSpan.FromSeconds(10));
-        var recorded = double.Parse(Regex.Match(d.Log, @"recording\.stopped .*recorded_s=([\d.]+)").Groups[1].Value, CultureInfo.InvariantCulture);
+        var recorded = Recordings.RecordedSeconds(d.Log);
 
         var files = Recordings.Files(Recordings.Dir(d));
-        var probed = new List<ProbedFile>();
-        foreach (var f in files) probed.Add(await Recordings.ProbeAsync(f));
+        var probed = await Recordings.ProbeAllAsync(files);
         foreach (var p in probed) output.WriteLine($"{Path.GetFileName(p.Path)}: {p.VideoDuration:0.000} s, {p.VideoFrames} frames, first key={p.FirstFrameKey}, errors='{p.DecodeErrors}'");
         output.WriteLine($"recorded_s={recorded}");
 
@@ -225,10 +235,9 @@ public sealed class SizeRotationTests(ITestOutputHelper output)
         await Task.Delay(6500);
         await d.ControlAsync("panel", "press", "record");
         await d.WaitForLogAsync("recording.stopped", TimeSpan.FromSeconds(10));
-        var recorded = double.Parse(Regex.Match(d.Log, @"recording\.stopped .*recorded_s=([\d.]+)").Groups[1].Value, CultureInfo.InvariantCulture);
+        var recorded = Recordings.RecordedSeconds(d.Log);
         var files = Recordings.Files(Recordings.Dir(d));
-        var probed = new List<ProbedFile>();
-        foreach (var f in files) probed.Add(await Recordings.ProbeAsync(f));
+        var probed = await Recordings.ProbeAllAsync(files);
         foreach (var p in probed) output.WriteLine($"{Path.GetFileName(p.Path)}: {new FileInfo(p.Path).Length} bytes, {p.VideoDuration:0.000} s, {p.VideoFrames} frames, first key={p.FirstFrameKey}");
         Assert.True(files.Length >= 3, $"{files.Length} files from {recorded} s at 8 Mbit/s with a 1 MB limit");
         foreach (var p in probed.SkipLast(1))

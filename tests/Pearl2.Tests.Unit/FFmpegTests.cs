@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Pearl2.Formats.Codecs;
 using Pearl2.Media;
 using Pearl2.Media.Encoders;
@@ -25,8 +24,8 @@ public class FFmpegTests
                 offsetof(AVCodecContext,sample_fmt));
               return 0; }
             """);
-        Run("gcc", $"-I/usr/include/{Arch()} -o {dir}/o {dir}/o.c", dir);
-        var output = Run($"{dir}/o", "", dir).Split(' ').Select(int.Parse).ToArray();
+        NativeProgram.Run("gcc", $"-I/usr/include/{Arch()} -o {dir}/o {dir}/o.c", dir);
+        var output = NativeProgram.Run($"{dir}/o", "", dir).Split(' ').Select(int.Parse).ToArray();
         int[] ours =
         [
             AvLayout.FrameData, AvLayout.FrameLinesize, AvLayout.FrameWidth, AvLayout.FrameHeight, AvLayout.FrameNbSamples, AvLayout.FrameFormat,
@@ -37,16 +36,6 @@ public class FFmpegTests
     }
 
     static string Arch() => System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.Arm64 ? "aarch64-linux-gnu" : "x86_64-linux-gnu";
-
-    static string Run(string file, string args, string dir)
-    {
-        var p = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = dir })!;
-        var stdout = p.StandardOutput.ReadToEnd();
-        var stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"{file} {args} failed: {stderr}");
-        return stdout.Trim();
-    }
 
     sealed class Collect : IEncodedSink
     {

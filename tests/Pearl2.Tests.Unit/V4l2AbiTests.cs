@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Pearl2.Media.V4l2;
 using Xunit;
@@ -93,8 +92,8 @@ public class V4l2AbiTests
         var dir = Directory.CreateTempSubdirectory("pearl2-v4l2").FullName;
         File.WriteAllText(Path.Combine(dir, "v.c"), "#include <stdio.h>\n#include <stddef.h>\n#include <linux/videodev2.h>\nint main(void) {\n" +
             string.Concat(facts.Select(f => $"  printf(\"%lld\\n\", (long long)({f.C}));\n")) + "  return 0; }\n");
-        Run("gcc", $"-o {dir}/v {dir}/v.c", dir);
-        var values = Run($"{dir}/v", "", dir).Split('\n').Select(long.Parse).ToArray();
+        NativeProgram.Run("gcc", $"-o {dir}/v {dir}/v.c", dir);
+        var values = NativeProgram.Run($"{dir}/v", "", dir).Split('\n').Select(long.Parse).ToArray();
         for (int i = 0; i < facts.Length; i++) Assert.True(values[i] == facts[i].Ours, $"{facts[i].C}: the kernel says {values[i]}, V4l2Abi says {facts[i].Ours}");
     }
 
@@ -105,16 +104,6 @@ public class V4l2AbiTests
         var dir = Directory.CreateTempSubdirectory("pearl2-v4l2-arm64").FullName;
         File.WriteAllText(Path.Combine(dir, "v.c"), "#include <stddef.h>\n#include <linux/videodev2.h>\n" +
             string.Concat(facts.Select(f => $"_Static_assert((long long)({f.C}) == {f.Ours}LL, \"{f.C.Replace("\"", "")}\");\n")));
-        Run("clang", $"--target=aarch64-linux-gnu -I/usr/aarch64-linux-gnu/include -fsyntax-only {dir}/v.c", dir);
-    }
-
-    static string Run(string file, string args, string dir)
-    {
-        var p = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = dir })!;
-        var stdout = p.StandardOutput.ReadToEnd();
-        var stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"{file} {args} failed: {stderr}");
-        return stdout.Trim();
+        NativeProgram.Run("clang", $"--target=aarch64-linux-gnu -I/usr/aarch64-linux-gnu/include -fsyntax-only {dir}/v.c", dir);
     }
 }

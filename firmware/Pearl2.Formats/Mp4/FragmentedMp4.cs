@@ -152,18 +152,39 @@ public static class FragmentedMp4
         b = w.BeginFull("stco"u8, 0, 0); w.U32(0); w.End(b);
     }
 
-    static void VideoTrak(ref BoxWriter w, Mp4VideoTrack v)
+    readonly record struct TrakBoxes(int Trak, int Mdia, int Minf, int Stbl, int Stsd);
+
+    /// <summary>trak down to stsd, the same for both tracks but for the handler and media header; the sample entry follows.</summary>
+    static TrakBoxes BeginTrak(ref BoxWriter w, uint id, bool audio, int width, int height, int timescale)
     {
         int trak = w.Begin("trak"u8);
-        Tkhd(ref w, VideoTrackId, false, v.Width, v.Height);
+        Tkhd(ref w, id, audio, width, height);
         int mdia = w.Begin("mdia"u8);
-        MdhdHdlr(ref w, VideoTimescale, "vide"u8, "VideoHandler"u8);
+        if (audio) MdhdHdlr(ref w, timescale, "soun"u8, "SoundHandler"u8);
+        else MdhdHdlr(ref w, timescale, "vide"u8, "VideoHandler"u8);
         int minf = w.Begin("minf"u8);
-        int vmhd = w.BeginFull("vmhd"u8, 0, 1); w.Zeros(8); w.End(vmhd);
+        if (audio) { int smhd = w.BeginFull("smhd"u8, 0, 0); w.U32(0); w.End(smhd); }
+        else { int vmhd = w.BeginFull("vmhd"u8, 0, 1); w.Zeros(8); w.End(vmhd); }
         Dinf(ref w);
         int stbl = w.Begin("stbl"u8);
         int stsd = w.BeginFull("stsd"u8, 0, 0);
         w.U32(1);
+        return new TrakBoxes(trak, mdia, minf, stbl, stsd);
+    }
+
+    static void EndTrak(ref BoxWriter w, TrakBoxes t)
+    {
+        w.End(t.Stsd);
+        EmptyTables(ref w);
+        w.End(t.Stbl);
+        w.End(t.Minf);
+        w.End(t.Mdia);
+        w.End(t.Trak);
+    }
+
+    static void VideoTrak(ref BoxWriter w, Mp4VideoTrack v)
+    {
+        var t = BeginTrak(ref w, VideoTrackId, false, v.Width, v.Height, VideoTimescale);
         int avc1 = w.Begin("avc1"u8);
         w.Zeros(6); w.U16(1);                     // data_reference_index
         w.Zeros(16);
@@ -177,26 +198,12 @@ public static class FragmentedMp4
         AvcDecoderConfig.Write(rec, v.Sps, v.Pps);
         w.End(avcC);
         w.End(avc1);
-        w.End(stsd);
-        EmptyTables(ref w);
-        w.End(stbl);
-        w.End(minf);
-        w.End(mdia);
-        w.End(trak);
+        EndTrak(ref w, t);
     }
 
     static void AudioTrak(ref BoxWriter w, Mp4AudioTrack a)
     {
-        int trak = w.Begin("trak"u8);
-        Tkhd(ref w, AudioTrackId, true, 0, 0);
-        int mdia = w.Begin("mdia"u8);
-        MdhdHdlr(ref w, a.SampleRate, "soun"u8, "SoundHandler"u8);
-        int minf = w.Begin("minf"u8);
-        int smhd = w.BeginFull("smhd"u8, 0, 0); w.U32(0); w.End(smhd);
-        Dinf(ref w);
-        int stbl = w.Begin("stbl"u8);
-        int stsd = w.BeginFull("stsd"u8, 0, 0);
-        w.U32(1);
+        var t = BeginTrak(ref w, AudioTrackId, true, 0, 0, a.SampleRate);
         int mp4a = w.Begin("mp4a"u8);
         w.Zeros(6); w.U16(1);
         w.Zeros(8);
@@ -205,12 +212,7 @@ public static class FragmentedMp4
         w.U32((uint)a.SampleRate << 16);
         WriteEsds(ref w, a.AudioSpecificConfig);
         w.End(mp4a);
-        w.End(stsd);
-        EmptyTables(ref w);
-        w.End(stbl);
-        w.End(minf);
-        w.End(mdia);
-        w.End(trak);
+        EndTrak(ref w, t);
     }
 
     /// <summary>esds (ISO/IEC 14496-1 §7.2.6.5): ES_Descriptor → DecoderConfigDescriptor (AAC, audio stream) → DecoderSpecificInfo, then SLConfig 2.</summary>

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using Pearl2.Media.Encoders;
 using static Pearl2.Media.FFmpeg.LibAv;
@@ -108,9 +109,9 @@ public sealed unsafe class CaptureSource : IDisposable
     {
         FreeBuffers();
         _cw = w; _ch = h;
-        _y = (byte*)System.Runtime.InteropServices.NativeMemory.AllocZeroed((nuint)(w * h));
-        _u = (byte*)System.Runtime.InteropServices.NativeMemory.AllocZeroed((nuint)(w * h / 4));
-        _v = (byte*)System.Runtime.InteropServices.NativeMemory.AllocZeroed((nuint)(w * h / 4));
+        _y = (byte*)NativeMemory.AllocZeroed((nuint)(w * h));
+        _u = (byte*)NativeMemory.AllocZeroed((nuint)(w * h / 4));
+        _v = (byte*)NativeMemory.AllocZeroed((nuint)(w * h / 4));
         if (w != _width || h != _height)
         {
             _scaler = sws_getContext(w, h, AV_PIX_FMT_YUV420P, _width, _height, AV_PIX_FMT_YUV420P, SWS_BILINEAR, 0, 0, 0);
@@ -147,7 +148,7 @@ public sealed unsafe class CaptureSource : IDisposable
     void FreeBuffers()
     {
         if (_scaler != 0) { sws_freeContext(_scaler); _scaler = 0; }
-        System.Runtime.InteropServices.NativeMemory.Free(_y); System.Runtime.InteropServices.NativeMemory.Free(_u); System.Runtime.InteropServices.NativeMemory.Free(_v);
+        NativeMemory.Free(_y); NativeMemory.Free(_u); NativeMemory.Free(_v);
         _y = _u = _v = null;
         _cw = _ch = 0;
     }

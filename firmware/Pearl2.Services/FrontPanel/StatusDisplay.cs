@@ -123,13 +123,21 @@ public sealed class StatusDisplay : IDisposable
         ];
     }
 
+    /// <summary>Top row of text line <paramref name="i"/>: the first line (the device name) stands apart from the rest.</summary>
+    public static int LineTop(int i) => i * Font5x7.LineHeight + 1 + (i > 0 ? 2 : 0);
+
+    /// <summary>The picture of these lines, as the display shows it.</summary>
+    public static void Draw(MonoFrame frame, IReadOnlyList<string> lines)
+    {
+        frame.Clear();
+        for (int i = 0; i < lines.Count && (i + 1) * Font5x7.LineHeight <= frame.Height; i++) frame.Text(1, LineTop(i), lines[i]);
+    }
+
     public void Show(string[] lines)
     {
         if (lines.AsSpan().SequenceEqual(_shown)) return;
         _shown = lines;
-        _frame.Clear();
-        for (int i = 0; i < lines.Length && (i + 1) * Font5x7.LineHeight <= _frame.Height; i++)
-            _frame.Text(1, i * Font5x7.LineHeight + 1 + (i > 0 ? 2 : 0), lines[i]);
+        Draw(_frame, lines);
         try { _sink.Show(_frame); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Pearl2.Formats.Codecs;
 using Pearl2.Formats.Mp4;
 using Pearl2.Formats.Ts;
@@ -78,8 +79,8 @@ sealed class Mp4FileMuxer(StreamInfo info) : FileMuxer
     {
         if (_video.Count > 0 && _video[0].Sync) _sync.Add(((ulong)_videoStart, (ulong)(fileOffset + op.Length)));
         var moof = op.Room(FragmentedMp4.MaxMoofSize(_video.Count, _audio.Count));
-        op.Length += FragmentedMp4.WriteMoof(moof, ++_sequence, (ulong)Math.Max(0, _videoStart), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_video),
-            (ulong)Math.Max(0, _audioStart), System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_audio));
+        op.Length += FragmentedMp4.WriteMoof(moof, ++_sequence, (ulong)Math.Max(0, _videoStart), CollectionsMarshal.AsSpan(_video),
+            (ulong)Math.Max(0, _audioStart), CollectionsMarshal.AsSpan(_audio));
         _videoData.AsSpan(0, _videoLength).CopyTo(op.Room(_videoLength));
         op.Length += _videoLength;
         _audioData.AsSpan(0, _audioLength).CopyTo(op.Room(_audioLength));
@@ -92,7 +93,7 @@ sealed class Mp4FileMuxer(StreamInfo info) : FileMuxer
 
     public override void Finish(WriteOp op, long videoTicks)
     {
-        var sync = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_sync);
+        var sync = CollectionsMarshal.AsSpan(_sync);
         op.Length += FragmentedMp4.WriteMfra(op.Room(FragmentedMp4.MfraSize(sync.Length)), sync);
         var mvhd = new byte[4];
         System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(mvhd, (uint)FragmentedMp4.MovieDuration((ulong)videoTicks));

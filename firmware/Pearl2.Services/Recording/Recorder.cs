@@ -158,23 +158,12 @@ public sealed class Recorder
                     if (u.IsKeyFrame) await OpenFileAsync(u);
                     return;
                 }
-                var p = _pendingVideo!;
-                long duration = u.Pts > p.Pts ? u.Pts - p.Pts : _nominalVideo;
-                _mux.AddVideo(p, p.Pts - _v0, duration);
-                _fileTicks += duration;
-                RecordedTicks += duration;
-                p.Release();
-                _pendingVideo = null;
+                CommitVideo(u.Pts > _pendingVideo!.Pts ? u.Pts - _pendingVideo.Pts : _nominalVideo);
                 if (u.IsKeyFrame && (_fileTicks >= _rotateTicks || _fileBytes + _mux.FragmentBytes >= r._library.Options.RotateBytes || SplitRequested))
                 {
                     SplitRequested = false;
                     // Audio that starts before the cut still belongs to this file, trimmed to end at it.
-                    if (_pendingAudio is { } a && a.Pts < AudioTime(u.Pts))
-                    {
-                        _mux.AddAudio(a, a.Pts - _a0, Math.Clamp(AudioTime(u.Pts) - a.Pts, 1, NominalAudio));
-                        a.Release();
-                        _pendingAudio = null;
-                    }
+                    if (_pendingAudio is { } a && a.Pts < AudioTime(u.Pts)) CommitAudio(Math.Clamp(AudioTime(u.Pts) - a.Pts, 1, NominalAudio));
                     await FinishFileAsync(last: false);
                     await OpenFileAsync(u);
                     return;
@@ -186,14 +175,29 @@ public sealed class Recorder
             else
             {
                 if (_mux is null || u.Pts < _a0) return;
-                if (_pendingAudio is { } a)
-                {
-                    _mux.AddAudio(a, a.Pts - _a0, u.Pts > a.Pts ? u.Pts - a.Pts : NominalAudio);
-                    a.Release();
-                }
+                if (_pendingAudio is { } a) CommitAudio(u.Pts > a.Pts ? u.Pts - a.Pts : NominalAudio);
                 u.AddRef();
                 _pendingAudio = u;
             }
+        }
+
+        /// <summary>The held-back video frame goes into the fragment, now that its duration is known.</summary>
+        void CommitVideo(long duration)
+        {
+            var v = _pendingVideo!;
+            _mux!.AddVideo(v, v.Pts - _v0, duration);
+            _fileTicks += duration;
+            RecordedTicks += duration;
+            v.Release();
+            _pendingVideo = null;
+        }
+
+        void CommitAudio(long duration)
+        {
+            var a = _pendingAudio!;
+            _mux!.AddAudio(a, a.Pts - _a0, duration);
+            a.Release();
+            _pendingAudio = null;
         }
 
         long AudioTime(long videoPts) => _info.AudioSampleRate == 0 ? 0 : videoPts * _info.AudioSampleRate / 90000;
@@ -230,18 +234,8 @@ public sealed class Recorder
             if (_mux is null) return;
             if (last)
             {
-                if (_pendingVideo is { } v)
-                {
-                    _mux.AddVideo(v, v.Pts - _v0, _nominalVideo);
-                    _fileTicks += _nominalVideo;
-                    RecordedTicks += _nominalVideo;
-                    v.Release(); _pendingVideo = null;
-                }
-                if (_pendingAudio is { } a)
-                {
-                    _mux.AddAudio(a, a.Pts - _a0, NominalAudio);
-                    a.Release(); _pendingAudio = null;
-                }
+                if (_pendingVideo is not null) CommitVideo(_nominalVideo);
+                if (_pendingAudio is not null) CommitAudio(NominalAudio);
             }
             await EmitAsync();
             var op = await Writer.RentAsync(WriteKind.Finish);
