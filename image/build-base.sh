@@ -7,6 +7,7 @@
 # stream to a second disk.
 #
 # usage: image/build-base.sh            prints the cached tarball's path on its last line
+#        image/build-base.sh --cached   the same when it is cached, else exit status 1 and no build
 # env:   PEARL2_IMAGE_CACHE (default /var/cache/pearl2-image), DEBIAN_MIRROR
 set -euo pipefail
 
@@ -22,7 +23,8 @@ OUT=$CACHE/base-$KEY.tar.gz
 
 step() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
-if [ -s "$OUT" ]; then step "base rootfs cached"; echo "$OUT"; exit 0; fi
+if [ -s "$OUT" ]; then [ "${1:-}" = --cached ] || step "base rootfs cached"; echo "$OUT"; exit 0; fi
+[ "${1:-}" != --cached ] || exit 1
 for tool in debootstrap qemu-system-aarch64 mkfs.ext4 dpkg-deb cpio depmod; do
   command -v "$tool" >/dev/null || { echo "build-base: $tool is missing (make image installs it)" >&2; exit 2; }
 done

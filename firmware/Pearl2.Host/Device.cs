@@ -194,6 +194,20 @@ public sealed class Device : IAsyncDisposable, IPanelActions
     /// <summary>Starting until every channel runs; a channel whose encoder died makes it Fatal; the updater will add Updating.</summary>
     public DeviceState State { get; set; } = DeviceState.Starting;
 
+    long[] _watchdogFrames = [];
+
+    /// <summary>
+    /// The service watchdog's question, asked every half interval: did every channel encode a frame since the
+    /// last call? (A lost signal still encodes the No signal picture; a wedged encoder or capture loop does not.)
+    /// </summary>
+    public bool ProducingFrames()
+    {
+        var now = _view.Select(c => c.Pipeline.FramesEncoded).ToArray();
+        bool ok = now.Length != _watchdogFrames.Length || now.Zip(_watchdogFrames).All(p => p.First > p.Second);
+        _watchdogFrames = now;
+        return ok;
+    }
+
     public PanelStatus Status => new(_view.Any(c => c.Pipeline.Fault is not null) ? DeviceState.Fatal : State, IsRecording, RecordingFault, IsStreaming);
 
     /// <summary>Record pressed: stops every recording if any runs, else starts every channel set to record.</summary>

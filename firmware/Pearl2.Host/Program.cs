@@ -112,6 +112,10 @@ namespace Pearl2.Host
                     i + 1, cc.Name, host, port, host, httpPort, host, httpPort, port, cc.Streaming, cc.Video.Width, cc.Video.Height, cc.Video.Fps, cc.Video.BitrateKbps);
             var control = new ControlSocket(Path.Combine(dataDir, ControlSocket.FileName), device, panel, loggers.CreateLogger("Pearl2.Control"));
             log.LogInformation("pearl2d.ready control={Control}", Path.Combine(dataDir, ControlSocket.FileName));
+            using var systemd = new SystemdNotifier();
+            systemd.Notify($"READY=1\nSTATUS=streaming {device.Channels.Count()} channel(s)");
+            systemd.StartWatchdog(device.ProducingFrames, TimeProvider.System);
+            if (systemd.Enabled) log.LogInformation("systemd.notified ready=1 watchdog_s={Watchdog}", SystemdNotifier.WatchdogInterval()?.TotalSeconds ?? 0);
             if (!Console.IsInputRedirected && panel is { Simulated: true }) StartKeys(panel, log);
 
             var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -135,6 +139,7 @@ namespace Pearl2.Host
 
             await stop.Task;
             log.LogInformation("pearl2d.stopping");
+            systemd.Notify("STOPPING=1");
             await reloads.WaitAsync();
             await control.DisposeAsync();
             if (panel is not null) await panel.DisposeAsync();

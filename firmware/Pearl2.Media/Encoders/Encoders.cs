@@ -207,7 +207,7 @@ public sealed unsafe class AacEncoder : AvEncoder
         Field<int>(Frame, AvLayout.FrameNbSamples) = FrameSamples;
         Field<int>(Frame, AvLayout.FrameFormat) = AV_SAMPLE_FMT_FLTP;
         Field<int>(Frame, AvLayout.FrameSampleRate) = sampleRate;
-        Check(av_channel_layout_default(Frame + AvLayout.FrameChLayout, channels), "av_channel_layout_default");
+        av_channel_layout_default(Frame + AvLayout.FrameChLayout, channels);
         Check(av_frame_get_buffer(Frame, 0), "av_frame_get_buffer(audio)");
     }
 

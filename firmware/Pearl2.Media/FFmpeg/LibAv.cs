@@ -43,7 +43,7 @@ internal static unsafe partial class LibAv
     [LibraryImport(AvUtil, StringMarshalling = StringMarshalling.Utf8)] public static partial int av_opt_set(nint obj, string name, string value, int searchFlags);
     [LibraryImport(AvUtil, StringMarshalling = StringMarshalling.Utf8)] public static partial int av_opt_set_int(nint obj, string name, long value, int searchFlags);
     [LibraryImport(AvUtil, StringMarshalling = StringMarshalling.Utf8)] public static partial int av_opt_set_q(nint obj, string name, AVRational value, int searchFlags);
-    [LibraryImport(AvUtil)] public static partial int av_channel_layout_default(nint layout, int channels);
+    [LibraryImport(AvUtil)] public static partial void av_channel_layout_default(nint layout, int channels);   // void in FFmpeg: an int here read garbage on arm64
     [LibraryImport(AvUtil)] public static partial int av_strerror(int errnum, byte* buf, nuint size);
     [LibraryImport(AvUtil)] public static partial void av_log_set_level(int level);
 
