@@ -1,0 +1,212 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Pearl2.Tests.Integration;
+
+/// <summary>
+/// The qemu-virt image booted in qemu-system-aarch64 (U-Boot, then the image's own kernel and systemd) on a
+/// copy-on-write overlay, with user-mode networking forwarding 127.0.0.1 ports to the board's RTSP and HTTP
+/// ports, and its serial console (a root shell on this board only) on our stdin/stdout.
+/// </summary>
+public sealed class QemuBoard : IAsyncDisposable
+{
+    readonly Process _qemu;
+    readonly StringBuilder _console = new();
+    readonly object _lock = new();
+    readonly Stopwatch _since = Stopwatch.StartNew();
+    int _marker;
+
+    public int RtspPort { get; }
+    public int HttpPort { get; }
+    public string Overlay { get; }
+    public TimeSpan SincePowerOn => _since.Elapsed;
+
+    QemuBoard(Process qemu, string overlay, int rtsp, int http)
+    {
+        _qemu = qemu; Overlay = overlay; RtspPort = rtsp; HttpPort = http;
+        _ = PumpAsync();
+    }
+
+    public static async Task<QemuBoard> PowerOnAsync(string image, string dir, long diskBytes)
+    {
+        var overlay = Path.Combine(dir, "card.qcow2");
+        var r = await Peers.RunAsync("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", image, overlay, diskBytes.ToString(CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(30));
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        int rtsp = Peers.FreePortBase(2), http = rtsp + 1;
+        var psi = new ProcessStartInfo(Peers.Require("qemu-system-aarch64"))
+        { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in new[] { "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024", "-nographic", "-no-reboot",
+            "-bios", "/usr/lib/u-boot/qemu_arm64/u-boot.bin",
+            "-drive", $"if=none,file={overlay},format=qcow2,id=card", "-device", "virtio-blk-pci,drive=card",
+            "-netdev", $"user,id=lan,hostfwd=tcp:127.0.0.1:{rtsp}-:554,hostfwd=tcp:127.0.0.1:{http}-:8000",
+            "-device", "virtio-net-pci,netdev=lan,romfile=" })
+            psi.ArgumentList.Add(a);
+        return new QemuBoard(Process.Start(psi)!, overlay, rtsp, http);
+    }
+
+    async Task PumpAsync()
+    {
+        var buffer = new char[4096];
+        int n;
+        var stderr = _qemu.StandardError.ReadToEndAsync();
+        while ((n = await _qemu.StandardOutput.ReadAsync(buffer)) > 0)
+            lock (_lock) _console.Append(buffer, 0, n);
+        var err = await stderr;
+        lock (_lock) _console.Append("\n[qemu exited] ").Append(err);
+    }
+
+    public string Console { get { lock (_lock) return _console.ToString(); } }
+
+    public async Task WaitForConsoleAsync(string text, TimeSpan timeout)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (!Console.Contains(text, StringComparison.Ordinal))
+        {
+            if (deadline.Elapsed > timeout || _qemu.HasExited)
+                throw new TimeoutException($"'{text}' not on the serial console after {timeout.TotalSeconds:F0} s; its end:\n{Tail(Console, 3000)}");
+            await Task.Delay(200);
+        }
+    }
+
+    /// <summary>Runs a shell command on the board's console and returns what it printed.</summary>
+    public async Task<string> ShellAsync(string command, TimeSpan? timeout = null)
+    {
+        int id = Interlocked.Increment(ref _marker);
+        // The marker is printed computed, so the echo of the typed line never matches it.
+        string begin = $"<<{id}:0>>", end = $"<<{id}:1>>";
+        int from = Console.Length;
+        await _qemu.StandardInput.WriteAsync($"echo \"<<{id}:$((0))>>\"; {command}; echo \"<<{id}:$((1))>>\"\n");
+        await _qemu.StandardInput.FlushAsync();
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            var text = Console[from..];
+            int b = text.IndexOf(begin, StringComparison.Ordinal), e = text.IndexOf(end, StringComparison.Ordinal);
+            if (b >= 0 && e > b) return text[(b + begin.Length)..e].Replace("\r", "").Trim('\n');
+            if (deadline.Elapsed > (timeout ?? TimeSpan.FromSeconds(60)) || _qemu.HasExited)
+                throw new TimeoutException($"'{command}' did not finish on the board; console:\n{Tail(Console, 3000)}");
+            await Task.Delay(100);
+        }
+    }
+
+    public async Task PowerOffAsync()
+    {
+        await _qemu.StandardInput.WriteAsync("systemctl poweroff\n");
+        await _qemu.StandardInput.FlushAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(90));
+        try { await _qemu.WaitForExitAsync(cts.Token); }
+        catch (OperationCanceledException) { _qemu.Kill(true); await _qemu.WaitForExitAsync(); }
+    }
+
+    static string Tail(string s, int n) => s.Length <= n ? s : s[^n..];
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_qemu.HasExited) { _qemu.Kill(true); await _qemu.WaitForExitAsync(); }
+        _qemu.Dispose();
+    }
+}
+
+[Collection("qemu-board")]
+public sealed class QemuBoardTests(ITestOutputHelper output)
+{
+    const string Board = "qemu-virt";
+
+    /// <summary>
+    /// Power on the card in qemu: pearl2d comes up as its own user on a read-only root, captures from vivid and
+    /// streams H.264 that ffprobe on the host decodes; the gpio-sim Record button starts and stops a recording
+    /// (its LED line follows), and the file, read back from the card after power-off, plays.
+    /// </summary>
+    [ImageFact(Board)]
+    public async Task BootsStreamsFromVividAndRecordsFromTheGpioButton()
+    {
+        var dir = Directory.CreateTempSubdirectory("pearl2-qemu-").FullName;
+        try
+        {
+            const long card = 6L << 30;   // a 6 GiB card: bigger than the image, so the data partition grows
+            await using var board = await QemuBoard.PowerOnAsync(Images.PathOf(Board), dir, card);
+            string url = $"rtsp://127.0.0.1:{board.RtspPort}/stream.sdp";
+
+            // Power-on to the first decodable frame, as a viewer on the LAN sees it.
+            TimeSpan? firstFrame = null;
+            while (board.SincePowerOn < TimeSpan.FromMinutes(6))
+            {
+                var r = await Peers.RunAsync("ffmpeg", ["-v", "error", "-rtsp_transport", "tcp", "-timeout", "3000000", "-i", url, "-frames:v", "1", "-f", "null", "-"], TimeSpan.FromSeconds(15));
+                if (r.ExitCode == 0 && !r.TimedOut) { firstFrame = board.SincePowerOn; break; }
+                await Task.Delay(1000);
+            }
+            Assert.True(firstFrame is not null, "no frame within 6 minutes of power-on; console:\n" + board.Console[^Math.Min(4000, board.Console.Length)..]);
+            output.WriteLine($"power-on to first decodable frame: {firstFrame!.Value.TotalSeconds:F1} s");
+
+            var probe = await Peers.RunAsync("ffprobe", ["-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v", "-count_frames", "-read_intervals", "%+5",
+                "-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "default=nw=1", url], TimeSpan.FromSeconds(60));
+            output.WriteLine("ffprobe: " + probe.Stdout.Replace('\n', ' '));
+            Assert.Contains("codec_name=h264", probe.Stdout);
+            Assert.Contains("width=320", probe.Stdout);
+            Assert.Contains("height=240", probe.Stdout);
+            Assert.True(int.Parse(Regex.Match(probe.Stdout, @"nb_read_frames=(\d+)").Groups[1].Value) >= 30, probe.Stdout);
+
+            await board.WaitForConsoleAsync("(automatic login)", TimeSpan.FromMinutes(2));
+            await board.ShellAsync("stty -echo cols 250; export SYSTEMD_COLORS=0 SYSTEMD_PAGER=");
+            // The picture came from the kernel's vivid driver through our V4L2 capture, not the test pattern.
+            var log = await board.ShellAsync("journalctl -b -u pearl2d -o cat --no-pager | grep -E 'capture.state|systemd.notified'");
+            output.WriteLine(log);
+            Assert.Matches(@"capture\.state device=/dev/video0 state=capturing detail=""vivid: ", log);
+            Assert.Contains("systemd.notified ready=1 watchdog_s=30", log);
+            Assert.Equal("active", await board.ShellAsync("systemctl is-active pearl2d"));
+            const string pid = "P=$(systemctl show -p MainPID --value pearl2d)";
+            Assert.Equal("pearl2", await board.ShellAsync($"{pid}; stat -c %U /proc/$P"));
+            // Only CAP_NET_BIND_SERVICE (bit 10) is effective, and the RTSP port is 554.
+            Assert.Equal("CapEff:\t0000000000000400", await board.ShellAsync($"{pid}; grep CapEff /proc/$P/status"));
+            Assert.StartsWith("ro,", await board.ShellAsync("findmnt -no OPTIONS /"));
+            Assert.Equal("pearl2-123456", await board.ShellAsync("hostname"));   // from qemu's MAC 52:54:00:12:34:56
+            Assert.Equal("", await board.ShellAsync("systemctl list-units --state=failed --no-legend --plain"));
+            // First boot grew the data partition to the end of the 6 GiB card.
+            long dataBytes = long.Parse(await board.ShellAsync("lsblk -bno SIZE /dev/vda4"), CultureInfo.InvariantCulture);
+            long fsBlocks = long.Parse(await board.ShellAsync("df -B1 --output=size /data | tail -1"), CultureInfo.InvariantCulture);
+            output.WriteLine($"data partition {dataBytes >> 20} MiB, file system {fsBlocks >> 20} MiB");
+            Assert.True(dataBytes > 2L << 30, $"data partition {dataBytes} bytes");
+            Assert.True(fsBlocks > (19L << 30) / 10, $"data file system {fsBlocks} bytes");
+
+            // The Record button is line 0 of the gpio-sim chip, active-low: pulled down while pressed.
+            const string sim = "S=$(ls -d /sys/devices/platform/gpio-sim.*/gpiochip*)";
+            Assert.Equal("pull-up", await board.ShellAsync($"{sim}; cat $S/sim_gpio0/pull"));   // pearl2d asked for the pull-up
+            Assert.Equal("0", await board.ShellAsync($"{sim}; cat $S/sim_gpio2/value"));
+            string press = $"{sim}; echo pull-down >$S/sim_gpio0/pull; sleep 0.2; echo pull-up >$S/sim_gpio0/pull; sleep 1";
+            await board.ShellAsync(press);
+            Assert.Equal("1", await board.ShellAsync($"{sim}; cat $S/sim_gpio2/value"));   // Record LED on
+            var status = await board.ShellAsync("pearl2d status --data-dir /data/pearl2");
+            Assert.Contains("recording=on", status);
+            await Task.Delay(TimeSpan.FromSeconds(6));
+            await board.ShellAsync(press);
+            Assert.Equal("0", await board.ShellAsync($"{sim}; cat $S/sim_gpio2/value"));
+            var listing = await board.ShellAsync("pearl2d recordings --data-dir /data/pearl2");
+            output.WriteLine(listing);
+            var file = Regex.Match(listing, @"(Camera_\d{8}-\d{6}\.mp4)\t\d+\t\S+\tcomplete").Groups[1].Value;
+            Assert.NotEqual("", file);
+            await board.PowerOffAsync();
+
+            // Read the file back off the card's data partition and play it.
+            var (_, parts) = await Images.ReadTableAsync(Images.PathOf(Board));
+            var data = Path.Combine(dir, "data.img");
+            var dd = await Peers.RunAsync("qemu-img", ["dd", "-f", "qcow2", "-O", "raw", "bs=1M", $"if={board.Overlay}", $"of={data}", $"skip={parts[3].Start / 2048}"], TimeSpan.FromMinutes(3));
+            Assert.True(dd.ExitCode == 0, dd.Stderr);
+            var mp4 = Path.Combine(dir, file);
+            await Images.DebugFsAsync(data, $"dump /pearl2/recordings/{file} {mp4}");
+            var frames = await Peers.RunAsync("ffprobe", ["-v", "error", "-select_streams", "v", "-count_frames", "-show_entries", "stream=codec_name,nb_read_frames:format=duration", "-of", "default=nw=1", mp4], TimeSpan.FromSeconds(60));
+            output.WriteLine($"{file}: " + frames.Stdout.Replace('\n', ' '));
+            Assert.Contains("codec_name=h264", frames.Stdout);
+            int n = int.Parse(Regex.Match(frames.Stdout, @"nb_read_frames=(\d+)").Groups[1].Value);
+            double seconds = double.Parse(Regex.Match(frames.Stdout, @"duration=([\d.]+)").Groups[1].Value, CultureInfo.InvariantCulture);
+            Assert.InRange(seconds, 5.0, 12.0);   // about 6 s between the presses, plus up to one key-frame interval before
+            Assert.InRange(n, (int)(seconds * 15) - 2, (int)(seconds * 15) + 2);
+            var decode = await Peers.RunAsync("ffmpeg", ["-v", "error", "-i", mp4, "-f", "null", "-"], TimeSpan.FromSeconds(60));
+            Assert.True(decode.ExitCode == 0 && decode.Stderr.Trim() == "", decode.Stderr);
+        }
+        finally { Directory.Delete(dir, true); }
+    }
+}
