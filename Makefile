@@ -18,6 +18,13 @@ TEST_PKGS    := ffmpeg gcc pkg-config libavcodec-dev libavformat-dev libavutil-d
                 libc6-dev-arm64-cross
 # libc6-dev-arm64-cross: the arm64 kernel headers the V4L2 ABI test compiles against (with clang from BUILD_PKGS)
 BENCH_PKGS   := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 python3-gi
+# SD images: debootstrap and qemu for the base, the partition tools, the cross compiler for kernel modules,
+# and for the image test qemu's U-Boot.
+IMAGE_PKGS   := debootstrap qemu-system-arm qemu-utils u-boot-qemu dosfstools mtools e2fsprogs fdisk bmap-tools \
+                cpio busybox-static kmod curl xz-utils file make gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+
+BOARD   ?= qemu-virt
+VERSION := $(shell sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' firmware/Pearl2.Host/Pearl2.Host.csproj)
 
 # Installs the packages of $(1) that are missing (apt-get as root), and nothing when all are there.
 define apt_install
@@ -41,7 +48,7 @@ fuzz: deps-build
 	$(DOTNET) tests/Pearl2.Fuzz/bin/Release/net10.0/pearl2-fuzz.dll campaign --inputs $(FUZZ_INPUTS) --out out/fuzz
 	scripts/fuzz-afl.sh $(FUZZ_SECONDS)
 
-.PHONY: all deps deps-runtime deps-build deps-test deps-bench build publish run test bench clean
+.PHONY: all deps deps-runtime deps-build deps-test deps-bench deps-image build publish run test bench clean image image-test test-images
 
 all: build
 
@@ -61,6 +68,9 @@ deps-test: deps-runtime deps-build
 deps-bench: deps-test
 	$(call apt_install,$(BENCH_PKGS))
 
+deps-image:
+	$(call apt_install,$(IMAGE_PKGS))
+
 build:
 	$(DOTNET) build Pearl2.Firmware.sln -c Release
 
@@ -75,6 +85,8 @@ run: deps-runtime publish
 	$(PEARL2D) --port-offset auto --data-dir data
 
 test: deps-test publish
+	@if image/build-base.sh --cached >/dev/null; then $(MAKE) --no-print-directory test-images; \
+	 else echo "image tests will be skipped: the Debian base rootfs is not cached (make image builds it once, about 30 min)"; fi
 	$(DOTNET) test tests/Pearl2.Tests.Unit/Pearl2.Tests.Unit.csproj -c Release --logger "console;verbosity=normal"
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) test tests/Pearl2.Tests.Integration/Pearl2.Tests.Integration.csproj -c Release --logger "console;verbosity=normal"
 
@@ -83,6 +95,24 @@ bench: deps-bench publish
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- $(BENCH_ARGS)
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- --record
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- --http-ts --bitrate-kbps 50000 --ladder 100,200,400,600,800,1000,1200 --warmup 2 --window 5
+
+# The SD-card image of BOARD (qemu-virt, rpi4-hdmi): out/pearl2-BOARD-VERSION.img, .bmap and .sha256.
+# The first build makes the Debian base root file system (about 30 min on 2 cores, cached in
+# /var/cache/pearl2-image); every later one takes about a minute.
+image: deps-image
+	$(MAKE) --no-print-directory publish RID=linux-arm64
+	image/build-image.sh $(BOARD) $(VERSION) out/linux-arm64/pearl2d out
+
+# Boots the qemu-virt image in qemu-system-aarch64 and checks it from the host (about 1.5 min after the image).
+image-test: image
+	PEARL2_IMAGE_DIR=$(abspath out) $(DOTNET) test tests/Pearl2.Tests.Integration/Pearl2.Tests.Integration.csproj -c Release \
+	  --filter "FullyQualifiedName~ImageLayoutTests|FullyQualifiedName~QemuBoardTests" --logger "console;verbosity=normal"
+
+# Both boards' images, for make test (only when the base is cached).
+test-images: deps-image
+	$(MAKE) --no-print-directory publish RID=linux-arm64
+	image/build-image.sh qemu-virt $(VERSION) out/linux-arm64/pearl2d out
+	image/build-image.sh rpi4-hdmi $(VERSION) out/linux-arm64/pearl2d out
 
 clean:
 	rm -rf out
