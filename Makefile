@@ -9,7 +9,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT := 1
 export DOTNET_NOLOGO := 1
 
 # Debian 12 packages, by what needs them.
-RUNTIME_PKGS := libavcodec59 libavformat59 libavutil57 libswscale6
+RUNTIME_PKGS := libavcodec59 libavformat59 libavutil57 libswscale6 libasound2
 BUILD_PKGS   := clang lld llvm zlib1g-dev
 ARM64_PKGS   := gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 TEST_PKGS    := ffmpeg gcc pkg-config libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \

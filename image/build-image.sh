@@ -86,6 +86,9 @@ wants sysinit.target /etc/systemd/system/pearl2-hostname.service
 wants multi-user.target /etc/systemd/system/pearl2-growdata.service
 wants multi-user.target /etc/systemd/system/pearl2-board.service
 wants multi-user.target /etc/systemd/system/pearl2d.service
+for unit in "$BOARD_DIR"/rootfs/etc/systemd/system/*.service; do   # the board's own services
+  [ -f "$unit" ] && grep -q '^WantedBy=multi-user.target' "$unit" && wants multi-user.target "/etc/systemd/system/$(basename "$unit")"
+done
 # ifupdown is replaced by networkd; timers that would write to the read-only root never run.
 for unit in networking.service apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer \
             e2scrub_reap.service fstrim.timer systemd-random-seed.service; do mask "$unit"; done

@@ -74,7 +74,7 @@ public sealed class VideoConfig
     public int Fps { get; set; } = 30;
     public int BitrateKbps { get; set; } = 4000;
     public int KeyFrameIntervalFrames { get; set; } = 60;
-    /// <summary>libavcodec encoder name; null takes the board's (libx264 on a host, h264_v4l2m2m on the Pi).</summary>
+    /// <summary>libavcodec encoder name, or v4l2m2m (the hardware encoder by ioctl, libx264 when there is none); null takes the board's.</summary>
     public string? Encoder { get; set; }
     /// <summary>"abr": average bitrate, capped by a one-second VBV (the test pattern needs far less than the cap); "cbr": constant, padded with filler data.</summary>
     public string RateControl { get; set; } = "abr";
@@ -110,6 +110,8 @@ public sealed class BoardProfile
     public string H264Encoder { get; set; } = "libx264";
     /// <summary>The V4L2 capture node that channels with source "capture" use, or "testpattern" on a board without one.</summary>
     public string Capture { get; set; } = "testpattern";
+    /// <summary>The ALSA capture PCM (e.g. "plughw:CARD=Loopback,DEV=1") that channels capturing from the board's device use, or "tone".</summary>
+    public string Audio { get; set; } = "tone";
     public PanelProfile Panel { get; set; } = new();
 }
 
@@ -180,6 +182,8 @@ public static class ConfigLoader
         var e = new List<string>();
         void Check(bool ok, string field, string reason) { if (!ok) e.Add($"board.{field}: {reason}"); }
         Check(b.Capture == "testpattern" || b.Capture.StartsWith("/dev/video", StringComparison.Ordinal), "capture", $"'{b.Capture}' is not testpattern or a /dev/videoN node");
+        Check(b.Audio == "tone" || (b.Audio.Length is > 0 and < 128 && b.Audio.All(c => char.IsAsciiLetterOrDigit(c) || c is ':' or ',' or '=' or '_' or '-' or '.')),
+            "audio", $"'{b.Audio}' is not tone or an ALSA PCM name such as plughw:CARD=Loopback,DEV=1");
         var p = b.Panel;
         if (p is null) { e.Add("board.panel: must be an object"); return e; }
         Check(p.Driver is "simulated" or "libgpiod", "panel.driver", $"'{p.Driver}' is not simulated or libgpiod");

@@ -93,7 +93,9 @@ public sealed class Device : IAsyncDisposable, IPanelActions
             _log.LogWarning("channel.no_capture channel={Channel} board={Board} effect=\"test picture instead\"", index + 1, _board.Name);
         var pipeline = new EncodePipeline(hub, new PipelineOptions(
             new H264EncoderOptions(v.Encoder ?? _board.H264Encoder, v.Width, v.Height, v.Fps, v.BitrateKbps * 1000L, v.KeyFrameIntervalFrames, v.Preset, v.Tune, v.RateControl == "cbr"),
-            cc.Audio.Enabled, cc.Audio.SampleRate, cc.Audio.Channels, cc.Audio.BitrateKbps * 1000L, capture), _time, _loggers.CreateLogger("Pearl2.Media"));
+            cc.Audio.Enabled, cc.Audio.SampleRate, cc.Audio.Channels, cc.Audio.BitrateKbps * 1000L, capture,
+            // The board's audio input goes with its capture device; the test picture keeps the test tone.
+            cc.Source == "capture" && capture is not null && _board.Audio != "tone" ? _board.Audio : null), _time, _loggers.CreateLogger("Pearl2.Media"));
         RtspChannel? rtsp = null;
         RtspListener? listener = null;
         try
@@ -105,8 +107,9 @@ public sealed class Device : IAsyncDisposable, IPanelActions
             pipeline.Start();
             listener = await RtspListener.BindAsync(Rtsp, rtsp, _loggers);
             var liveListener = await _http.ListenAsync(live);
-            _log.LogInformation("channel.started channel={Channel} name=\"{Name}\" rtsp_port={Port} video={W}x{H}@{Fps} bitrate_kbps={Kbps} encoder={Encoder} source={Source}",
-                index + 1, cc.Name, rtsp.Port, v.Width, v.Height, v.Fps, v.BitrateKbps, v.Encoder ?? _board.H264Encoder, capture ?? "testpattern");
+            _log.LogInformation("channel.started channel={Channel} name=\"{Name}\" rtsp_port={Port} video={W}x{H}@{Fps} bitrate_kbps={Kbps} encoder={Encoder} source={Source} audio={Audio}",
+                index + 1, cc.Name, rtsp.Port, v.Width, v.Height, v.Fps, v.BitrateKbps, v.Encoder ?? _board.H264Encoder, capture ?? "testpattern",
+                !cc.Audio.Enabled ? "off" : pipeline.AudioDevice ?? "tone");
             var recorder = new Recorder(hub, Library, _time, _loggers.CreateLogger("Pearl2.Recording"));
             return new RunningChannel(cc, hub, pipeline, rtsp, listener, live, liveListener, recorder);
         }

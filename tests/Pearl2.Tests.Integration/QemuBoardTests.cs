@@ -118,9 +118,17 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
 
     /// <summary>
     /// Power on the card in qemu: pearl2d comes up as its own user on a read-only root, captures from vivid and
-    /// streams H.264 that ffprobe on the host decodes; the gpio-sim Record button starts and stops a recording
+    /// streams H.264 that ffprobe on the host decodes, with AAC captured from the board's ALSA input; the gpio-sim Record button starts and stops a recording
     /// (its LED line follows), and the file, read back from the card after power-off, plays.
     /// </summary>
+    /// <summary>The power of one frequency in a signal (Goertzel), normalised by its length.</summary>
+    static double Goertzel(float[] x, double hz, int rate = 48000)
+    {
+        double w = 2 * Math.PI * hz / rate, c = 2 * Math.Cos(w), s1 = 0, s2 = 0;
+        foreach (var v in x) { double s0 = v + c * s1 - s2; s2 = s1; s1 = s0; }
+        return (s1 * s1 + s2 * s2 - c * s1 * s2) / x.Length / x.Length;
+    }
+
     [ImageFact(Board)]
     public async Task BootsStreamsFromVividAndRecordsFromTheGpioButton()
     {
@@ -150,12 +158,23 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
             Assert.Contains("height=240", probe.Stdout);
             Assert.True(int.Parse(Regex.Match(probe.Stdout, @"nb_read_frames=(\d+)").Groups[1].Value) >= 30, probe.Stdout);
 
+            // The audio came from the board's ALSA input (snd-aloop, fed a 750 Hz tone), not from our test tone (440/1000 Hz).
+            var raw = Path.Combine(dir, "audio.f32");
+            var pull = await Peers.RunAsync("ffmpeg", ["-v", "error", "-rtsp_transport", "tcp", "-i", url, "-vn", "-t", "4", "-ac", "1", "-ar", "48000", "-f", "f32le", "-y", raw], TimeSpan.FromSeconds(60));
+            Assert.True(pull.ExitCode == 0, pull.Stderr);
+            var samples = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(File.ReadAllBytes(raw)).ToArray();
+            Assert.True(samples.Length > 48000 * 3, $"{samples.Length} samples");
+            double p750 = Goertzel(samples, 750), p440 = Goertzel(samples, 440), p1000 = Goertzel(samples, 1000);
+            output.WriteLine($"audio power: 750 Hz {p750:G3}, 440 Hz {p440:G3}, 1000 Hz {p1000:G3}");
+            Assert.True(p750 > 20 * Math.Max(p440, p1000), $"750 Hz {p750}, 440 Hz {p440}, 1000 Hz {p1000}");
+
             await board.WaitForConsoleAsync("(automatic login)", TimeSpan.FromMinutes(2));
             await board.ShellAsync("stty -echo cols 250; export SYSTEMD_COLORS=0 SYSTEMD_PAGER=");
             // The picture came from the kernel's vivid driver through our V4L2 capture, not the test pattern.
-            var log = await board.ShellAsync("journalctl -b -u pearl2d -o cat --no-pager | grep -E 'capture.state|systemd.notified'");
+            var log = await board.ShellAsync("journalctl -b -u pearl2d -o cat --no-pager | grep -E 'capture.state|audio.state|systemd.notified|encoder.opened'");
             output.WriteLine(log);
             Assert.Matches(@"capture\.state device=/dev/video0 state=capturing detail=""vivid: ", log);
+            Assert.Contains("audio.state device=plughw:CARD=Loopback,DEV=1 state=capturing detail=\"48000 Hz 2 ch\"", log);
             Assert.Contains("systemd.notified ready=1 watchdog_s=30", log);
             Assert.Equal("active", await board.ShellAsync("systemctl is-active pearl2d"));
             const string pid = "P=$(systemctl show -p MainPID --value pearl2d)";

@@ -12,6 +12,52 @@ public interface IEncodedSink
     void OnEncoded(TrackKind track, ReadOnlySpan<byte> prefix, ReadOnlySpan<byte> data, long pts, bool keyFrame);
 }
 
+/// <summary>An H.264 encoder the video loop draws into: libavcodec (<see cref="H264Encoder"/>) or a V4L2 mem2mem device.</summary>
+public interface IVideoEncoder : IDisposable
+{
+    H264EncoderOptions Options { get; }
+    /// <summary>What the encoder is, for the log (name, device, input format).</summary>
+    string Description { get; }
+    /// <summary>The picture to draw the next frame into.</summary>
+    PicturePlanes BeginFrame();
+    /// <summary>Encodes the picture drawn since <see cref="BeginFrame"/>; frameIndex counts frames.</summary>
+    void Encode(long frameIndex, bool forceKeyFrame, IEncodedSink sink);
+}
+
+/// <summary>
+/// Keeps the last SPS and PPS an encoder produced, so every IDR can leave with them in front: late joiners
+/// need them, and hardware encoders (h264_v4l2m2m, bcm2835-codec) often send them only once.
+/// </summary>
+public sealed class ParameterSets
+{
+    byte[] _sets = [];
+    int _length;
+
+    /// <summary>Scans an access unit; returns the parameter sets to put in front of it (empty when none are needed).</summary>
+    public ReadOnlySpan<byte> PrefixFor(ReadOnlySpan<byte> accessUnit, bool keyFrame)
+    {
+        bool hasSps = false, hasPps = false;
+        int psEnd = 0;
+        var reader = new AnnexBReader(accessUnit);
+        while (reader.TryNext(out int start, out int length))
+        {
+            if (length == 0) continue;
+            int type = accessUnit[start] & 0x1f;
+            if (type == NalType.Sps) hasSps = true;
+            else if (type == NalType.Pps) { hasPps = true; psEnd = start + length; }
+        }
+        if (hasSps && hasPps)
+        {
+            // Remember them with their start codes (they lead the access unit).
+            if (_sets.Length < psEnd) _sets = new byte[psEnd];
+            accessUnit[..psEnd].CopyTo(_sets);
+            _length = psEnd;
+            return ReadOnlySpan<byte>.Empty;
+        }
+        return keyFrame ? _sets.AsSpan(0, _length) : ReadOnlySpan<byte>.Empty;
+    }
+}
+
 public sealed record H264EncoderOptions(string Encoder, int Width, int Height, int Fps, long Bitrate, int KeyFrameInterval, string Preset, string Tune, bool ConstantBitrate = false);
 
 /// <summary>One open libavcodec encoder context and its reusable frame and packet.</summary>
@@ -112,11 +158,10 @@ public readonly unsafe struct PicturePlanes(byte* y, byte* u, byte* v, int yStri
 /// H.264 through libavcodec (libx264 on a host, h264_v4l2m2m on a board). Every IDR leaves with SPS and PPS in
 /// front of it: when the encoder does not repeat them (h264_v4l2m2m), the last ones seen are put back.
 /// </summary>
-public sealed unsafe class H264Encoder : AvEncoder
+public sealed unsafe class H264Encoder : AvEncoder, IVideoEncoder
 {
     readonly H264EncoderOptions _o;
-    byte[] _parameterSets = [];
-    int _parameterSetsLength;
+    readonly ParameterSets _parameterSets = new();
 
     public H264Encoder(H264EncoderOptions o) : base(o.Encoder)
     {
@@ -144,6 +189,7 @@ public sealed unsafe class H264Encoder : AvEncoder
     }
 
     public H264EncoderOptions Options => _o;
+    public string Description => $"{_o.Encoder} (libavcodec)";
 
     /// <summary>The frame to draw the next picture into (made writable: the encoder may still hold the last one).</summary>
     public PicturePlanes BeginFrame()
@@ -164,24 +210,7 @@ public sealed unsafe class H264Encoder : AvEncoder
 
     protected override void OnPacket(TrackKind track, ReadOnlySpan<byte> data, long pts, bool key, IEncodedSink sink)
     {
-        bool hasSps = false, hasPps = false;
-        int psEnd = 0;
-        var reader = new AnnexBReader(data);
-        while (reader.TryNext(out int start, out int length))
-        {
-            if (length == 0) continue;
-            int type = data[start] & 0x1f;
-            if (type == NalType.Sps) hasSps = true;
-            else if (type == NalType.Pps) { hasPps = true; psEnd = start + length; }
-        }
-        if (hasSps && hasPps)
-        {
-            // Remember the parameter sets (with their start codes) for encoders that send them only once.
-            if (_parameterSets.Length < psEnd) _parameterSets = new byte[psEnd];
-            data[..psEnd].CopyTo(_parameterSets);
-            _parameterSetsLength = psEnd;
-        }
-        var prefix = key && !(hasSps && hasPps) ? _parameterSets.AsSpan(0, _parameterSetsLength) : ReadOnlySpan<byte>.Empty;
+        var prefix = _parameterSets.PrefixFor(data, key);
         sink.OnEncoded(TrackKind.Video, prefix, data, pts * 90000 / _o.Fps, key);
     }
 }

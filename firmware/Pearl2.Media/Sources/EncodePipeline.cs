@@ -3,8 +3,12 @@ using Pearl2.Media.Encoders;
 
 namespace Pearl2.Media.Sources;
 
-/// <summary>A pipeline's settings; <paramref name="CaptureDevice"/> (a V4L2 node) replaces the test picture when set.</summary>
-public sealed record PipelineOptions(H264EncoderOptions Video, bool Audio, int AudioSampleRate, int AudioChannels, long AudioBitrate, string? CaptureDevice = null);
+/// <summary>
+/// A pipeline's settings; <paramref name="CaptureDevice"/> (a V4L2 node) replaces the test picture and
+/// <paramref name="AudioDevice"/> (an ALSA PCM name) the test tone when set.
+/// </summary>
+public sealed record PipelineOptions(H264EncoderOptions Video, bool Audio, int AudioSampleRate, int AudioChannels, long AudioBitrate,
+    string? CaptureDevice = null, string? AudioDevice = null);
 
 /// <summary>
 /// Source (test picture, or a V4L2 capture device with a "No signal" picture while it has none) → encoders → hub
@@ -35,12 +39,16 @@ public sealed class EncodePipeline : IEncodedSink, IDisposable
     public long FramesSkipped { get; private set; }
     public Exception? Fault { get; private set; }
 
+    /// <summary>The ALSA device the audio comes from, or null for the test tone.</summary>
+    public string? AudioDevice => _o.AudioDevice;
+
     public void RequestKeyFrame() => _keyFrameRequested = true;
 
     public void Start()
     {
         // Open both encoders here so a bad encoder name or option fails the start, not a thread.
-        var video = new H264Encoder(_o.Video);
+        var video = OpenVideoEncoder();
+        _log.LogInformation("encoder.opened channel={Channel} encoder=\"{Encoder}\" video={W}x{H}@{Fps}", _hub.Index + 1, video.Description, _o.Video.Width, _o.Video.Height, _o.Video.Fps);
         var audio = _o.Audio ? new AacEncoder(_o.AudioSampleRate, _o.AudioChannels, _o.AudioBitrate) : null;
         _startTimestamp = _time.GetTimestamp();
         var wall = _time.GetUtcNow();
@@ -64,7 +72,42 @@ public sealed class EncodePipeline : IEncodedSink, IDisposable
         }
     }
 
-    void VideoLoop(H264Encoder enc)
+    /// <summary>
+    /// "v4l2m2m" is the hardware encoder by ioctl (the first mem2mem device offering H.264); on a board without
+    /// one, or one that refuses the picture size, libx264 takes over and the log says why. Any other name is a
+    /// libavcodec encoder.
+    /// </summary>
+    IVideoEncoder OpenVideoEncoder()
+    {
+        if (_o.Video.Encoder != "v4l2m2m") return new H264Encoder(_o.Video);
+        string reason = "no V4L2 mem2mem H.264 encoder in /dev/video*";
+        if (V4l2.V4l2M2mEncoder.FindDevice(TryOpen) is { } path)
+        {
+            V4l2.V4l2Device? device = null;
+            try
+            {
+                device = V4l2.V4l2Device.Open(path);
+                return new V4l2.V4l2M2mEncoder(device, _o.Video);
+            }
+            catch (Exception e) when (e is EncoderException or IOException)
+            {
+                device?.Dispose();
+                reason = e.Message;
+            }
+        }
+        _log.LogWarning("encoder.fallback channel={Channel} wanted=v4l2m2m using=libx264 reason=\"{Reason}\"", _hub.Index + 1, reason);
+        return new H264Encoder(_o.Video with { Encoder = "libx264" });
+
+        static V4l2.IV4l2Device? TryOpen(string path)
+        {
+            if (!File.Exists(path)) return null;
+            try { return V4l2.V4l2Device.Open(path); }
+            catch (IOException) { return null; }
+            catch (UnauthorizedAccessException) { return null; }
+        }
+    }
+
+    void VideoLoop(IVideoEncoder enc)
     {
         using var _ = enc;
         using var capture = _o.CaptureDevice is { } device ? new V4l2.CaptureSource(device, _o.Video.Width, _o.Video.Height, _time, _log) : null;
@@ -96,18 +139,28 @@ public sealed class EncodePipeline : IEncodedSink, IDisposable
         }
     }
 
+    /// <summary>
+    /// The tone, or an ALSA device whose own clock paces the loop; while the device gives nothing (unplugged,
+    /// stalled) silence goes out on the wall clock, so the stream's audio track never stops.
+    /// </summary>
     void AudioLoop(AacEncoder enc)
     {
         using var _ = enc;
-        var tone = new TestToneGenerator(_o.AudioSampleRate);
+        var tone = _o.AudioDevice is null ? new TestToneGenerator(_o.AudioSampleRate) : null;
+        using var input = _o.AudioDevice is { } device ? new Alsa.AlsaCapture(device, _o.AudioSampleRate, _o.AudioChannels, AacEncoder.FrameSamples, _time, _log) : null;
+        int frameMs = AacEncoder.FrameSamples * 1000 / _o.AudioSampleRate;
         long sample = 0;
         while (!_stop.IsCancellationRequested)
         {
-            long due = _startTimestamp + sample * _time.TimestampFrequency / _o.AudioSampleRate;
-            if (_time.GetTimestamp() < due) WaitUntil(due);
             var left = enc.BeginFrame(0);
             var right = _o.AudioChannels > 1 ? enc.BeginFrame(1) : default;
-            tone.Render(left, right, sample);
+            if (input is null || !input.TryRead(left, right, 2 * frameMs))
+            {
+                long due = _startTimestamp + sample * _time.TimestampFrequency / _o.AudioSampleRate;
+                if (_time.GetTimestamp() < due) WaitUntil(due);
+                if (tone is not null) tone.Render(left, right, sample);
+                else { left.Clear(); right.Clear(); }
+            }
             enc.Encode(sample, this);
             sample += AacEncoder.FrameSamples;
         }

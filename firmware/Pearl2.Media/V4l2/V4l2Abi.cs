@@ -25,7 +25,10 @@ public static class V4l2Abi
     public static readonly uint DqBuf = Ioc(Read | Write, 17, Unsafe.SizeOf<Buffer>());
     public static readonly uint StreamOn = Ioc(Write, 18, sizeof(int));
     public static readonly uint StreamOff = Ioc(Write, 19, sizeof(int));
+    public static readonly uint SetParm = Ioc(Read | Write, 22, Unsafe.SizeOf<StreamParm>());
     public static readonly uint SetCtrl = Ioc(Read | Write, 28, Unsafe.SizeOf<Control>());
+    public static readonly uint SetExtCtrls = Ioc(Read | Write, 72, Unsafe.SizeOf<ExtControls>());
+    public static readonly uint EncoderCmd = Ioc(Read | Write, 77, Unsafe.SizeOf<EncoderCommand>());
     public static readonly uint SetDvTimings = Ioc(Read | Write, 87, Unsafe.SizeOf<DvTimings>());
     public static readonly uint GetDvTimings = Ioc(Read | Write, 88, Unsafe.SizeOf<DvTimings>());
     public static readonly uint DqEvent = Ioc(Read, 89, Unsafe.SizeOf<Event>());
@@ -40,7 +43,15 @@ public static class V4l2Abi
     public const uint FieldNone = 1;
     public const uint EventSourceChange = 5, SourceChangeResolution = 1;
     public const uint DvBt656_1120 = 0;
-    public const uint CidMpegVideoForceKeyFrame = 0x00990900 + 229; // V4L2_CID_CODEC_BASE (codec class | 0x900) + 229
+    // Codec controls: V4L2_CID_CODEC_BASE (the codec class 0x00990000 | 0x900) + n, from linux/v4l2-controls.h.
+    public const uint CtrlClassCodec = 0x00990000;
+    const uint CodecBase = 0x00990900;
+    public const uint CidMpegVideoBFrames = CodecBase + 202, CidMpegVideoGopSize = CodecBase + 203, CidMpegVideoBitrateMode = CodecBase + 206,
+        CidMpegVideoBitrate = CodecBase + 207, CidMpegVideoRepeatSeqHeader = CodecBase + 226, CidMpegVideoForceKeyFrame = CodecBase + 229,
+        CidMpegVideoH264IPeriod = CodecBase + 358, CidMpegVideoH264Profile = CodecBase + 363, CidMpegVideoPrependSpsPpsToIdr = CodecBase + 644;
+    public const int BitrateModeVbr = 0, BitrateModeCbr = 1, H264ProfileHigh = 4;
+    public const uint EncCmdStop = 1;
+    public const uint BufFlagKeyFrame = 0x00000008, BufFlagLast = 0x00100000;
 
     public static uint FourCc(string s) => (uint)(s[0] | (s[1] << 8) | (s[2] << 16) | (s[3] << 24));
     public static readonly uint PixYuyv = FourCc("YUYV"), PixUyvy = FourCc("UYVY"), PixNv12 = FourCc("NV12"), PixYuv420 = FourCc("YU12"), PixH264 = FourCc("H264");
@@ -150,6 +161,44 @@ public static class V4l2Abi
         public uint Type, Index, Plane, Flags;
         public int Fd;
         public fixed uint Reserved[11];
+    }
+
+    /// <summary>v4l2_ext_control (packed): one control of a VIDIOC_S_EXT_CTRLS batch.</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 20)]
+    public struct ExtControl
+    {
+        [FieldOffset(0)] public uint Id;
+        [FieldOffset(4)] public uint Size;
+        [FieldOffset(12)] public int Value;
+        [FieldOffset(12)] public long Value64;
+    }
+
+    [StructLayout(LayoutKind.Explicit, Size = 32)]
+    public struct ExtControls
+    {
+        [FieldOffset(0)] public uint Which;   // ctrl_class
+        [FieldOffset(4)] public uint Count;
+        [FieldOffset(8)] public uint ErrorIdx;
+        [FieldOffset(12)] public int RequestFd;
+        [FieldOffset(24)] public nint Controls;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public unsafe struct EncoderCommand
+    {
+        public uint Cmd, Flags;
+        public fixed uint Data[8];
+    }
+
+    /// <summary>v4l2_streamparm for an OUTPUT queue: v4l2_outputparm's timeperframe is the frame interval.</summary>
+    [StructLayout(LayoutKind.Explicit, Size = 204)]
+    public struct StreamParm
+    {
+        [FieldOffset(0)] public uint Type;
+        [FieldOffset(4)] public uint Capability;
+        [FieldOffset(8)] public uint OutputMode;
+        [FieldOffset(12)] public uint TimePerFrameNumerator;
+        [FieldOffset(16)] public uint TimePerFrameDenominator;
     }
 
     [StructLayout(LayoutKind.Sequential)]

@@ -17,7 +17,7 @@ public interface IV4l2Device : IDisposable
 
 public static class Errno
 {
-    public const int ENOENT = 2, EINTR = 4, EIO = 5, EAGAIN = 11, EBUSY = 16, EINVAL = 22, ENOTTY = 25, ENODATA = 61, ENOLINK = 67, ERANGE = 34, ENOLCK = 37;
+    public const int ENOENT = 2, EINTR = 4, EIO = 5, EAGAIN = 11, EBUSY = 16, EINVAL = 22, ENOTTY = 25, EPIPE = 32, ENODATA = 61, ENOLINK = 67, ERANGE = 34, ENOLCK = 37;
 }
 
 /// <summary>A V4L2 device node through libc (open, ioctl, mmap, poll), bound with [LibraryImport].</summary>
