@@ -121,6 +121,19 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
     /// streams H.264 that ffprobe on the host decodes, with AAC captured from the board's ALSA input; the gpio-sim Record button starts and stops a recording
     /// (its LED line follows), and the file, read back from the card after power-off, plays.
     /// </summary>
+    /// <summary>Tries a one-frame decode until one succeeds or the time is up.</summary>
+    static async Task<bool> WaitForFrameAsync(string url, TimeSpan limit)
+    {
+        var since = Stopwatch.StartNew();
+        while (since.Elapsed < limit)
+        {
+            var r = await Peers.RunAsync("ffmpeg", ["-v", "error", "-rtsp_transport", "tcp", "-timeout", "3000000", "-i", url, "-frames:v", "1", "-f", "null", "-"], TimeSpan.FromSeconds(15));
+            if (r.ExitCode == 0 && !r.TimedOut) return true;
+            await Task.Delay(1000);
+        }
+        return false;
+    }
+
     /// <summary>The power of one frequency in a signal (Goertzel), normalised by its length.</summary>
     static double Goertzel(float[] x, double hz, int rate = 48000)
     {
@@ -140,15 +153,9 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
             string url = $"rtsp://127.0.0.1:{board.RtspPort}/stream.sdp";
 
             // Power-on to the first decodable frame, as a viewer on the LAN sees it.
-            TimeSpan? firstFrame = null;
-            while (board.SincePowerOn < TimeSpan.FromMinutes(6))
-            {
-                var r = await Peers.RunAsync("ffmpeg", ["-v", "error", "-rtsp_transport", "tcp", "-timeout", "3000000", "-i", url, "-frames:v", "1", "-f", "null", "-"], TimeSpan.FromSeconds(15));
-                if (r.ExitCode == 0 && !r.TimedOut) { firstFrame = board.SincePowerOn; break; }
-                await Task.Delay(1000);
-            }
-            Assert.True(firstFrame is not null, "no frame within 6 minutes of power-on; console:\n" + board.Console[^Math.Min(4000, board.Console.Length)..]);
-            output.WriteLine($"power-on to first decodable frame: {firstFrame!.Value.TotalSeconds:F1} s");
+            Assert.True(await WaitForFrameAsync(url, TimeSpan.FromMinutes(6)), "no frame within 6 minutes of power-on; console:\n" + board.Console[^Math.Min(4000, board.Console.Length)..]);
+            var firstFrame = board.SincePowerOn;
+            output.WriteLine($"power-on to first decodable frame: {firstFrame.TotalSeconds:F1} s");
 
             var probe = await Peers.RunAsync("ffprobe", ["-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v", "-count_frames", "-read_intervals", "%+5",
                 "-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "default=nw=1", url], TimeSpan.FromSeconds(60));
@@ -177,6 +184,7 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
             Assert.Contains("audio.state device=plughw:CARD=Loopback,DEV=1 state=capturing detail=\"48000 Hz 2 ch\"", log);
             Assert.Contains("systemd.notified ready=1 watchdog_s=30", log);
             Assert.Equal("active", await board.ShellAsync("systemctl is-active pearl2d"));
+            output.WriteLine(await board.ShellAsync("systemd-analyze time | head -1; systemd-analyze blame --no-pager | head -5"));
             const string pid = "P=$(systemctl show -p MainPID --value pearl2d)";
             Assert.Equal("pearl2", await board.ShellAsync($"{pid}; stat -c %U /proc/$P"));
             // Only CAP_NET_BIND_SERVICE (bit 10) is effective, and the RTSP port is 554.
@@ -207,6 +215,23 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
             output.WriteLine(listing);
             var file = Regex.Match(listing, @"(Camera_\d{8}-\d{6}\.mp4)\t\d+\t\S+\tcomplete").Groups[1].Value;
             Assert.NotEqual("", file);
+
+            // A hung pearl2d (stopped, so it cannot feed the watchdog) is killed by systemd and started again.
+            string hung = await board.ShellAsync("systemctl show -p MainPID --value pearl2d");
+            await board.ShellAsync($"kill -STOP {hung}");
+            var sinceHang = Stopwatch.StartNew();
+            string now;
+            while (true)
+            {
+                now = await board.ShellAsync("systemctl show -p MainPID --value pearl2d");
+                var state = await board.ShellAsync("systemctl is-active pearl2d");
+                if (now != hung && now != "0" && state == "active") break;   // a new process, and it said READY
+                Assert.True(sinceHang.Elapsed < TimeSpan.FromMinutes(3), $"pearl2d was not restarted after hanging: pid {now}, {state}");
+                await Task.Delay(2000);
+            }
+            output.WriteLine($"hung pearl2d {hung} replaced after {sinceHang.Elapsed.TotalSeconds:F0} s by {now}");
+            Assert.Contains("Watchdog timeout", await board.ShellAsync("journalctl -b -u pearl2d -o cat --no-pager | grep -m1 'Watchdog timeout'"));
+            await WaitForFrameAsync(url, TimeSpan.FromMinutes(2));
             await board.PowerOffAsync();
 
             // Read the file back off the card's data partition and play it.
