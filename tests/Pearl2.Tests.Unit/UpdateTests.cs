@@ -1,0 +1,269 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using Pearl2.Formats.Update;
+using Pearl2.Services.Update;
+using Xunit;
+
+namespace Pearl2.Tests.Unit;
+
+public sealed class UpdateManifestTests
+{
+    static readonly Uri Base = new("http://updates.example/qemu-virt/manifest.json");
+    static readonly string Sha = new('a', 64);
+
+    static string Json(string version = "0.2.0", string board = "qemu-virt", string image = "pearl2-qemu-virt-0.2.0.slot", string size = "1000", string? sha = null) =>
+        $"{{\"version\":\"{version}\",\"board\":\"{board}\",\"image\":\"{image}\",\"size\":{size},\"sha256\":\"{sha ?? Sha}\",\"notes\":\"Fixes.\"}}";
+
+    [Fact]
+    public void ParsesAManifestAndResolvesTheImageAgainstItsUrl()
+    {
+        var m = UpdateManifest.Parse(Encoding.UTF8.GetBytes(Json()), Base);
+        Assert.Equal(new FirmwareVersion(0, 2, 0), m.Version);
+        Assert.Equal("qemu-virt", m.Board);
+        Assert.Equal("http://updates.example/qemu-virt/pearl2-qemu-virt-0.2.0.slot", m.Image.ToString());
+        Assert.Equal(1000, m.Size);
+        Assert.Equal(Convert.FromHexString(Sha), m.Sha256);
+        Assert.Equal("Fixes.", m.Notes);
+    }
+
+    [Theory]
+    [InlineData("{\"board\":\"x\"}", "manifest.version: missing")]
+    [InlineData("[1]", "manifest: not a JSON object")]
+    [InlineData("{", "manifest: not JSON")]
+    public void RefusesMalformedManifests(string json, string reason) =>
+        Assert.StartsWith(reason, Assert.Throws<ManifestException>(() => UpdateManifest.Parse(Encoding.UTF8.GetBytes(json), Base)).Message);
+
+    [Theory]
+    [InlineData("1.2", null, null, null, null, "manifest.version")]
+    [InlineData("1.02.3", null, null, null, null, "manifest.version")]
+    [InlineData("0.2.0", "", null, null, null, "manifest.board")]
+    [InlineData("0.2.0", null, "ftp://x/y", null, null, "manifest.image")]
+    [InlineData("0.2.0", null, null, "0", null, "manifest.size")]
+    [InlineData("0.2.0", null, null, "-5", null, "manifest.size")]
+    [InlineData("0.2.0", null, null, "1.5", null, "manifest.size")]
+    [InlineData("0.2.0", null, null, null, "ABCD", "manifest.sha256")]
+    public void RefusalsNameTheField(string version, string? board, string? image, string? size, string? sha, string field)
+    {
+        var json = Json(version, board ?? "qemu-virt", image ?? "a.slot", size ?? "1000", sha);
+        Assert.StartsWith(field + ":", Assert.Throws<ManifestException>(() => UpdateManifest.Parse(Encoding.UTF8.GetBytes(json), Base)).Message);
+    }
+
+    [Fact]
+    public void VersionsOrderNumerically()
+    {
+        Assert.True(FirmwareVersion.TryParse("0.10.0", out var ten));
+        Assert.True(FirmwareVersion.TryParse("0.9.9", out var nine));
+        Assert.True(ten > nine);
+        foreach (var bad in new[] { "", "1", "1.2.3.4", "a.b.c", "1.-2.3", " 1.2.3", "1.2.3-rc1" })
+            Assert.False(FirmwareVersion.TryParse(bad, out _), bad);
+    }
+
+    [Fact]
+    public void OnlyTheKeysOwnSignatureOfTheExactBytesIsValid()
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);   // a throwaway key; no private key is ever committed
+        using var other = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var manifest = Encoding.UTF8.GetBytes(Json());
+        var sig = key.SignData(manifest, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence);
+        using var publicOnly = ECDsa.Create();
+        publicOnly.ImportSubjectPublicKeyInfo(key.ExportSubjectPublicKeyInfo(), out _);
+        Assert.True(UpdateManifest.SignatureIsValid(manifest, sig, publicOnly));
+        var flipped = (byte[])manifest.Clone();
+        flipped[20] ^= 1;
+        Assert.False(UpdateManifest.SignatureIsValid(flipped, sig, publicOnly));
+        Assert.False(UpdateManifest.SignatureIsValid(manifest, other.SignData(manifest, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence), publicOnly));
+        Assert.False(UpdateManifest.SignatureIsValid(manifest, [], publicOnly));
+        Assert.False(UpdateManifest.SignatureIsValid(manifest, sig[..^3], publicOnly));
+    }
+
+    [Fact]
+    public void RefusesAnotherBoardAnOlderOrSameVersionAndAKnownBadOne()
+    {
+        var m = UpdateManifest.Parse(Encoding.UTF8.GetBytes(Json("0.2.0")), Base);
+        Assert.Null(m.RefusalFor("qemu-virt", new(0, 1, 9), []));
+        Assert.Contains("for board 'qemu-virt', this is 'rpi4-hdmi'", m.RefusalFor("rpi4-hdmi", new(0, 1, 0), []));
+        Assert.Contains("not newer than the running 0.2.0", m.RefusalFor("qemu-virt", new(0, 2, 0), []));
+        Assert.Contains("not newer than the running 0.3.0", m.RefusalFor("qemu-virt", new(0, 3, 0), []));
+        Assert.Contains("failed its health check", m.RefusalFor("qemu-virt", new(0, 1, 0), [new(0, 2, 0)]));
+    }
+}
+
+/// <summary>
+/// An HTTP/1.1 server on loopback for one image, which misbehaves on request: cuts the connection at given byte
+/// offsets (one per request), stalls, answers 500, ignores Range, flips a byte, or sends more than it says.
+/// </summary>
+sealed class FaultyImageServer : IAsyncDisposable
+{
+    readonly TcpListener _listener = new(IPAddress.Loopback, 0);
+    readonly byte[] _image;
+    readonly CancellationTokenSource _stop = new();
+    readonly Task _loop;
+    public readonly Queue<long> CutAt = new();
+    public long? StallAt;
+    public bool Fail500, IgnoreRange, ExtraBytes;
+    public long? FlipAt;
+    public readonly List<string> Ranges = new();
+
+    public FaultyImageServer(byte[] image)
+    {
+        _image = image;
+        _listener.Start();
+        _loop = AcceptAsync();
+    }
+
+    public Uri Url => new($"http://127.0.0.1:{((IPEndPoint)_listener.LocalEndpoint).Port}/qemu-virt/image.slot");
+
+    async Task AcceptAsync()
+    {
+        while (!_stop.IsCancellationRequested)
+        {
+            TcpClient c;
+            try { c = await _listener.AcceptTcpClientAsync(_stop.Token); } catch (OperationCanceledException) { return; }
+            _ = ServeAsync(c);
+        }
+    }
+
+    async Task ServeAsync(TcpClient client)
+    {
+        using var _ = client;
+        var s = client.GetStream();
+        var head = new StringBuilder();
+        var one = new byte[1];
+        while (!head.ToString().EndsWith("\r\n\r\n", StringComparison.Ordinal) && await s.ReadAsync(one) == 1) head.Append((char)one[0]);
+        var range = head.ToString().Split("\r\n").FirstOrDefault(l => l.StartsWith("Range:", StringComparison.OrdinalIgnoreCase));
+        lock (Ranges) Ranges.Add(range ?? "");
+        try
+        {
+            if (Fail500) { await s.WriteAsync("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"u8.ToArray()); return; }
+            long from = range is not null && !IgnoreRange ? long.Parse(range.Split('=')[1].TrimEnd('-')) : 0;
+            var body = _image.AsSpan((int)from).ToArray();
+            if (FlipAt is { } f && f >= from) body[f - from] ^= 0x40;
+            if (ExtraBytes) body = [.. body, 1, 2, 3];
+            string status = from > 0 ? $"206 Partial Content\r\nContent-Range: bytes {from}-{_image.Length - 1}/{_image.Length}" : "200 OK";
+            await s.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 {status}\r\nContent-Length: {(ExtraBytes ? body.Length : _image.Length - from)}\r\nConnection: close\r\n\r\n"));
+            long end = _image.Length;
+            lock (CutAt) if (CutAt.Count > 0) end = CutAt.Dequeue();
+            if (StallAt is { } st && st >= from) end = Math.Min(end, st);
+            await s.WriteAsync(body.AsMemory(0, (int)Math.Max(0, Math.Min(end - from, body.Length))));
+            if (StallAt is not null && end == StallAt) await Task.Delay(Timeout.Infinite, _stop.Token);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or SocketException) { }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _stop.Cancel();
+        _listener.Stop();
+        try { await _loop; } catch (OperationCanceledException) { }
+    }
+}
+
+public sealed class SlotDownloaderTests : IDisposable
+{
+    readonly string _dir = Directory.CreateTempSubdirectory("pearl2-slot").FullName;
+    readonly byte[] _image = RandomNumberGenerator.GetBytes(3 << 20);
+    readonly ListLogger _log = new();
+    static readonly HttpClient Http = new();
+
+    public void Dispose() => Directory.Delete(_dir, true);
+
+    UpdateManifest Manifest(Uri url) => new(new(0, 2, 0), "qemu-virt", url, _image.Length, SHA256.HashData(_image), "");
+
+    SlotDownloader Downloader(int attempts = 30, double stallSeconds = 5) =>
+        new(Http, TimeProvider.System, _log) { MaxAttempts = attempts, RetryDelay = TimeSpan.FromMilliseconds(20), StallTimeout = TimeSpan.FromSeconds(stallSeconds), CheckpointBytes = 256 << 10 };
+
+    FileSlot Slot() => new("b", Path.Combine(_dir, "slot-b"), 8 << 20);
+
+    [Fact]
+    public async Task AGoodDownloadFillsTheSlotAndReportsProgress()
+    {
+        await using var server = new FaultyImageServer(_image);
+        var slot = Slot();
+        var reports = new List<DownloadProgress>();
+        long durable = 0;
+        await Downloader().DownloadAsync(Manifest(server.Url), slot, 0, b => { durable = b; return ValueTask.CompletedTask; }, reports.Add, default);
+        Assert.True(await SlotDownloader.VerifyAsync(slot, _image.Length, SHA256.HashData(_image), default));
+        Assert.Equal(_image.Length, durable);
+        Assert.Equal(100, reports[^1].Percent);
+        Assert.Equal([""], server.Ranges);
+    }
+
+    [Fact]
+    public async Task TenCutsAtRandomPointsAreResumedWithRangeAndTheHashMatches()
+    {
+        await using var server = new FaultyImageServer(_image);
+        var cuts = Enumerable.Range(0, 10).Select(_ => (long)Random.Shared.Next(1, _image.Length)).Order().ToArray();
+        foreach (var c in cuts) server.CutAt.Enqueue(c);
+        var slot = Slot();
+        await Downloader().DownloadAsync(Manifest(server.Url), slot, 0, _ => ValueTask.CompletedTask, null, default);
+        Assert.True(await SlotDownloader.VerifyAsync(slot, _image.Length, SHA256.HashData(_image), default));
+        Assert.Equal(11, server.Ranges.Count);
+        Assert.Equal(cuts.Select(c => $"Range: bytes={c}-"), server.Ranges.Skip(1));   // each resume starts where the cut was
+        Assert.Equal(10, _log.Lines.Count(l => l.StartsWith("update.download_cut", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task AResumeAfterAPowerCutStartsAtTheLastDurableByte()
+    {
+        await using var server = new FaultyImageServer(_image);
+        server.CutAt.Enqueue(1_000_000);
+        var slot = Slot();
+        long durable = 0;
+        // The first run is given one request only: it ends at the cut, as if the power went.
+        await Assert.ThrowsAsync<UpdateException>(() => Downloader(attempts: 1).DownloadAsync(Manifest(server.Url), slot, 0, b => { durable = b; return ValueTask.CompletedTask; }, null, default));
+        Assert.Equal(1_000_000, durable);
+        await Downloader().DownloadAsync(Manifest(server.Url), slot, durable, _ => ValueTask.CompletedTask, null, default);
+        Assert.Equal("Range: bytes=1000000-", server.Ranges[^1]);
+        Assert.True(await SlotDownloader.VerifyAsync(slot, _image.Length, SHA256.HashData(_image), default));
+    }
+
+    [Fact]
+    public async Task AStallTimesOutAndIsResumed_AStallThatNeverEndsGivesUp()
+    {
+        await using var server = new FaultyImageServer(_image);
+        server.StallAt = 500_000;
+        var slot = Slot();
+        var e = await Assert.ThrowsAsync<UpdateException>(() => Downloader(attempts: 2, stallSeconds: 0.3).DownloadAsync(Manifest(server.Url), slot, 0, _ => ValueTask.CompletedTask, null, default));
+        Assert.Contains("gave up after 2 requests at byte 500000", e.Message);
+        Assert.Contains(_log.Lines, l => l.Contains("no byte for 0 s at byte 500000") || l.Contains("reason=\"no byte for"));
+        server.StallAt = null;
+        await Downloader().DownloadAsync(Manifest(server.Url), slot, 500_000, _ => ValueTask.CompletedTask, null, default);
+        Assert.True(await SlotDownloader.VerifyAsync(slot, _image.Length, SHA256.HashData(_image), default));
+    }
+
+    [Fact]
+    public async Task ServerErrorsAndLiesAreRefused()
+    {
+        await using var server = new FaultyImageServer(_image);
+        server.Fail500 = true;
+        Assert.Contains("answered 500", (await Assert.ThrowsAsync<UpdateException>(() => Downloader().DownloadAsync(Manifest(server.Url), Slot(), 0, _ => ValueTask.CompletedTask, null, default))).Message);
+        server.Fail500 = false;
+        server.ExtraBytes = true;
+        Assert.Contains("the signed manifest says", (await Assert.ThrowsAsync<UpdateException>(() => Downloader().DownloadAsync(Manifest(server.Url), Slot(), 0, _ => ValueTask.CompletedTask, null, default))).Message);
+        var big = Manifest(server.Url) with { Size = 9 << 20 };
+        Assert.Contains("larger than slot b", (await Assert.ThrowsAsync<UpdateException>(() => Downloader().DownloadAsync(big, Slot(), 0, _ => ValueTask.CompletedTask, null, default))).Message);
+    }
+
+    [Fact]
+    public async Task AFlippedByteIsFoundByReadingTheSlotBack()
+    {
+        await using var server = new FaultyImageServer(_image);
+        server.FlipAt = 2_000_001;
+        var slot = Slot();
+        await Downloader().DownloadAsync(Manifest(server.Url), slot, 0, _ => ValueTask.CompletedTask, null, default);
+        Assert.False(await SlotDownloader.VerifyAsync(slot, _image.Length, SHA256.HashData(_image), default));
+    }
+
+    [Fact]
+    public async Task AServerThatIgnoresRangeIsReadAgainFromTheStart()
+    {
+        await using var server = new FaultyImageServer(_image) { IgnoreRange = true };
+        server.CutAt.Enqueue(1_500_000);
+        var slot = Slot();
+        await Downloader().DownloadAsync(Manifest(server.Url), slot, 0, _ => ValueTask.CompletedTask, null, default);
+        Assert.True(await SlotDownloader.VerifyAsync(slot, _image.Length, SHA256.HashData(_image), default));
+        Assert.Contains(_log.Lines, l => l.StartsWith("update.resume_ignored offset=1500000", StringComparison.Ordinal));
+    }
+}
