@@ -105,6 +105,9 @@ sealed class FaultyImageServer : IAsyncDisposable
     public bool Fail500, IgnoreRange, ExtraBytes;
     public long? FlipAt;
     public readonly List<string> Ranges = new();
+    /// <summary>Other files by path (the manifest and its signature), served plainly.</summary>
+    public readonly Dictionary<string, byte[]> Files = new();
+    public int Requests;
 
     public FaultyImageServer(byte[] image)
     {
@@ -132,11 +135,23 @@ sealed class FaultyImageServer : IAsyncDisposable
         var head = new StringBuilder();
         var one = new byte[1];
         while (!head.ToString().EndsWith("\r\n\r\n", StringComparison.Ordinal) && await s.ReadAsync(one) == 1) head.Append((char)one[0]);
-        var range = head.ToString().Split("\r\n").FirstOrDefault(l => l.StartsWith("Range:", StringComparison.OrdinalIgnoreCase));
-        lock (Ranges) Ranges.Add(range ?? "");
+        var lines = head.ToString().Split("\r\n");
+        var path = lines[0].Split(' ') is { Length: >= 2 } requestLine ? requestLine[1] : "";
+        Interlocked.Increment(ref Requests);
+        var range = lines.FirstOrDefault(l => l.StartsWith("Range:", StringComparison.OrdinalIgnoreCase));
         try
         {
             if (Fail500) { await s.WriteAsync("HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"u8.ToArray()); return; }
+            if (path != Url.AbsolutePath)
+            {
+                byte[]? file;
+                lock (Files) Files.TryGetValue(path, out file);
+                var answer = file is null ? "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"u8.ToArray()
+                    : [.. Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nContent-Length: {file.Length}\r\nConnection: close\r\n\r\n"), .. file];
+                await s.WriteAsync(answer);
+                return;
+            }
+            lock (Ranges) Ranges.Add(range ?? "");
             long from = range is not null && !IgnoreRange ? long.Parse(range.Split('=')[1].TrimEnd('-')) : 0;
             var body = _image.AsSpan((int)from).ToArray();
             if (FlipAt is { } f && f >= from) body[f - from] ^= 0x40;
@@ -265,5 +280,181 @@ public sealed class SlotDownloaderTests : IDisposable
         await Downloader().DownloadAsync(Manifest(server.Url), slot, 0, _ => ValueTask.CompletedTask, null, default);
         Assert.True(await SlotDownloader.VerifyAsync(slot, _image.Length, SHA256.HashData(_image), default));
         Assert.Contains(_log.Lines, l => l.StartsWith("update.resume_ignored offset=1500000", StringComparison.Ordinal));
+    }
+}
+
+sealed class FakeBootControl(string booted) : IBootControl
+{
+    public BootState State = new();
+    public int Reboots;
+    public string Booted => booted;
+    public BootState Read() => State;
+    public void MarkTryOnce(string slot, FirmwareVersion version) { State.Versions[slot] = version.ToString(); State.Trying = slot; State.TryBooted = false; }
+    public void Confirm() { State.Active = booted; State.Trying = null; State.TryBooted = false; }
+    public void ClearTry() { State.Trying = null; State.TryBooted = false; }
+    public void Reboot() => Reboots++;
+}
+
+public sealed class UpdaterTests : IDisposable
+{
+    readonly string _dir = Directory.CreateTempSubdirectory("pearl2-updater").FullName;
+    readonly byte[] _image = RandomNumberGenerator.GetBytes(1 << 20);
+    readonly ECDsa _key = ECDsa.Create(ECCurve.NamedCurves.nistP256);   // throwaway signing key
+    readonly ListLogger _log = new();
+    static readonly HttpClient Http = new();
+
+    public void Dispose() { _key.Dispose(); Directory.Delete(_dir, true); }
+
+    /// <summary>Publishes a manifest for the server's image, signed by <paramref name="signer"/> (the device's key by default).</summary>
+    void Publish(FaultyImageServer server, string version = "0.2.0", string board = "qemu-virt", ECDsa? signer = null, byte[]? sha = null)
+    {
+        var json = Encoding.UTF8.GetBytes($"{{\"version\":\"{version}\",\"board\":\"{board}\",\"image\":\"{server.Url}\",\"size\":{_image.Length},\"sha256\":\"{Convert.ToHexStringLower(sha ?? SHA256.HashData(_image))}\",\"notes\":\"test\"}}");
+        lock (server.Files)
+        {
+            server.Files["/updates/qemu-virt/manifest.json"] = json;
+            server.Files["/updates/qemu-virt/manifest.json.sig"] = (signer ?? _key).SignData(json, HashAlgorithmName.SHA256, DSASignatureFormat.Rfc3279DerSequence);
+        }
+    }
+
+    Updater NewUpdater(FaultyImageServer server, FakeBootControl boot, int attempts = 30, double confirmSeconds = 5)
+    {
+        var publicKey = ECDsa.Create();
+        publicKey.ImportSubjectPublicKeyInfo(_key.ExportSubjectPublicKeyInfo(), out _);
+        var o = new UpdaterOptions(new Uri(server.Url, "/updates/"), "qemu-virt", new(0, 1, 0), publicKey, TimeSpan.FromHours(1), TimeSpan.FromSeconds(confirmSeconds), Path.Combine(_dir, "state"));
+        var downloader = new SlotDownloader(Http, TimeProvider.System, _log) { MaxAttempts = attempts, RetryDelay = TimeSpan.FromMilliseconds(10), CheckpointBytes = 64 << 10 };
+        return new Updater(o, boot, slot => new FileSlot(slot, Path.Combine(_dir, "slot-" + slot), 4 << 20), Http, downloader, TimeProvider.System, _log);
+    }
+
+    string SlotB => Path.Combine(_dir, "slot-b");
+
+    [Fact]
+    public async Task AGoodUpdateIsWrittenToTheOtherSlotMarkedToTryOnceAndRebootsWithProgressLogged()
+    {
+        await using var server = new FaultyImageServer(_image);
+        Publish(server);
+        var boot = new FakeBootControl("a");
+        await using var updater = NewUpdater(server, boot);
+        Assert.Equal("installed 0.2.0 in slot b; rebooting", await updater.CheckAsync(default));
+        Assert.Equal(_image, File.ReadAllBytes(SlotB).AsSpan(0, _image.Length).ToArray());
+        Assert.Equal(("b", false, "0.2.0", 1), (boot.State.Trying, boot.State.TryBooted, boot.State.Versions["b"], boot.Reboots));
+        Assert.Contains(_log.Lines, l => l.StartsWith("update.progress version=0.2.0 percent=100 ", StringComparison.Ordinal));
+        Assert.Contains(_log.Lines, l => l.StartsWith("update.switching version=0.2.0 slot=b running=0.1.0", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("signature", "the manifest's signature does not verify")]
+    [InlineData("older", "refused: version 0.0.9 is not newer than the running 0.1.0")]
+    [InlineData("same", "up to date (0.1.0)")]
+    [InlineData("board", "the image is for board 'rpi4-hdmi'")]
+    [InlineData("bad", "failed its health check on this device before")]
+    [InlineData("hash", "does not hash to the signed SHA-256")]
+    public async Task RefusalsLeaveTheRunningVersionAlone(string fault, string result)
+    {
+        await using var server = new FaultyImageServer(_image);
+        using var stranger = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var boot = new FakeBootControl("a");
+        switch (fault)
+        {
+            case "signature": Publish(server, signer: stranger); break;
+            case "older": Publish(server, version: "0.0.9"); break;
+            case "same": Publish(server, version: "0.1.0"); break;
+            case "board": Publish(server, board: "rpi4-hdmi"); break;
+            case "bad": Publish(server); boot.State.Bad.Add("0.2.0"); break;
+            case "hash": Publish(server); server.FlipAt = 12345; break;
+        }
+        await using var updater = NewUpdater(server, boot);
+        Assert.Contains(result, await updater.CheckAsync(default));
+        Assert.Equal((null, 0), (boot.State.Trying, boot.Reboots));
+        Assert.Equal(UpdatePhase.Idle, updater.Status.Phase);
+        if (fault != "hash") Assert.False(File.Exists(SlotB));   // nothing was downloaded
+    }
+
+    [Fact]
+    public async Task ServerDownAndServerErrorsAreReportedAndChangeNothing()
+    {
+        var server = new FaultyImageServer(_image);
+        Publish(server);
+        server.Fail500 = true;
+        var boot = new FakeBootControl("a");
+        await using (var updater = NewUpdater(server, boot))
+            Assert.Contains("answered 500", await updater.CheckAsync(default));
+        var url = server.Url;
+        await server.DisposeAsync();   // nothing listens on the port any more
+        await using (var updater = NewUpdater(server, boot))
+            Assert.StartsWith("check failed:", await updater.CheckAsync(default));
+        Assert.Equal((null, 0), (boot.State.Trying, boot.Reboots));
+        Assert.Equal(2, _log.Lines.Count(l => l.StartsWith("update.check_failed", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public async Task AnInterruptedDownloadResumesAtTheNextCheckFromItsSavedState()
+    {
+        await using var server = new FaultyImageServer(_image);
+        Publish(server);
+        server.CutAt.Enqueue(700_000);
+        var boot = new FakeBootControl("a");
+        await using (var first = NewUpdater(server, boot, attempts: 1))
+            Assert.StartsWith("download of 0.2.0 failed", await first.CheckAsync(default));
+        Assert.Equal(0, boot.Reboots);
+        // A new process (as after a power cut) picks the saved state up.
+        await using (var second = NewUpdater(server, boot))
+            Assert.Equal("installed 0.2.0 in slot b; rebooting", await second.CheckAsync(default));
+        Assert.Equal("Range: bytes=700000-", server.Ranges[^1]);
+        Assert.Equal(1, boot.Reboots);
+    }
+
+    [Fact]
+    public async Task ATryConfirmsWhenHealthyAndRebootsBackWhenNot()
+    {
+        await using var server = new FaultyImageServer(_image);
+        var healthyBoot = new FakeBootControl("b") { State = new BootState { Active = "a", Trying = "b", TryBooted = true } };
+        await using (var u = NewUpdater(server, healthyBoot))
+            await u.ConfirmIfTryingAsync(() => true, default);
+        Assert.Equal(("b", (string?)null, 0), (healthyBoot.State.Active, healthyBoot.State.Trying, healthyBoot.Reboots));
+
+        var sickBoot = new FakeBootControl("b") { State = new BootState { Active = "a", Trying = "b", TryBooted = true } };
+        await using (var u = NewUpdater(server, sickBoot, confirmSeconds: 1.5))
+            await u.ConfirmIfTryingAsync(() => false, default);
+        Assert.Equal(("a", "b", 1), (sickBoot.State.Active, sickBoot.State.Trying, sickBoot.Reboots));
+        Assert.Contains(_log.Lines, l => l.StartsWith("update.unhealthy version=0.1.0 slot=b", StringComparison.Ordinal));
+    }
+}
+
+public sealed class BootLoaderTests
+{
+    [Fact]
+    public void ATryIsBootedOnceThenConfirmedOrAbandonedAndRememberedBad()
+    {
+        var s = new BootState();
+        Assert.Equal(new BootDecision("a", false, null, "slot a"), BootLoader.Decide(s));
+        s.Versions["b"] = "0.2.0"; s.Trying = "b";
+        Assert.Equal(("b", true), (BootLoader.Decide(s) is var d ? (d.Slot, d.IsTry) : default));
+        Assert.True(s.TryBooted);
+        // Rebooted without a confirm (it crashed, hung or was unhealthy): back to a, and 0.2.0 is never tried again.
+        var back = BootLoader.Decide(s);
+        Assert.Equal(("a", false, "b"), (back.Slot, back.IsTry, back.FellBackFrom));
+        Assert.Equal(["0.2.0"], s.Bad);
+        Assert.Null(s.Trying);
+        Assert.Equal("a", BootLoader.Decide(s).Slot);
+    }
+
+    [Fact]
+    public void TheHostStateFileSurvivesAndAConfirmMakesTheTryActive()
+    {
+        var dir = Directory.CreateTempSubdirectory("pearl2-boot").FullName;
+        try
+        {
+            var before = new FileBootControl(dir, "a", () => { });
+            before.MarkTryOnce("b", new(0, 2, 0));
+            var s = before.Read();
+            BootLoader.Decide(s);
+            before.Write(s);
+            var after = new FileBootControl(dir, "b", () => { });
+            after.Confirm();
+            var final = after.Read();
+            Assert.Equal(("b", (string?)null, "0.2.0"), (final.Active, final.Trying, final.Versions["b"]));
+            Assert.False(File.Exists(Path.Combine(dir, "boot.json.tmp")));
+        }
+        finally { Directory.Delete(dir, true); }
     }
 }

@@ -1,0 +1,241 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Microsoft.Extensions.Logging;
+using Pearl2.Formats.Update;
+
+namespace Pearl2.Services.Update;
+
+public sealed record UpdaterOptions(Uri BaseUrl, string Board, FirmwareVersion Running, ECDsa PublicKey, TimeSpan Interval, TimeSpan ConfirmDeadline, string StateDirectory);
+
+public enum UpdatePhase { Idle, Checking, Downloading, Verifying, Switching, Confirming }
+
+/// <summary>What the status command and the panel show.</summary>
+public readonly record struct UpdateStatus(UpdatePhase Phase, string? Version, DownloadProgress? Progress, string? LastResult);
+
+/// <summary>Where an interrupted download stands, kept in the data directory so a power cut resumes it.</summary>
+public sealed class DownloadState
+{
+    public string Version { get; set; } = "";
+    public string Sha256 { get; set; } = "";
+    public string Slot { get; set; } = "";
+    public long Bytes { get; set; }
+}
+
+[JsonSerializable(typeof(DownloadState))]
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
+public sealed partial class DownloadStateJson : JsonSerializerContext;
+
+/// <summary>
+/// The firmware updater: polls <c>&lt;base&gt;/&lt;board&gt;/manifest.json</c> (and its <c>.sig</c>) at the configured interval
+/// with up to a tenth of it as random jitter, or at once on "check now"; refuses anything unsigned, for another board,
+/// not newer, or known bad; streams the image into the inactive slot with resume; reads it back against the signed
+/// SHA-256; marks the slot to try once and reboots. On a boot into a try it waits for the firmware to be healthy
+/// within the deadline and confirms, or reboots so the boot loader falls back. Each step is one log line; a refusal
+/// or a failure leaves the running version as it is.
+/// </summary>
+public sealed class Updater : IAsyncDisposable
+{
+    readonly UpdaterOptions _o;
+    readonly IBootControl _boot;
+    readonly Func<string, ISlot> _slot;
+    readonly HttpClient _http;
+    readonly SlotDownloader _downloader;
+    readonly TimeProvider _time;
+    readonly ILogger _log;
+    readonly SemaphoreSlim _one = new(1, 1);
+    readonly CancellationTokenSource _stop = new();
+    Task? _loop;
+    volatile StatusBox _status = new(new UpdateStatus(UpdatePhase.Idle, null, null, null));
+    sealed record StatusBox(UpdateStatus Value);
+
+    public Updater(UpdaterOptions options, IBootControl boot, Func<string, ISlot> slot, HttpClient http, SlotDownloader downloader, TimeProvider time, ILogger log)
+    {
+        _o = options; _boot = boot; _slot = slot; _http = http; _downloader = downloader; _time = time; _log = log;
+        Directory.CreateDirectory(options.StateDirectory);
+    }
+
+    public UpdateStatus Status => _status.Value;
+    string DownloadStatePath => Path.Combine(_o.StateDirectory, "download.json");
+
+    void Set(UpdatePhase phase, string? version = null, DownloadProgress? progress = null, string? result = null) =>
+        _status = new(new UpdateStatus(phase, version, progress, result ?? _status.Value.LastResult));
+
+    /// <summary>Starts the poll loop (and, on a boot into a try, the confirmation).</summary>
+    public void Start(Func<bool> healthy) => _loop = RunAsync(healthy);
+
+    async Task RunAsync(Func<bool> healthy)
+    {
+        try
+        {
+            await ConfirmIfTryingAsync(healthy, _stop.Token);
+            while (!_stop.IsCancellationRequested)
+            {
+                var jitter = TimeSpan.FromSeconds(Random.Shared.NextDouble() * _o.Interval.TotalSeconds / 10);
+                await Task.Delay(_o.Interval + jitter, _time, _stop.Token);
+                await CheckAsync(_stop.Token);
+            }
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested) { }
+    }
+
+    /// <summary>On a boot into a try: confirm once healthy, or reboot (the boot loader then falls back) at the deadline.</summary>
+    public async Task ConfirmIfTryingAsync(Func<bool> healthy, CancellationToken ct)
+    {
+        var s = _boot.Read();
+        if (s.Trying != _boot.Booted || !s.TryBooted) return;
+        Set(UpdatePhase.Confirming, _o.Running.ToString());
+        _log.LogInformation("update.confirming version={Version} slot={Slot} deadline_s={Deadline}", _o.Running, _boot.Booted, _o.ConfirmDeadline.TotalSeconds);
+        long start = _time.GetTimestamp();
+        while (_time.GetElapsedTime(start) < _o.ConfirmDeadline)
+        {
+            if (healthy())
+            {
+                _boot.Confirm();
+                Set(UpdatePhase.Idle, _o.Running.ToString(), null, $"updated to {_o.Running}");
+                _log.LogInformation("update.confirmed version={Version} slot={Slot} after_s={Seconds:F1}", _o.Running, _boot.Booted, _time.GetElapsedTime(start).TotalSeconds);
+                return;
+            }
+            await Task.Delay(TimeSpan.FromSeconds(1), _time, ct);
+        }
+        _log.LogError("update.unhealthy version={Version} slot={Slot} deadline_s={Deadline} effect=\"rebooting; the boot loader goes back to slot {Active}\"",
+            _o.Running, _boot.Booted, _o.ConfirmDeadline.TotalSeconds, s.Active);
+        _boot.Reboot();
+    }
+
+    /// <summary>One check, now (the control command's "update check"); a check already running is waited for.</summary>
+    public async Task<string> CheckAsync(CancellationToken ct)
+    {
+        await _one.WaitAsync(ct);
+        try
+        {
+            var result = await CheckOnceAsync(ct);
+            Set(UpdatePhase.Idle, result: result);
+            return result;
+        }
+        finally { _one.Release(); }
+    }
+
+    async Task<string> CheckOnceAsync(CancellationToken ct)
+    {
+        Set(UpdatePhase.Checking);
+        var url = new Uri(_o.BaseUrl, $"{_o.Board}/manifest.json");
+        byte[] manifestBytes, signature;
+        try
+        {
+            manifestBytes = await GetSmallAsync(url, UpdateManifest.MaxBytes, ct);
+            signature = await GetSmallAsync(new Uri(url + ".sig"), 1024, ct);
+        }
+        catch (Exception e) when (e is HttpRequestException or IOException or UpdateException or TaskCanceledException && !ct.IsCancellationRequested)
+        {
+            _log.LogWarning("update.check_failed url={Url} reason=\"{Reason}\" running={Running}", url, e.Message, _o.Running);
+            return $"check failed: {e.Message}";
+        }
+        if (!UpdateManifest.SignatureIsValid(manifestBytes, signature, _o.PublicKey))
+            return Refuse("the manifest's signature does not verify with this device's key", null);
+        UpdateManifest m;
+        try { m = UpdateManifest.Parse(manifestBytes, url); }
+        catch (ManifestException e) { return Refuse(e.Message, null); }
+        var boot = _boot.Read();
+        var bad = boot.Bad.Select(b => FirmwareVersion.TryParse(b, out var v) ? v : default).ToArray();
+        if (m.Board == _o.Board && m.Version.CompareTo(_o.Running) == 0)
+        {
+            _log.LogInformation("update.none running={Running} offered={Offered}", _o.Running, m.Version);
+            return $"up to date ({_o.Running})";
+        }
+        if (m.RefusalFor(_o.Board, _o.Running, bad) is { } why) return Refuse(why, m.Version);
+
+        var target = BootLoader.Other(_boot.Booted);
+        var slot = _slot(target);
+        var sha = Convert.ToHexStringLower(m.Sha256);
+        var saved = ReadDownloadState();
+        long from = saved is { } d && d.Version == m.Version.ToString() && d.Sha256 == sha && d.Slot == target ? d.Bytes : 0;
+        if (boot.Trying == target) _boot.ClearTry();   // the slot is about to change under a pending try
+        Set(UpdatePhase.Downloading, m.Version.ToString());
+        _log.LogInformation("update.downloading version={Version} slot={Slot} bytes={Size} url={Url} resume_from={From} notes=\"{Notes}\"",
+            m.Version, target, m.Size, m.Image, from, m.Notes.ReplaceLineEndings(" "));
+        int lastTenth = -1;
+        try
+        {
+            await _downloader.DownloadAsync(m, slot, from,
+                bytes => { WriteDownloadState(new DownloadState { Version = m.Version.ToString(), Sha256 = sha, Slot = target, Bytes = bytes }); return ValueTask.CompletedTask; },
+                p =>
+                {
+                    Set(UpdatePhase.Downloading, m.Version.ToString(), p);
+                    if ((int)(p.Percent / 10) != lastTenth || p.Bytes == p.Total)
+                    {
+                        lastTenth = (int)(p.Percent / 10);
+                        _log.LogInformation("update.progress version={Version} percent={Percent:F0} bytes={Bytes} total={Total} rate_kbps={Rate:F0} remaining_s={Remaining:F0}",
+                            m.Version, p.Percent, p.Bytes, p.Total, p.BytesPerSecond * 8 / 1000, p.Remaining?.TotalSeconds ?? -1);
+                    }
+                }, ct);
+        }
+        catch (Exception e) when (e is UpdateException or IOException or HttpRequestException)
+        {
+            _log.LogWarning("update.download_failed version={Version} reason=\"{Reason}\" running={Running} effect=\"resumed at the next check\"", m.Version, e.Message, _o.Running);
+            return $"download of {m.Version} failed: {e.Message}";
+        }
+
+        Set(UpdatePhase.Verifying, m.Version.ToString());
+        if (!await SlotDownloader.VerifyAsync(slot, m.Size, m.Sha256, ct))
+        {
+            File.Delete(DownloadStatePath);   // what is in the slot is wrong: start again from the first byte next time
+            return Refuse($"slot {target} does not hash to the signed SHA-256 after writing", m.Version);
+        }
+        Set(UpdatePhase.Switching, m.Version.ToString());
+        _boot.MarkTryOnce(target, m.Version);
+        File.Delete(DownloadStatePath);
+        _log.LogInformation("update.switching version={Version} slot={Slot} running={Running} effect=\"rebooting into slot {Slot} once\"", m.Version, target, _o.Running, target);
+        _boot.Reboot();
+        return $"installed {m.Version} in slot {target}; rebooting";
+    }
+
+    string Refuse(string reason, FirmwareVersion? version)
+    {
+        _log.LogWarning("update.refused version={Version} reason=\"{Reason}\" running={Running}", version?.ToString() ?? "-", reason, _o.Running);
+        return $"refused: {reason}";
+    }
+
+    async Task<byte[]> GetSmallAsync(Uri url, int limit, CancellationToken ct)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        timeout.CancelAfter(TimeSpan.FromSeconds(30));
+        using var response = await _http.GetAsync(url, HttpCompletionOption.ResponseHeadersRead, timeout.Token);
+        if (!response.IsSuccessStatusCode) throw new UpdateException($"{url} answered {(int)response.StatusCode} {response.ReasonPhrase}");
+        if (response.Content.Headers.ContentLength > limit) throw new UpdateException($"{url} is larger than {limit} bytes");
+        await using var body = await response.Content.ReadAsStreamAsync(timeout.Token);
+        var buffer = new MemoryStream();
+        var chunk = new byte[8192];
+        int n;
+        while ((n = await body.ReadAsync(chunk, timeout.Token)) > 0)
+        {
+            if (buffer.Length + n > limit) throw new UpdateException($"{url} is larger than {limit} bytes");
+            buffer.Write(chunk, 0, n);
+        }
+        return buffer.ToArray();
+    }
+
+    DownloadState? ReadDownloadState()
+    {
+        try { return File.Exists(DownloadStatePath) ? JsonSerializer.Deserialize(File.ReadAllBytes(DownloadStatePath), DownloadStateJson.Default.DownloadState) : null; }
+        catch (JsonException) { return null; }
+    }
+
+    void WriteDownloadState(DownloadState s)
+    {
+        var tmp = DownloadStatePath + ".tmp";
+        using (var f = new FileStream(tmp, FileMode.Create, FileAccess.Write))
+        {
+            JsonSerializer.Serialize(f, s, DownloadStateJson.Default.DownloadState);
+            f.Flush(flushToDisk: true);
+        }
+        File.Move(tmp, DownloadStatePath, overwrite: true);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _stop.Cancel();
+        if (_loop is not null) await _loop;
+        _stop.Dispose();
+    }
+}
