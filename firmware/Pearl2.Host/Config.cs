@@ -15,6 +15,19 @@ public sealed class FirmwareConfig
     public RtspConfig Rtsp { get; set; } = new();
     public HttpConfig Http { get; set; } = new();
     public RecordingConfig Recording { get; set; } = new();
+    public UpdateConfig Update { get; set; } = new();
+}
+
+/// <summary>Firmware updates, polled over plain HTTP (port 80 unless the URL says otherwise).</summary>
+public sealed class UpdateConfig
+{
+    /// <summary>The update server's base URL; the manifest is at &lt;url&gt;&lt;board&gt;/manifest.json. Null: no updates.</summary>
+    public string? Url { get; set; }
+    /// <summary>The PEM public key (ECDSA P-256) manifests must be signed with; built into the image.</summary>
+    public string PublicKey { get; set; } = "/etc/pearl2/update-key.pem";
+    public int IntervalSeconds { get; set; } = 3600;
+    /// <summary>How long a new version has to become healthy before it is abandoned.</summary>
+    public int ConfirmSeconds { get; set; } = 180;
 }
 
 public sealed class RecordingConfig
@@ -157,6 +170,7 @@ public sealed class DisplayProfile
 [JsonSerializable(typeof(VideoConfig))]
 [JsonSerializable(typeof(AudioConfig))]
 [JsonSerializable(typeof(RecordingConfig))]
+[JsonSerializable(typeof(UpdateConfig))]
 internal sealed partial class ConfigJson : JsonSerializerContext;
 
 public sealed class ConfigException(IReadOnlyList<string> errors) : Exception(string.Join("; ", errors))
@@ -233,6 +247,15 @@ public static class ConfigLoader
         void Check(bool ok, string field, string reason) { if (!ok) e.Add($"{field}: {reason}"); }
 
         Check(c.Device is not null && !string.IsNullOrWhiteSpace(c.Device.Name) && c.Device.Name.Length <= 63, "device.name", "must be 1 to 63 characters");
+        if (c.Update is { } u)
+        {
+            Check(u.Url is null || (Uri.TryCreate(u.Url, UriKind.Absolute, out var url) && url.Scheme is "http" or "https" && u.Url.EndsWith('/')),
+                "update.url", $"'{u.Url}' is not an http(s) URL ending in /");
+            Check(!string.IsNullOrEmpty(u.PublicKey), "update.publicKey", "must name the PEM file of the signing key");
+            Check(u.IntervalSeconds is >= 10 and <= 7 * 86400, "update.intervalSeconds", $"{u.IntervalSeconds} is not from 10 s to a week");
+            Check(u.ConfirmSeconds is >= 10 and <= 3600, "update.confirmSeconds", $"{u.ConfirmSeconds} is not from 10 to 3600");
+        }
+        else e.Add("update: must be an object");
         if (c.Channels is null || c.Channels.Count is < 1 or > 8) { e.Add("channels: must list 1 to 8 channels"); return e; }
         for (int i = 0; i < c.Channels.Count; i++)
         {

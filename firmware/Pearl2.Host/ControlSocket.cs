@@ -21,6 +21,10 @@ public sealed class ControlSocket : IAsyncDisposable
     readonly Task _accepting;
     readonly CancellationTokenSource _stop = new();
 
+    public Pearl2.Services.Update.Updater? Updater { get; init; }
+    public string Version { get; init; } = "";
+    public string? Slot { get; init; }
+
     public ControlSocket(string path, Device device, Panel? panel, ILogger log)
     {
         _path = path; _device = device; _panel = panel; _log = log;
@@ -80,13 +84,17 @@ public sealed class ControlSocket : IAsyncDisposable
                 return Status();
             case ["status"]:
                 return Status();
+            case ["update", "check"]:
+                if (Updater is null) throw new InvalidOperationException("updates are off (no update.url in the config, or no A/B boot control)");
+                _log.LogInformation("control.update_check");
+                return await Updater.CheckAsync(_stop.Token) + "\n";
             case ["recordings"]:
                 var sb = new StringBuilder();
                 foreach (var e in _device.Library.List())
                     sb.Append(CultureInfo.InvariantCulture, $"{e.Name}\t{e.Bytes}\t{e.Modified:yyyy-MM-ddTHH:mm:ssZ}\t{e.State}\n");
                 return sb.ToString();
             default:
-                throw new ArgumentException($"unknown command '{string.Join(' ', w)}' (panel press record|stream [--hold S], status, recordings)");
+                throw new ArgumentException($"unknown command '{string.Join(' ', w)}' (panel press record|stream [--hold S], status, recordings, update check)");
         }
     }
 
@@ -99,6 +107,15 @@ public sealed class ControlSocket : IAsyncDisposable
         foreach (var (i, name, r) in _device.Recorders)
             sb.Append(CultureInfo.InvariantCulture, $"channel={i + 1} recorder={r.State.ToString().ToLowerInvariant()} file={(r.CurrentFile is { } f ? Path.GetFileName(f) : "-")}{(r.LastError is { } e ? " error=" + e : "")}\n");
         foreach (var l in _panel?.DisplayLines ?? []) sb.Append("display: ").Append(l).Append('\n');
+        sb.Append(CultureInfo.InvariantCulture, $"firmware version={Version} slot={Slot ?? "-"}");
+        if (Updater?.Status is { } u)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $" update={u.Phase.ToString().ToLowerInvariant()}{(u.Version is { } v ? " update_version=" + v : "")}");
+            if (u.Progress is { } p)
+                sb.Append(CultureInfo.InvariantCulture, $" progress={p.Percent:F0}% bytes={p.Bytes}/{p.Total} rate_kbps={p.BytesPerSecond * 8 / 1000:F0} remaining_s={(p.Remaining?.TotalSeconds ?? -1):F0}");
+            if (u.LastResult is { } r) sb.Append(CultureInfo.InvariantCulture, $" last=\"{r}\"");
+        }
+        sb.Append('\n');
         return sb.ToString();
     }
 

@@ -211,6 +211,9 @@ public sealed class Device : IAsyncDisposable, IPanelActions
         return ok;
     }
 
+    /// <summary>Whether the firmware is up and well enough to confirm an update: every channel runs and has encoded a second of frames.</summary>
+    public bool Healthy => State == DeviceState.Ready && _view.Length > 0 && _view.All(c => c.Pipeline.Fault is null && c.Pipeline.FramesEncoded >= c.Config.Video.Fps);
+
     public PanelStatus Status => new(_view.Any(c => c.Pipeline.Fault is not null) ? DeviceState.Fatal : State, IsRecording, RecordingFault, IsStreaming);
 
     /// <summary>Record pressed: stops every recording if any runs, else starts every channel set to record.</summary>

@@ -6,6 +6,10 @@ using Microsoft.Extensions.Logging;
 using Pearl2.Host;
 using Pearl2.Media.Encoders;
 using Pearl2.Media.FFmpeg;
+using Pearl2.Formats.Update;
+using Pearl2.Services.FrontPanel;
+using Pearl2.Services.Update;
+using System.Security.Cryptography;
 
 return await Pearl2d.MainAsync(args);
 
@@ -14,12 +18,15 @@ namespace Pearl2.Host
     internal static class Pearl2d
     {
         const string Usage = "usage: pearl2d [--config FILE] [--board FILE] [--data-dir DIR] [--port-offset N|auto] [--check-config] [--print-default-config] [--version]\n" +
-            "       pearl2d panel press record|stream [--hold SECONDS] | status | recordings   [--data-dir DIR | --control SOCKET]";
+            "       pearl2d panel press record|stream [--hold SECONDS] | status | recordings | update check   [--data-dir DIR | --control SOCKET]\n" +
+            "       pearl2d boot --slots DIR [-- ARGS]   (the host simulation of the A/B boot loader)";
 
         public static async Task<int> MainAsync(string[] args)
         {
-            if (args.Length > 0 && args[0] is "panel" or "status" or "recordings") return await ControlClientAsync(args);
-            string? configPath = null, boardPath = null, dataDir = null, offsetArg = null;
+            if (args.Length > 0 && args[0] is "panel" or "status" or "recordings" or "update") return await ControlClientAsync(args);
+            if (args.Length > 0 && args[0] == "boot") return HostBoot.Run(args[1..], Version);
+            string? configPath = null, boardPath = null, dataDir = null, offsetArg = null, slotsDir = null, bootedSlot = null;
+            var firmwareArgs = new List<string>();   // what a simulated reboot passes on
             bool checkOnly = false;
             for (int i = 0; i < args.Length; i++)
             {
@@ -28,13 +35,15 @@ namespace Pearl2.Host
                 {
                     switch (args[i])
                     {
-                        case "--config": configPath = Next(); break;
-                        case "--board": boardPath = Next(); break;
-                        case "--data-dir": dataDir = Next(); break;
-                        case "--port-offset": offsetArg = Next(); break;
+                        case "--config": configPath = Next(); firmwareArgs.AddRange(["--config", configPath]); break;
+                        case "--board": boardPath = Next(); firmwareArgs.AddRange(["--board", boardPath]); break;
+                        case "--data-dir": dataDir = Next(); firmwareArgs.AddRange(["--data-dir", dataDir]); break;
+                        case "--port-offset": offsetArg = Next(); firmwareArgs.AddRange(["--port-offset", offsetArg]); break;
+                        case "--slots": slotsDir = Next(); break;
+                        case "--booted-slot": bootedSlot = Next(); break;
                         case "--check-config": checkOnly = true; break;
                         case "--print-default-config": Console.WriteLine(ConfigLoader.ToJson(new FirmwareConfig())); return 0;
-                        case "--version": Console.WriteLine($"pearl2d {Version}"); return 0;
+                        case "--version": Console.WriteLine($"pearl2d {Version}"); return 0;   // the binary's; a slot's is in its boot state
                         case "-h" or "--help": Console.WriteLine(Usage); return 0;
                         default: throw new ArgumentException($"unknown argument '{args[i]}'");
                     }
@@ -83,8 +92,10 @@ namespace Pearl2.Host
                 .SetMinimumLevel(LogLevel.Information)
                 .AddFilter("Microsoft", LogLevel.Warning));
             var log = loggers.CreateLogger("pearl2d");
-            log.LogInformation("pearl2d.start version={Version} board={Board} channels={Channels} port_offset={Offset} data_dir={DataDir} {Libs}",
-                Version, board.Name, config.Channels.Count, offset, dataDir, FFmpegLibraries.Versions());
+            var slots = slotsDir is not null && bootedSlot is not null ? new FileBootControl(slotsDir, bootedSlot, () => { }) : null;
+            string running = RunningVersion(slots);
+            log.LogInformation("pearl2d.start version={Version} board={Board} slot={Slot} channels={Channels} port_offset={Offset} data_dir={DataDir} {Libs}",
+                running, board.Name, bootedSlot ?? "-", config.Channels.Count, offset, dataDir, FFmpegLibraries.Versions());
 
             var device = new Device(config, board, offset, dataDir, loggers, TimeProvider.System);
             // The panel comes up first so the Status LED blinks while the channels start; a panel that
@@ -110,7 +121,18 @@ namespace Pearl2.Host
             foreach (var (i, cc, port, httpPort) in device.Channels)
                 log.LogInformation("stream.url channel={Channel} name=\"{Name}\" rtsp=rtsp://{Host}:{Port}/stream.sdp flv=http://{Host}:{HttpPort}/stream.flv ts=http://{Host}:{HttpPort}/stream.ts local=rtsp://127.0.0.1:{Port}/stream.sdp streaming={Streaming} video={W}x{H}@{Fps} bitrate_kbps={Kbps}",
                     i + 1, cc.Name, host, port, host, httpPort, host, httpPort, port, cc.Streaming, cc.Video.Width, cc.Video.Height, cc.Video.Fps, cc.Video.BitrateKbps);
-            var control = new ControlSocket(Path.Combine(dataDir, ControlSocket.FileName), device, panel, loggers.CreateLogger("Pearl2.Control"));
+            var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            bool reboot = false;
+            var updater = StartUpdater(config.Update, board, running, slotsDir, bootedSlot, dataDir, device, loggers, log, () =>
+            {
+                // Let the control command's answer go out, then stop in order and exec the boot loader.
+                reboot = true;
+                _ = Task.Delay(500).ContinueWith(_ => stop.TrySetResult(), TaskScheduler.Default);
+            });
+            var control = new ControlSocket(Path.Combine(dataDir, ControlSocket.FileName), device, panel, loggers.CreateLogger("Pearl2.Control"))
+            {
+                Updater = updater, Version = running, Slot = bootedSlot,
+            };
             log.LogInformation("pearl2d.ready control={Control}", Path.Combine(dataDir, ControlSocket.FileName));
             using var systemd = new SystemdNotifier();
             systemd.Notify($"READY=1\nSTATUS=streaming {device.Channels.Count()} channel(s)");
@@ -118,7 +140,6 @@ namespace Pearl2.Host
             if (systemd.Enabled) log.LogInformation("systemd.notified ready=1 watchdog_s={Watchdog}", SystemdNotifier.WatchdogInterval()?.TotalSeconds ?? 0);
             if (!Console.IsInputRedirected && panel is { Simulated: true }) StartKeys(panel, log);
 
-            var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
             using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
             var reloads = new SemaphoreSlim(1, 1);
@@ -142,9 +163,11 @@ namespace Pearl2.Host
             systemd.Notify("STOPPING=1");
             await reloads.WaitAsync();
             await control.DisposeAsync();
+            if (updater is not null) await updater.DisposeAsync();
             if (panel is not null) await panel.DisposeAsync();
             await device.DisposeAsync();
-            log.LogInformation("pearl2d.stopped");
+            log.LogInformation("pearl2d.stopped reboot={Reboot}", reboot ? "yes" : "no");
+            if (reboot && slotsDir is not null) HostBoot.Reboot(slotsDir, firmwareArgs);
             return 0;
         }
 
@@ -187,6 +210,46 @@ namespace Pearl2.Host
         }
 
         static string Version => typeof(Pearl2d).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
+
+        /// <summary>The version of what booted: the slot's recorded version (host simulation), the image's release file, or this binary's.</summary>
+        static string RunningVersion(FileBootControl? slots)
+        {
+            if (slots is not null && slots.Read().Versions.TryGetValue(slots.Booted, out var v)) return v;
+            const string release = "/etc/pearl2/release";
+            if (File.Exists(release) && File.ReadLines(release).FirstOrDefault(l => l.StartsWith("version=", StringComparison.Ordinal)) is { } line) return line["version=".Length..];
+            return Version;
+        }
+
+        static Updater? StartUpdater(UpdateConfig c, BoardProfile board, string running, string? slotsDir, string? bootedSlot, string dataDir,
+            Device device, ILoggerFactory loggers, ILogger log, Action reboot)
+        {
+            if (c.Url is null) return null;
+            if (slotsDir is null || bootedSlot is null)
+            {
+                log.LogWarning("update.unsupported board={Board} reason=\"no A/B boot control for this board yet (the host simulation runs with pearl2d boot --slots DIR)\"", board.Name);
+                return null;
+            }
+            var key = ECDsa.Create();
+            try { key.ImportFromPem(File.ReadAllText(c.PublicKey)); }
+            catch (Exception e) when (e is IOException or ArgumentException or CryptographicException or UnauthorizedAccessException)
+            {
+                log.LogError("update.disabled reason=\"the public key {Path} cannot be read: {Error}\"", c.PublicKey, e.Message);
+                return null;
+            }
+            if (!FirmwareVersion.TryParse(running, out var version)) version = new FirmwareVersion(0, 0, 0);
+            var boot = new FileBootControl(slotsDir, bootedSlot, reboot);
+            var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };   // the downloader times stalls itself
+            var updateLog = loggers.CreateLogger("Pearl2.Update");
+            var updater = new Updater(new UpdaterOptions(new Uri(c.Url), board.Name, version, key, TimeSpan.FromSeconds(c.IntervalSeconds), TimeSpan.FromSeconds(c.ConfirmSeconds),
+                    Path.Combine(dataDir, "update")),
+                boot, slot => new FileSlot(slot, Path.Combine(slotsDir, "slot-" + slot), 1L << 30), http,
+                new SlotDownloader(http, TimeProvider.System, updateLog), TimeProvider.System, updateLog);
+            updater.PhaseChanged += phase => device.State = phase is UpdatePhase.Idle or UpdatePhase.Checking or UpdatePhase.Confirming
+                ? (device.State == DeviceState.Updating ? DeviceState.Ready : device.State) : DeviceState.Updating;
+            updater.Start(() => device.Healthy);
+            log.LogInformation("update.started url={Url} board={Board} running={Running} slot={Slot} interval_s={Interval}", c.Url, board.Name, running, bootedSlot, c.IntervalSeconds);
+            return updater;
+        }
 
         static bool CanBind(int port)
         {

@@ -18,6 +18,8 @@ public interface ISlot
     long Capacity { get; }
     Stream OpenWrite();
     Stream OpenRead();
+    /// <summary>Before a download from the first byte: a file slot is emptied (a partition is simply overwritten).</summary>
+    void Reset();
 }
 
 /// <summary>A slot that is a file or a block device node.</summary>
@@ -28,6 +30,11 @@ public sealed class FileSlot(string name, string path, long capacity) : ISlot
     public long Capacity => capacity;
     public Stream OpenWrite() => new FileStream(path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read, 1, FileOptions.None);
     public Stream OpenRead() => new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 16, FileOptions.SequentialScan);
+
+    public void Reset()
+    {
+        if (File.Exists(path) && !path.StartsWith("/dev/", StringComparison.Ordinal)) File.WriteAllBytes(path, []);
+    }
 }
 
 /// <summary>Where a download stands: bytes in the slot, the rate of this run, and the time left at that rate.</summary>

@@ -58,8 +58,15 @@ public sealed class Updater : IAsyncDisposable
     public UpdateStatus Status => _status.Value;
     string DownloadStatePath => Path.Combine(_o.StateDirectory, "download.json");
 
-    void Set(UpdatePhase phase, string? version = null, DownloadProgress? progress = null, string? result = null) =>
+    /// <summary>Raised when the phase changes (the Status LED blinks fast while an update is under way).</summary>
+    public event Action<UpdatePhase>? PhaseChanged;
+
+    void Set(UpdatePhase phase, string? version = null, DownloadProgress? progress = null, string? result = null)
+    {
+        var before = _status.Value.Phase;
         _status = new(new UpdateStatus(phase, version, progress, result ?? _status.Value.LastResult));
+        if (phase != before) PhaseChanged?.Invoke(phase);
+    }
 
     /// <summary>Starts the poll loop (and, on a boot into a try, the confirmation).</summary>
     public void Start(Func<bool> healthy) => _loop = RunAsync(healthy);
@@ -151,6 +158,7 @@ public sealed class Updater : IAsyncDisposable
         var saved = ReadDownloadState();
         long from = saved is { } d && d.Version == m.Version.ToString() && d.Sha256 == sha && d.Slot == target ? d.Bytes : 0;
         if (boot.Trying == target) _boot.ClearTry();   // the slot is about to change under a pending try
+        if (from == 0) slot.Reset();
         Set(UpdatePhase.Downloading, m.Version.ToString());
         _log.LogInformation("update.downloading version={Version} slot={Slot} bytes={Size} url={Url} resume_from={From} notes=\"{Notes}\"",
             m.Version, target, m.Size, m.Image, from, m.Notes.ReplaceLineEndings(" "));
