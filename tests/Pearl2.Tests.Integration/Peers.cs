@@ -55,6 +55,13 @@ public static class Peers
         return new ProcessResult(p.ExitCode, await stdout, await stderr, timedOut);
     }
 
+    /// <summary>Whether something accepts TCP connections on 127.0.0.1:<paramref name="port"/>.</summary>
+    public static bool TcpListening(int port)
+    {
+        try { using var c = new System.Net.Sockets.TcpClient(); c.Connect(System.Net.IPAddress.Loopback, port); return true; }
+        catch (System.Net.Sockets.SocketException) { return false; }
+    }
+
     /// <summary>An even UDP port with <paramref name="count"/> free ports from it.</summary>
     public static int FreeUdpPortBase(int count)
     {
@@ -166,7 +173,14 @@ public sealed class Pearl2dProcess : IAsyncDisposable
         => StartInAsync(null, configJson, channels, extraArgs);
 
     /// <summary>As <see cref="StartAsync"/>, inside network namespace <paramref name="netns"/> when given.</summary>
-    public static async Task<Pearl2dProcess> StartInAsync(string? netns, string? configJson, int channels = 2, params string[] extraArgs)
+    public static Task<Pearl2dProcess> StartInAsync(string? netns, string? configJson, int channels = 2, params string[] extraArgs)
+        => StartInAsync(netns, configJson, channels, null, extraArgs);
+
+    /// <summary>
+    /// As <see cref="StartAsync"/>; with <paramref name="slotsDir"/>, through the host boot loader
+    /// (<c>pearl2d boot --slots DIR -- …</c>), which execs the slot's binary in the same process.
+    /// </summary>
+    public static async Task<Pearl2dProcess> StartInAsync(string? netns, string? configJson, int channels, string? slotsDir, params string[] extraArgs)
     {
         int port = Peers.FreePortBase(channels);
         int udp = Peers.FreeUdpPortBase(4 * channels);
@@ -193,6 +207,7 @@ public sealed class Pearl2dProcess : IAsyncDisposable
             args.AddRange(["--port-offset", offset.ToString()]);
         }
         args.AddRange(extraArgs);
+        if (slotsDir is not null) args = ["boot", "--slots", slotsDir, "--", .. args];
         var psi = new ProcessStartInfo(netns is null ? Peers.Pearl2d : "/usr/sbin/ip") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = dir };
         if (netns is not null) foreach (var a in new[] { "netns", "exec", netns, Peers.Pearl2d }) psi.ArgumentList.Add(a); // ip execs it: same pid
         foreach (var a in args) psi.ArgumentList.Add(a);
