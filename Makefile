@@ -15,16 +15,21 @@ ARM64_PKGS   := gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 TEST_PKGS    := ffmpeg gcc pkg-config libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
                 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
                 gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium fonts-dejavu-core \
-                libc6-dev-arm64-cross
+                libc6-dev-arm64-cross python3 openssl
+# python3 (http.server) and openssl (signing) are the update tests' server and release tooling.
 # libc6-dev-arm64-cross: the arm64 kernel headers the V4L2 ABI test compiles against (with clang from BUILD_PKGS)
 BENCH_PKGS   := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 python3-gi
 # SD images: debootstrap and qemu for the base, the partition tools, the cross compiler for kernel modules,
 # and for the image test qemu's U-Boot.
 IMAGE_PKGS   := debootstrap qemu-system-arm qemu-utils u-boot-qemu dosfstools mtools e2fsprogs fdisk bmap-tools \
-                cpio busybox-static kmod curl xz-utils file make gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+                cpio busybox-static kmod curl xz-utils file make gcc-aarch64-linux-gnu libc6-dev-arm64-cross openssl
 
 BOARD   ?= qemu-virt
 VERSION := $(shell sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' firmware/Pearl2.Host/Pearl2.Host.csproj)
+# The image test updates the qemu board from VERSION to this (same firmware, the next version in its release file).
+VERSION_NEXT := $(shell echo $(VERSION) | awk -F. '{ print $$1 "." $$2 "." $$3 + 1 }')
+# A throwaway signing key for the tests (out/ is never committed); releases pass their own KEY to update-bundle.
+TEST_KEY := out/test-keys/update-key
 
 # Installs the packages of $(1) that are missing (apt-get as root), and nothing when all are there.
 define apt_install
@@ -48,7 +53,7 @@ fuzz: deps-build
 	$(DOTNET) tests/Pearl2.Fuzz/bin/Release/net10.0/pearl2-fuzz.dll campaign --inputs $(FUZZ_INPUTS) --out out/fuzz
 	scripts/fuzz-afl.sh $(FUZZ_SECONDS)
 
-.PHONY: all deps deps-runtime deps-build deps-test deps-bench deps-image build publish run test bench clean image image-test test-images
+.PHONY: all deps deps-runtime deps-build deps-test deps-bench deps-image build publish run test bench clean image image-test test-images test-key update-bundle
 
 all: build
 
@@ -99,20 +104,31 @@ bench: deps-bench publish
 # The SD-card image of BOARD (qemu-virt, rpi4-hdmi): out/pearl2-BOARD-VERSION.img, .bmap and .sha256.
 # The first build makes the Debian base root file system (about 30 min on 2 cores, cached in
 # /var/cache/pearl2-image); every later one takes about a minute.
+# UPDATE_KEY: the PEM public key the image trusts for updates (none: the image takes no updates).
 image: deps-image
 	$(MAKE) --no-print-directory publish RID=linux-arm64
-	image/build-image.sh $(BOARD) $(VERSION) out/linux-arm64/pearl2d out
+	PEARL2_UPDATE_KEY=$(UPDATE_KEY) PEARL2_SLOT=1 image/build-image.sh $(BOARD) $(VERSION) out/linux-arm64/pearl2d out
 
-# Boots the qemu-virt image in qemu-system-aarch64 and checks it from the host (about 1.5 min after the image).
-image-test: image
+# An update for the update server: make update-bundle BOARD=qemu-virt KEY=/path/private.pem [VERSION=x.y.z] [OUT=out/update]
+update-bundle:
+	@[ -n "$(KEY)" ] || { echo "make update-bundle: KEY=/path/to/private-key.pem is required"; exit 2; }
+	scripts/update-bundle.sh $(BOARD) $(VERSION) $(KEY) $(or $(OUT),out/update)
+
+test-key:
+	@mkdir -p out/test-keys; [ -f $(TEST_KEY).private.pem ] || { openssl ecparam -genkey -name prime256v1 -noout -out $(TEST_KEY).private.pem && openssl ec -in $(TEST_KEY).private.pem -pubout -out $(TEST_KEY).pem 2>/dev/null; }
+
+# Boots the qemu-virt image in qemu-system-aarch64 and checks it from the host (about 4 min after the images),
+# including an update from VERSION to VERSION_NEXT through the board's slot B.
+image-test: test-images
 	PEARL2_IMAGE_DIR=$(abspath out) $(DOTNET) test tests/Pearl2.Tests.Integration/Pearl2.Tests.Integration.csproj -c Release \
 	  --filter "FullyQualifiedName~ImageLayoutTests|FullyQualifiedName~QemuBoardTests" --logger "console;verbosity=normal"
 
-# Both boards' images, for make test (only when the base is cached).
-test-images: deps-image
+# Both boards' images trusting the test key, and the next version's update payload, for the image tests.
+test-images: deps-image test-key
 	$(MAKE) --no-print-directory publish RID=linux-arm64
-	image/build-image.sh qemu-virt $(VERSION) out/linux-arm64/pearl2d out
-	image/build-image.sh rpi4-hdmi $(VERSION) out/linux-arm64/pearl2d out
+	PEARL2_UPDATE_KEY=$(TEST_KEY).pem PEARL2_SLOT_ONLY=1 image/build-image.sh qemu-virt $(VERSION_NEXT) out/linux-arm64/pearl2d out
+	PEARL2_UPDATE_KEY=$(TEST_KEY).pem image/build-image.sh qemu-virt $(VERSION) out/linux-arm64/pearl2d out
+	PEARL2_UPDATE_KEY=$(TEST_KEY).pem image/build-image.sh rpi4-hdmi $(VERSION) out/linux-arm64/pearl2d out
 
 clean:
 	rm -rf out

@@ -9,7 +9,9 @@
 #   partition 4  pearl2-data  ext4,  256 MiB   config and recordings; grown to fill the card at first boot
 #
 # usage: image/build-image.sh BOARD VERSION PEARL2D OUTDIR
-# env:   PEARL2_IMAGE_CACHE (default /var/cache/pearl2-image), DEBIAN_MIRROR
+# env:   PEARL2_IMAGE_CACHE (default /var/cache/pearl2-image), DEBIAN_MIRROR,
+#        PEARL2_UPDATE_KEY (the PEM public key the image trusts for updates),
+#        PEARL2_SLOT=1 (also write OUTDIR/pearl2-BOARD-VERSION.slot, the update payload), PEARL2_SLOT_ONLY=1 (only that)
 set -euo pipefail
 
 BOARD=$1 VERSION=$2 PEARL2D=$3 OUTDIR=$4
@@ -54,6 +56,8 @@ install -m 0644 "$BOARD_DIR/board.json" "$ROOT/etc/pearl2/board.json"
 install -m 0644 "$BOARD_DIR/config.json" "$ROOT/usr/share/pearl2/config.json"
 install -m 0644 "$REPO/README.md" "$ROOT/usr/share/pearl2/README.md"
 printf 'version=%s\nboard=%s\n' "$VERSION" "$BOARD" >"$ROOT/etc/pearl2/release"
+# The key update manifests must be signed with (PEARL2_UPDATE_KEY: a PEM public key; without it, no updates).
+if [ -n "${PEARL2_UPDATE_KEY:-}" ]; then install -m 0644 "$PEARL2_UPDATE_KEY" "$ROOT/etc/pearl2/update-key.pem"; fi
 printf 'Pearl2 %s (%s)\n' "$VERSION" "$BOARD" >"$ROOT/etc/issue"
 
 # The firmware's own user (fixed ids, so the data partition's owners survive an update), and the groups
@@ -86,6 +90,8 @@ wants sysinit.target /etc/systemd/system/pearl2-hostname.service
 wants multi-user.target /etc/systemd/system/pearl2-growdata.service
 wants multi-user.target /etc/systemd/system/pearl2-board.service
 wants multi-user.target /etc/systemd/system/pearl2d.service
+wants multi-user.target /etc/systemd/system/pearl2-boot-select.service
+wants multi-user.target /etc/systemd/system/pearl2-reboot.path
 for unit in "$BOARD_DIR"/rootfs/etc/systemd/system/*.service; do   # the board's own services
   [ -f "$unit" ] && grep -q '^WantedBy=multi-user.target' "$unit" && wants multi-user.target "/etc/systemd/system/$(basename "$unit")"
 done
@@ -150,6 +156,16 @@ E2OPTS=(-q -F -t ext4 -O ^metadata_csum_seed -E root_owner=0:0)
 mkfs.ext4 "${E2OPTS[@]}" -L rootfs-a -d "$ROOT" "$STAGE/rootfs-a.img" ${ROOT_MB}M
 mkfs.ext4 "${E2OPTS[@]}" -L rootfs-b "$STAGE/rootfs-b.img" ${ROOT_MB}M
 mkfs.ext4 "${E2OPTS[@]}" -L pearl2-data -d "$STAGE/data" "$STAGE/data.img" ${DATA_MB}M
+
+if [ -n "${PEARL2_SLOT:-}" ] || [ -n "${PEARL2_SLOT_ONLY:-}" ]; then
+  # The update payload for this version: slot A's file system made just big enough for its contents (the updater
+  # writes it to the other slot's partition, which keeps its size).
+  SLOT=$OUTDIR/pearl2-$BOARD-$VERSION.slot
+  mkdir -p "$OUTDIR"; rm -f "$SLOT"
+  mkfs.ext4 "${E2OPTS[@]}" -L rootfs-a -d "$ROOT" "$SLOT" $(( $(du -sm "$ROOT" | cut -f1) * 115 / 100 + 64 ))M
+  step "update payload ready: $SLOT ($(du -h "$SLOT" | cut -f1))"
+  if [ -n "${PEARL2_SLOT_ONLY:-}" ]; then rm -rf "$STAGE"; echo "$SLOT"; exit 0; fi
+fi
 
 step "disk image"
 mkdir -p "$OUTDIR"

@@ -126,6 +126,18 @@ public sealed class BoardProfile
     /// <summary>The ALSA capture PCM (e.g. "plughw:CARD=Loopback,DEV=1") that channels capturing from the board's device use, or "tone".</summary>
     public string Audio { get; set; } = "tone";
     public PanelProfile Panel { get; set; } = new();
+    public SlotsProfile Slots { get; set; } = new();
+}
+
+/// <summary>The A/B root file system slots and how the board boots them, for firmware updates.</summary>
+public sealed class SlotsProfile
+{
+    /// <summary>"none" (updates only in the host simulation, pearl2d boot --slots), "extlinux" (U-Boot, extlinux.conf on the boot partition) or "tryboot" (Raspberry Pi).</summary>
+    public string Kind { get; set; } = "none";
+    public string A { get; set; } = "";
+    public string B { get; set; } = "";
+    /// <summary>Where the boot partition is mounted (read-write for the firmware's user).</summary>
+    public string BootDirectory { get; set; } = "/boot/firmware";
 }
 
 /// <summary>Front-panel wiring: which GPIO line is which button or LED, and the optional status display.</summary>
@@ -171,6 +183,7 @@ public sealed class DisplayProfile
 [JsonSerializable(typeof(AudioConfig))]
 [JsonSerializable(typeof(RecordingConfig))]
 [JsonSerializable(typeof(UpdateConfig))]
+[JsonSerializable(typeof(SlotsProfile))]
 internal sealed partial class ConfigJson : JsonSerializerContext;
 
 public sealed class ConfigException(IReadOnlyList<string> errors) : Exception(string.Join("; ", errors))
@@ -198,6 +211,16 @@ public static class ConfigLoader
         Check(b.Capture == "testpattern" || b.Capture.StartsWith("/dev/video", StringComparison.Ordinal), "capture", $"'{b.Capture}' is not testpattern or a /dev/videoN node");
         Check(b.Audio == "tone" || (b.Audio.Length is > 0 and < 128 && b.Audio.All(c => char.IsAsciiLetterOrDigit(c) || c is ':' or ',' or '=' or '_' or '-' or '.')),
             "audio", $"'{b.Audio}' is not tone or an ALSA PCM name such as plughw:CARD=Loopback,DEV=1");
+        if (b.Slots is not { } sl) e.Add("board.slots: must be an object");
+        else
+        {
+            Check(sl.Kind is "none" or "extlinux" or "tryboot", "slots.kind", $"'{sl.Kind}' is not none, extlinux or tryboot");
+            if (sl.Kind != "none")
+            {
+                Check(sl.A.StartsWith("/dev/", StringComparison.Ordinal) && sl.B.StartsWith("/dev/", StringComparison.Ordinal) && sl.A != sl.B, "slots.a", "slots a and b must be two /dev/ partitions");
+                Check(sl.BootDirectory.StartsWith('/'), "slots.bootDirectory", "must be an absolute path");
+            }
+        }
         var p = b.Panel;
         if (p is null) { e.Add("board.panel: must be an object"); return e; }
         Check(p.Driver is "simulated" or "libgpiod", "panel.driver", $"'{p.Driver}' is not simulated or libgpiod");

@@ -19,12 +19,14 @@ namespace Pearl2.Host
     {
         const string Usage = "usage: pearl2d [--config FILE] [--board FILE] [--data-dir DIR] [--port-offset N|auto] [--check-config] [--print-default-config] [--version]\n" +
             "       pearl2d panel press record|stream [--hold SECONDS] | status | recordings | update check   [--data-dir DIR | --control SOCKET]\n" +
-            "       pearl2d boot --slots DIR [-- ARGS]   (the host simulation of the A/B boot loader)";
+            "       pearl2d boot --slots DIR [-- ARGS]   (the host simulation of the A/B boot loader)\n" +
+            "       pearl2d boot-select [--board FILE]  (early boot, root: the try-once rule on an extlinux board)";
 
         public static async Task<int> MainAsync(string[] args)
         {
             if (args.Length > 0 && args[0] is "panel" or "status" or "recordings" or "update") return await ControlClientAsync(args);
             if (args.Length > 0 && args[0] == "boot") return HostBoot.Run(args[1..], Version);
+            if (args.Length > 0 && args[0] == "boot-select") return BootSelect(args[1..]);
             string? configPath = null, boardPath = null, dataDir = null, offsetArg = null, slotsDir = null, bootedSlot = null;
             var firmwareArgs = new List<string>();   // what a simulated reboot passes on
             bool checkOnly = false;
@@ -131,7 +133,8 @@ namespace Pearl2.Host
             });
             var control = new ControlSocket(Path.Combine(dataDir, ControlSocket.FileName), device, panel, loggers.CreateLogger("Pearl2.Control"))
             {
-                Updater = updater, Version = running, Slot = bootedSlot,
+                Updater = updater, Version = running,
+                Slot = bootedSlot ?? (board.Slots.Kind == "extlinux" && File.Exists("/proc/cmdline") ? ExtlinuxBootControl.BootedSlot(File.ReadAllText("/proc/cmdline")) : null),
             };
             log.LogInformation("pearl2d.ready control={Control}", Path.Combine(dataDir, ControlSocket.FileName));
             using var systemd = new SystemdNotifier();
@@ -211,6 +214,29 @@ namespace Pearl2.Host
 
         static string Version => typeof(Pearl2d).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
+        /// <summary>A partition's size from sysfs (/dev/vda3 → /sys/class/block/vda3/size, in 512-byte sectors).</summary>
+        static long PartitionBytes(string node)
+        {
+            try { return long.Parse(File.ReadAllText($"/sys/class/block/{Path.GetFileName(node)}/size").Trim(), System.Globalization.CultureInfo.InvariantCulture) * 512; }
+            catch (Exception e) when (e is IOException or FormatException or UnauthorizedAccessException) { return 0; }
+        }
+
+        /// <summary>
+        /// <c>pearl2d boot-select --board FILE</c>: early in every boot, as root, before pearl2d starts (pearl2-boot-select.service):
+        /// arms the fallback of a boot into a try, and records a try that did not confirm as bad.
+        /// </summary>
+        static int BootSelect(string[] args)
+        {
+            string? boardPath = args is ["--board", var b] ? b : null;
+            var board = ConfigLoader.LoadBoard(boardPath ?? "/etc/pearl2/board.json");
+            if (board.Slots.Kind != "extlinux") { Console.WriteLine($"pearl2: boot-select: slots are '{board.Slots.Kind}', nothing to do"); return 0; }
+            var booted = ExtlinuxBootControl.BootedSlot(File.ReadAllText("/proc/cmdline"));
+            if (booted is null) { Console.WriteLine("pearl2: boot-select: no pearl2.slot= on the kernel command line"); return 0; }
+            var control = new ExtlinuxBootControl(board.Slots.BootDirectory, booted, "/dev/null");
+            Console.WriteLine("pearl2: boot-select: " + control.SelectAtBoot(RunningVersion(null)));
+            return 0;
+        }
+
         /// <summary>The version of what booted: the slot's recorded version (host simulation), the image's release file, or this binary's.</summary>
         static string RunningVersion(FileBootControl? slots)
         {
@@ -224,9 +250,22 @@ namespace Pearl2.Host
             Device device, ILoggerFactory loggers, ILogger log, Action reboot)
         {
             if (c.Url is null) return null;
-            if (slotsDir is null || bootedSlot is null)
+            IBootControl? boot = null;
+            Func<string, ISlot>? slotOf = null;
+            if (slotsDir is not null && bootedSlot is not null)
             {
-                log.LogWarning("update.unsupported board={Board} reason=\"no A/B boot control for this board yet (the host simulation runs with pearl2d boot --slots DIR)\"", board.Name);
+                boot = new FileBootControl(slotsDir, bootedSlot, reboot);
+                slotOf = slot => new FileSlot(slot, Path.Combine(slotsDir, "slot-" + slot), 1L << 30);
+            }
+            else if (board.Slots.Kind == "extlinux" && ExtlinuxBootControl.BootedSlot(File.ReadAllText("/proc/cmdline")) is { } booted)
+            {
+                // The running firmware asks a root path unit to reboot (DATA-DIR/update/reboot-request).
+                boot = new ExtlinuxBootControl(board.Slots.BootDirectory, booted, Path.Combine(dataDir, "update", "reboot-request"));
+                slotOf = slot => new FileSlot(slot, slot == "a" ? board.Slots.A : board.Slots.B, PartitionBytes(slot == "a" ? board.Slots.A : board.Slots.B));
+            }
+            if (boot is null || slotOf is null)
+            {
+                log.LogWarning("update.unsupported board={Board} slots={Kind} reason=\"no A/B boot control for this board (the host simulation runs with pearl2d boot --slots DIR)\"", board.Name, board.Slots.Kind);
                 return null;
             }
             var key = ECDsa.Create();
@@ -237,17 +276,16 @@ namespace Pearl2.Host
                 return null;
             }
             if (!FirmwareVersion.TryParse(running, out var version)) version = new FirmwareVersion(0, 0, 0);
-            var boot = new FileBootControl(slotsDir, bootedSlot, reboot);
             var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };   // the downloader times stalls itself
             var updateLog = loggers.CreateLogger("Pearl2.Update");
             var updater = new Updater(new UpdaterOptions(new Uri(c.Url), board.Name, version, key, TimeSpan.FromSeconds(c.IntervalSeconds), TimeSpan.FromSeconds(c.ConfirmSeconds),
                     Path.Combine(dataDir, "update")),
-                boot, slot => new FileSlot(slot, Path.Combine(slotsDir, "slot-" + slot), 1L << 30), http,
+                boot, slotOf, http,
                 new SlotDownloader(http, TimeProvider.System, updateLog), TimeProvider.System, updateLog);
             updater.PhaseChanged += phase => device.State = phase is UpdatePhase.Idle or UpdatePhase.Checking or UpdatePhase.Confirming
                 ? (device.State == DeviceState.Updating ? DeviceState.Ready : device.State) : DeviceState.Updating;
             updater.Start(() => device.Healthy);
-            log.LogInformation("update.started url={Url} board={Board} running={Running} slot={Slot} interval_s={Interval}", c.Url, board.Name, running, bootedSlot, c.IntervalSeconds);
+            log.LogInformation("update.started url={Url} board={Board} running={Running} slot={Slot} interval_s={Interval}", c.Url, board.Name, running, boot.Booted, c.IntervalSeconds);
             return updater;
         }
 
