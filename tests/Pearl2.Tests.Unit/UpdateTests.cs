@@ -458,3 +458,72 @@ public sealed class BootLoaderTests
         finally { Directory.Delete(dir, true); }
     }
 }
+
+/// <summary>The U-Boot extlinux A/B control, on a directory laid out as the boot partition is.</summary>
+public sealed class ExtlinuxBootControlTests : IDisposable
+{
+    readonly string _boot = Directory.CreateTempSubdirectory("pearl2-extlinux").FullName;
+
+    public ExtlinuxBootControlTests()
+    {
+        Directory.CreateDirectory(Path.Combine(_boot, "extlinux"));
+        File.WriteAllText(Path.Combine(_boot, "extlinux", "extlinux.conf"),
+            "default slot-a\ntimeout 1\n\nlabel slot-a\n  kernel /Image\n  append root=PARTUUID=50524c32-02 ro pearl2.slot=a\n\nlabel slot-b\n  kernel /Image\n  append root=PARTUUID=50524c32-03 ro pearl2.slot=b\n");
+    }
+
+    public void Dispose() => Directory.Delete(_boot, true);
+
+    string Default => File.ReadAllLines(Path.Combine(_boot, "extlinux", "extlinux.conf"))[0];
+    ExtlinuxBootControl On(string slot) => new(_boot, slot, Path.Combine(_boot, "reboot-request"));
+
+    [Fact]
+    public void TheSlotComesFromTheKernelCommandLine()
+    {
+        Assert.Equal("b", ExtlinuxBootControl.BootedSlot("root=PARTUUID=50524c32-03 ro rootwait console=ttyAMA0 quiet pearl2.slot=b"));
+        Assert.Equal("a", ExtlinuxBootControl.BootedSlot("pearl2.slot=a ro"));
+        Assert.Null(ExtlinuxBootControl.BootedSlot("ro xpearl2.slot=b"));
+        Assert.Null(ExtlinuxBootControl.BootedSlot("ro pearl2.slot=c"));
+    }
+
+    [Fact]
+    public void ATryBootsOnceAndIsConfirmed()
+    {
+        Assert.Contains("slot a (0.1.0), active a", On("a").SelectAtBoot("0.1.0"));   // first boot writes the state
+        On("a").MarkTryOnce("b", new(0, 1, 1));
+        Assert.Equal("default slot-b", Default);                                       // U-Boot boots b next
+        Assert.Contains("trying slot b (0.1.1) once", On("b").SelectAtBoot("0.1.1"));
+        Assert.Equal("default slot-a", Default);                                       // armed: any later boot is a again
+        var b = On("b");
+        Assert.Equal(("b", true), (b.Read().Trying, b.Read().TryBooted));
+        b.Confirm();
+        Assert.Equal("default slot-b", Default);
+        Assert.Equal(("b", (string?)null), (b.Read().Active, b.Read().Trying));
+        Assert.Contains("slot b (0.1.1), active b", On("b").SelectAtBoot("0.1.1"));
+    }
+
+    [Fact]
+    public void ATryThatNeverConfirmsFallsBackAndIsRecordedBad()
+    {
+        On("a").SelectAtBoot("0.1.0");
+        On("a").MarkTryOnce("b", new(0, 1, 1));
+        On("b").SelectAtBoot("0.1.1");          // booted the try; it hangs, the watchdog reboots, U-Boot boots a
+        Assert.Contains("slot b (0.1.1) was booted once and never confirmed: back on slot a, 0.1.1 recorded bad", On("a").SelectAtBoot("0.1.0"));
+        var s = On("a").Read();
+        Assert.Equal(("a", (string?)null), (s.Active, s.Trying));
+        Assert.Equal(["0.1.1"], s.Bad);
+        Assert.Equal("default slot-a", Default);
+    }
+
+    [Fact]
+    public void RebootIsARequestFileAndWritesLeaveNoTemporaries()
+    {
+        var c = On("a");
+        c.SelectAtBoot("0.1.0");
+        c.MarkTryOnce("b", new(0, 1, 1));
+        c.ClearTry();
+        Assert.Equal("default slot-a", Default);
+        c.Reboot();
+        Assert.True(File.Exists(Path.Combine(_boot, "reboot-request")));
+        Assert.Empty(Directory.GetFiles(_boot, "*.tmp", SearchOption.AllDirectories));
+    }
+}
