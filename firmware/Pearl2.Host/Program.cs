@@ -252,6 +252,7 @@ namespace Pearl2.Host
             if (c.Url is null) return null;
             IBootControl? boot = null;
             Func<string, ISlot>? slotOf = null;
+            var upSince = TimeSpan.Zero;   // the host simulation's "boot" is the exec that started this process
             if (slotsDir is not null && bootedSlot is not null)
             {
                 boot = new FileBootControl(slotsDir, bootedSlot, reboot);
@@ -262,6 +263,7 @@ namespace Pearl2.Host
                 // The running firmware asks a root path unit to reboot (DATA-DIR/update/reboot-request).
                 boot = new ExtlinuxBootControl(board.Slots.BootDirectory, booted, Path.Combine(dataDir, "update", "reboot-request"));
                 slotOf = slot => new FileSlot(slot, slot == "a" ? board.Slots.A : board.Slots.B, PartitionBytes(slot == "a" ? board.Slots.A : board.Slots.B));
+                upSince = TimeSpan.FromMilliseconds(Environment.TickCount64);   // since the kernel booted
             }
             if (boot is null || slotOf is null)
             {
@@ -279,7 +281,7 @@ namespace Pearl2.Host
             var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };   // the downloader times stalls itself
             var updateLog = loggers.CreateLogger("Pearl2.Update");
             var updater = new Updater(new UpdaterOptions(new Uri(c.Url), board.Name, version, key, TimeSpan.FromSeconds(c.IntervalSeconds), TimeSpan.FromSeconds(c.ConfirmSeconds),
-                    Path.Combine(dataDir, "update")),
+                    Path.Combine(dataDir, "update"), upSince),
                 boot, slotOf, http,
                 new SlotDownloader(http, TimeProvider.System, updateLog), TimeProvider.System, updateLog);
             updater.PhaseChanged += phase => device.State = phase is UpdatePhase.Idle or UpdatePhase.Checking or UpdatePhase.Confirming

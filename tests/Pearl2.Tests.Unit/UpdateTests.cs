@@ -316,11 +316,11 @@ public sealed class UpdaterTests : IDisposable
         }
     }
 
-    Updater NewUpdater(FaultyImageServer server, FakeBootControl boot, int attempts = 30, double confirmSeconds = 5)
+    Updater NewUpdater(FaultyImageServer server, FakeBootControl boot, int attempts = 30, double confirmSeconds = 5, double upSeconds = 0)
     {
         var publicKey = ECDsa.Create();
         publicKey.ImportSubjectPublicKeyInfo(_key.ExportSubjectPublicKeyInfo(), out _);
-        var o = new UpdaterOptions(new Uri(server.Url, "/updates/"), "qemu-virt", new(0, 1, 0), publicKey, TimeSpan.FromHours(1), TimeSpan.FromSeconds(confirmSeconds), Path.Combine(_dir, "state"));
+        var o = new UpdaterOptions(new Uri(server.Url, "/updates/"), "qemu-virt", new(0, 1, 0), publicKey, TimeSpan.FromHours(1), TimeSpan.FromSeconds(confirmSeconds), Path.Combine(_dir, "state"), TimeSpan.FromSeconds(upSeconds));
         var downloader = new SlotDownloader(Http, TimeProvider.System, _log) { MaxAttempts = attempts, RetryDelay = TimeSpan.FromMilliseconds(10), CheckpointBytes = 64 << 10 };
         return new Updater(o, boot, slot => new FileSlot(slot, Path.Combine(_dir, "slot-" + slot), 4 << 20), Http, downloader, TimeProvider.System, _log);
     }
@@ -417,6 +417,13 @@ public sealed class UpdaterTests : IDisposable
             await u.ConfirmIfTryingAsync(() => false, default);
         Assert.Equal(("a", "b", 1), (sickBoot.State.Active, sickBoot.State.Trying, sickBoot.Reboots));
         Assert.Contains(_log.Lines, l => l.StartsWith("update.unhealthy version=0.1.0 slot=b", StringComparison.Ordinal));
+
+        // The deadline runs from the boot: a firmware restarted late in its try (its watchdog) gets only what is left.
+        var lateBoot = new FakeBootControl("b") { State = new BootState { Active = "a", Trying = "b", TryBooted = true } };
+        int asked = 0;
+        await using (var u = NewUpdater(server, lateBoot, confirmSeconds: 30, upSeconds: 30))
+            await u.ConfirmIfTryingAsync(() => { asked++; return false; }, default);
+        Assert.Equal((1, 0), (lateBoot.Reboots, asked));   // no time was left to wait for health
     }
 }
 

@@ -113,7 +113,7 @@ public sealed class EncodePipeline : IEncodedSink, IDisposable
         using var capture = _o.CaptureDevice is { } device ? new V4l2.CaptureSource(device, _o.Video.Width, _o.Video.Height, _time, _log) : null;
         var noSignal = _o.CaptureDevice is { } input ? new NoSignalRenderer(_o.Video.Width, _o.Video.Height, input) : null;
         var renderer = capture is null ? new TestPatternRenderer(_o.Video.Width, _o.Video.Height, _o.Video.Fps) : null;
-        long frame = 0;
+        long frame = 0, unreported = 0, lastReport = 0;
         int fps = _o.Video.Fps;
         while (!_stop.IsCancellationRequested)
         {
@@ -125,7 +125,16 @@ public sealed class EncodePipeline : IEncodedSink, IDisposable
                 // Behind by more than two frames: skip to the present instead of building a backlog.
                 long target = (now - _startTimestamp) * fps / _time.TimestampFrequency;
                 FramesSkipped += target - frame;
+                unreported += target - frame;
                 frame = target;
+            }
+            if (unreported > 0 && now - lastReport >= _time.TimestampFrequency)
+            {
+                // At most one line a second, with what was skipped since the last one.
+                _log.LogWarning("video.behind channel={Channel} skipped_frames={Skipped} total_skipped={Total} effect=\"frames dropped at the source, timestamps stay real time\"",
+                    _hub.Index + 1, unreported, FramesSkipped);
+                unreported = 0;
+                lastReport = now;
             }
             var planes = enc.BeginFrame();
             if (capture is null) renderer!.Render(planes, frame, _time.GetUtcNow());

@@ -6,7 +6,10 @@ using Pearl2.Formats.Update;
 
 namespace Pearl2.Services.Update;
 
-public sealed record UpdaterOptions(Uri BaseUrl, string Board, FirmwareVersion Running, ECDsa PublicKey, TimeSpan Interval, TimeSpan ConfirmDeadline, string StateDirectory);
+/// <param name="UpSince">How long the system has been up when the updater starts: the confirm deadline runs from the
+/// boot, so a firmware restarted by its watchdog during a try does not get a fresh deadline.</param>
+public sealed record UpdaterOptions(Uri BaseUrl, string Board, FirmwareVersion Running, ECDsa PublicKey, TimeSpan Interval, TimeSpan ConfirmDeadline, string StateDirectory,
+    TimeSpan UpSince = default);
 
 public enum UpdatePhase { Idle, Checking, Downloading, Verifying, Switching, Confirming }
 
@@ -94,13 +97,14 @@ public sealed class Updater : IAsyncDisposable
         Set(UpdatePhase.Confirming, _o.Running.ToString());
         _log.LogInformation("update.confirming version={Version} slot={Slot} deadline_s={Deadline}", _o.Running, _boot.Booted, _o.ConfirmDeadline.TotalSeconds);
         long start = _time.GetTimestamp();
-        while (_time.GetElapsedTime(start) < _o.ConfirmDeadline)
+        var deadline = _o.ConfirmDeadline - _o.UpSince;
+        while (_time.GetElapsedTime(start) < deadline)
         {
             if (healthy())
             {
                 _boot.Confirm();
                 Set(UpdatePhase.Idle, _o.Running.ToString(), null, $"updated to {_o.Running}");
-                _log.LogInformation("update.confirmed version={Version} slot={Slot} after_s={Seconds:F1}", _o.Running, _boot.Booted, _time.GetElapsedTime(start).TotalSeconds);
+                _log.LogInformation("update.confirmed version={Version} slot={Slot} after_s={Seconds:F1}", _o.Running, _boot.Booted, (_o.UpSince + _time.GetElapsedTime(start)).TotalSeconds);
                 return;
             }
             await Task.Delay(TimeSpan.FromSeconds(1), _time, ct);
