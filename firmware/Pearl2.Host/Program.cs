@@ -20,7 +20,7 @@ namespace Pearl2.Host
         const string Usage = "usage: pearl2d [--config FILE] [--board FILE] [--data-dir DIR] [--port-offset N|auto] [--check-config] [--print-default-config] [--version]\n" +
             "       pearl2d panel press record|stream [--hold SECONDS] | status | recordings | update check   [--data-dir DIR | --control SOCKET]\n" +
             "       pearl2d boot --slots DIR [-- ARGS]   (the host simulation of the A/B boot loader)\n" +
-            "       pearl2d boot-select [--board FILE]  (early boot, root: the try-once rule on an extlinux board)";
+            "       pearl2d boot-select [--board FILE]  (early boot, root: the try-once rule on an extlinux or tryboot board)";
 
         public static async Task<int> MainAsync(string[] args)
         {
@@ -134,7 +134,7 @@ namespace Pearl2.Host
             var control = new ControlSocket(Path.Combine(dataDir, ControlSocket.FileName), device, panel, loggers.CreateLogger("Pearl2.Control"))
             {
                 Updater = updater, Version = running,
-                Slot = bootedSlot ?? (board.Slots.Kind == "extlinux" && File.Exists("/proc/cmdline") ? ExtlinuxBootControl.BootedSlot(File.ReadAllText("/proc/cmdline")) : null),
+                Slot = bootedSlot ?? (board.Slots.Kind is "extlinux" or "tryboot" && File.Exists("/proc/cmdline") ? BootPartitionControl.BootedSlot(File.ReadAllText("/proc/cmdline")) : null),
             };
             log.LogInformation("pearl2d.ready control={Control}", Path.Combine(dataDir, ControlSocket.FileName));
             using var systemd = new SystemdNotifier();
@@ -222,17 +222,22 @@ namespace Pearl2.Host
         }
 
         /// <summary>
-        /// <c>pearl2d boot-select --board FILE</c>: early in every boot, as root, before pearl2d starts (pearl2-boot-select.service):
+        /// <c>pearl2d boot-select --board FILE</c>: early in every boot, as root, before pearl2d starts (pearl2-boot-select.service),
+        /// on boards whose slots are switched by files on the boot partition (extlinux, tryboot):
         /// arms the fallback of a boot into a try, and records a try that did not confirm as bad.
         /// </summary>
+        static BootPartitionControl NewBootControl(SlotsProfile slots, string booted, string rebootRequest) => slots.Kind == "tryboot"
+            ? new TrybootBootControl(slots.BootDirectory, booted, rebootRequest)
+            : new ExtlinuxBootControl(slots.BootDirectory, booted, rebootRequest);
+
         static int BootSelect(string[] args)
         {
             string? boardPath = args is ["--board", var b] ? b : null;
             var board = ConfigLoader.LoadBoard(boardPath ?? "/etc/pearl2/board.json");
-            if (board.Slots.Kind != "extlinux") { Console.WriteLine($"pearl2: boot-select: slots are '{board.Slots.Kind}', nothing to do"); return 0; }
-            var booted = ExtlinuxBootControl.BootedSlot(File.ReadAllText("/proc/cmdline"));
+            if (board.Slots.Kind is not ("extlinux" or "tryboot")) { Console.WriteLine($"pearl2: boot-select: slots are '{board.Slots.Kind}', nothing to do"); return 0; }
+            var booted = BootPartitionControl.BootedSlot(File.ReadAllText("/proc/cmdline"));
             if (booted is null) { Console.WriteLine("pearl2: boot-select: no pearl2.slot= on the kernel command line"); return 0; }
-            var control = new ExtlinuxBootControl(board.Slots.BootDirectory, booted, "/dev/null");
+            var control = NewBootControl(board.Slots, booted, "/dev/null");
             Console.WriteLine("pearl2: boot-select: " + control.SelectAtBoot(RunningVersion(null)));
             return 0;
         }
@@ -258,10 +263,10 @@ namespace Pearl2.Host
                 boot = new FileBootControl(slotsDir, bootedSlot, reboot);
                 slotOf = slot => new FileSlot(slot, Path.Combine(slotsDir, "slot-" + slot), 1L << 30);
             }
-            else if (board.Slots.Kind == "extlinux" && ExtlinuxBootControl.BootedSlot(File.ReadAllText("/proc/cmdline")) is { } booted)
+            else if (board.Slots.Kind is "extlinux" or "tryboot" && BootPartitionControl.BootedSlot(File.ReadAllText("/proc/cmdline")) is { } booted)
             {
                 // The running firmware asks a root path unit to reboot (DATA-DIR/update/reboot-request).
-                boot = new ExtlinuxBootControl(board.Slots.BootDirectory, booted, Path.Combine(dataDir, "update", "reboot-request"));
+                boot = NewBootControl(board.Slots, booted, Path.Combine(dataDir, "update", "reboot-request"));
                 slotOf = slot => new FileSlot(slot, slot == "a" ? board.Slots.A : board.Slots.B, PartitionBytes(slot == "a" ? board.Slots.A : board.Slots.B));
                 upSince = TimeSpan.FromMilliseconds(Environment.TickCount64);   // since the kernel booted
             }

@@ -530,7 +530,60 @@ public sealed class ExtlinuxBootControlTests : IDisposable
         c.ClearTry();
         Assert.Equal("default slot-a", Default);
         c.Reboot();
-        Assert.True(File.Exists(Path.Combine(_boot, "reboot-request")));
+        Assert.Equal("reboot\n", File.ReadAllText(Path.Combine(_boot, "reboot-request")));   // a plain reboot: U-Boot reads extlinux.conf
         Assert.Empty(Directory.GetFiles(_boot, "*.tmp", SearchOption.AllDirectories));
+    }
+}
+
+/// <summary>The Raspberry Pi tryboot A/B control, on a directory laid out as the Pi's boot partition is (the image's own config.txt and tryboot.txt).</summary>
+public sealed class TrybootBootControlTests : IDisposable
+{
+    readonly string _boot = Directory.CreateTempSubdirectory("pearl2-tryboot").FullName;
+
+    public TrybootBootControlTests()
+    {
+        foreach (var f in new[] { "config.txt", "tryboot.txt" })
+            File.Copy(Path.Combine(RepoRoot(), "board", "rpi4-hdmi", "boot", f), Path.Combine(_boot, f));
+    }
+
+    static string RepoRoot()
+    {
+        var d = new DirectoryInfo(AppContext.BaseDirectory);
+        while (!File.Exists(Path.Combine(d!.FullName, "Pearl2.Firmware.sln"))) d = d.Parent;
+        return d.FullName;
+    }
+
+    public void Dispose() => Directory.Delete(_boot, true);
+
+    string CmdlineOf(string file) => File.ReadAllLines(Path.Combine(_boot, file)).Single(l => l.StartsWith("cmdline=", StringComparison.Ordinal));
+    TrybootBootControl On(string slot) => new(_boot, slot, Path.Combine(_boot, "reboot-request"));
+
+    [Fact]
+    public void ATryIsATrybootOfTheOtherSlotAndAConfirmMakesItTheDefault()
+    {
+        Assert.Equal(("cmdline=cmdline-a.txt", "cmdline=cmdline-b.txt"), (CmdlineOf("config.txt"), CmdlineOf("tryboot.txt")));
+        On("a").SelectAtBoot("0.1.0");
+        On("a").MarkTryOnce("b", new(0, 1, 1));
+        On("a").Reboot();
+        Assert.Equal("tryboot\n", File.ReadAllText(Path.Combine(_boot, "reboot-request")));   // reboot '0 tryboot'
+        Assert.Equal(("cmdline=cmdline-a.txt", "cmdline=cmdline-b.txt"), (CmdlineOf("config.txt"), CmdlineOf("tryboot.txt")));   // a plain boot is still a
+        Assert.Contains("trying slot b (0.1.1) once", On("b").SelectAtBoot("0.1.1"));
+        Assert.Equal("cmdline=cmdline-a.txt", CmdlineOf("config.txt"));
+        On("b").Confirm();
+        Assert.Equal(("cmdline=cmdline-b.txt", "cmdline=cmdline-a.txt"), (CmdlineOf("config.txt"), CmdlineOf("tryboot.txt")));
+        Assert.Equal("b", On("b").Read().Active);
+        // Every other line of the Pi's config is left as it was.
+        Assert.Contains("dtoverlay=tc358743", File.ReadAllText(Path.Combine(_boot, "config.txt")));
+    }
+
+    [Fact]
+    public void ATryThatNeverConfirmsIsGoneAtThePlainBootAfterItAndRecordedBad()
+    {
+        On("a").SelectAtBoot("0.1.0");
+        On("a").MarkTryOnce("b", new(0, 1, 1));
+        On("b").SelectAtBoot("0.1.1");   // the firmware booted tryboot.txt once; it hangs; the next boot reads config.txt
+        Assert.Contains("never confirmed: back on slot a, 0.1.1 recorded bad", On("a").SelectAtBoot("0.1.0"));
+        Assert.Equal(["0.1.1"], On("a").Read().Bad);
+        Assert.Equal("cmdline=cmdline-a.txt", CmdlineOf("config.txt"));
     }
 }

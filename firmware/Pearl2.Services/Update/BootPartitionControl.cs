@@ -4,8 +4,8 @@ using System.Text.RegularExpressions;
 namespace Pearl2.Services.Update;
 
 /// <summary>
-/// A/B on a board that boots U-Boot's extlinux.conf from its FAT boot partition (qemu-virt). U-Boot keeps no
-/// state of its own here, so the try-once rule is split in two:
+/// A/B on a board whose boot loader reads its choice from files on the FAT boot partition (extlinux.conf for
+/// U-Boot on qemu-virt, config.txt/tryboot.txt for the Raspberry Pi firmware). The try-once rule is split in two:
 /// <list type="bullet">
 /// <item>the updater (<see cref="MarkTryOnce"/>) records the try in <c>pearl2-boot.json</c> and points extlinux's
 /// <c>default</c> at the new slot;</item>
@@ -17,11 +17,18 @@ namespace Pearl2.Services.Update;
 /// A confirm points <c>default</c> at the new slot for good. Every file is written to a temporary name, flushed and
 /// renamed. The reboot is asked of a root path unit (pearl2d runs unprivileged) by creating a request file.
 /// </summary>
-public sealed class ExtlinuxBootControl(string bootDirectory, string booted, string rebootRequest) : IBootControl
+public abstract class BootPartitionControl(string bootDirectory, string booted, string rebootRequest) : IBootControl
 {
     public string Booted => booted;
+    protected string BootDirectory => bootDirectory;
     string StatePath => Path.Combine(bootDirectory, "pearl2-boot.json");
-    string ExtlinuxPath => Path.Combine(bootDirectory, "extlinux", "extlinux.conf");
+
+    /// <summary>Makes the boot loader boot <paramref name="slot"/> from now on.</summary>
+    protected abstract void BootFromNowOn(string slot);
+    /// <summary>Makes the next boot (and only that one, where the boot loader can) boot <paramref name="slot"/>.</summary>
+    protected abstract void BootNextOnce(string slot);
+    /// <summary>What the root reboot unit is asked for (a tryboot, or a plain reboot).</summary>
+    protected virtual string RebootKind => "reboot";
 
     /// <summary>The slot the kernel command line says was booted (<c>pearl2.slot=a|b</c>), or null.</summary>
     public static string? BootedSlot(string cmdline) => Regex.Match(cmdline, @"(?:^|\s)pearl2\.slot=([ab])(?:\s|$)") is { Success: true } m ? m.Groups[1].Value : null;
@@ -32,12 +39,19 @@ public sealed class ExtlinuxBootControl(string bootDirectory, string booted, str
         catch (JsonException) { return new BootState(); }
     }
 
-    void Write(BootState s, string defaultSlot)
+    void Write(BootState s, string defaultSlot, bool once = false)
     {
         WriteAtomically(StatePath, JsonSerializer.SerializeToUtf8Bytes(s, BootStateJson.Default.BootState));
-        var conf = File.ReadAllText(ExtlinuxPath);
-        var next = Regex.Replace(conf, @"(?m)^default slot-[ab]\s*$", $"default slot-{defaultSlot}");
-        if (next != conf) WriteAtomically(ExtlinuxPath, System.Text.Encoding.UTF8.GetBytes(next));
+        if (once) BootNextOnce(defaultSlot); else BootFromNowOn(defaultSlot);
+    }
+
+    /// <summary>Replaces the first line matching <paramref name="pattern"/> in a boot file, when it changes.</summary>
+    protected void Rewrite(string file, string pattern, string replacement)
+    {
+        var path = Path.Combine(bootDirectory, file);
+        var text = File.ReadAllText(path);
+        var next = Regex.Replace(text, pattern, replacement);
+        if (next != text) WriteAtomically(path, System.Text.Encoding.UTF8.GetBytes(next));
     }
 
     static void WriteAtomically(string path, byte[] bytes)
@@ -57,7 +71,7 @@ public sealed class ExtlinuxBootControl(string bootDirectory, string booted, str
         s.Versions[slot] = version.ToString();
         s.Trying = slot;
         s.TryBooted = false;
-        Write(s, slot);
+        Write(s, slot, once: true);
     }
 
     public void Confirm()
@@ -81,7 +95,7 @@ public sealed class ExtlinuxBootControl(string bootDirectory, string booted, str
     public void Reboot()
     {
         Directory.CreateDirectory(Path.GetDirectoryName(rebootRequest)!);
-        File.WriteAllText(rebootRequest, "firmware update\n");
+        File.WriteAllText(rebootRequest, RebootKind + "\n");
     }
 
     /// <summary>
@@ -125,4 +139,33 @@ public sealed class ExtlinuxBootControl(string bootDirectory, string booted, str
         }
         return what;
     }
+}
+
+/// <summary>
+/// qemu-virt: U-Boot reads <c>extlinux/extlinux.conf</c> and keeps no state of its own, so a try is "default
+/// slot-b" until the boot-select step of that boot points it back at the active slot.
+/// </summary>
+public sealed class ExtlinuxBootControl(string bootDirectory, string booted, string rebootRequest) : BootPartitionControl(bootDirectory, booted, rebootRequest)
+{
+    protected override void BootFromNowOn(string slot) => Rewrite(Path.Combine("extlinux", "extlinux.conf"), @"(?m)^default slot-[ab][ \t]*$", $"default slot-{slot}");
+    protected override void BootNextOnce(string slot) => BootFromNowOn(slot);
+}
+
+/// <summary>
+/// The Raspberry Pi: its firmware boots <c>config.txt</c>, or <c>tryboot.txt</c> once after <c>reboot '0 tryboot'</c>,
+/// and falls back to config.txt by itself at the next boot. Each names its slot's kernel command line
+/// (<c>cmdline=cmdline-a.txt</c>); a confirm makes config.txt name the new slot and tryboot.txt the other.
+/// </summary>
+public sealed class TrybootBootControl(string bootDirectory, string booted, string rebootRequest) : BootPartitionControl(bootDirectory, booted, rebootRequest)
+{
+    const string Cmdline = @"(?m)^cmdline=cmdline-[ab]\.txt[ \t]*$";
+    protected override string RebootKind => "tryboot";
+
+    protected override void BootFromNowOn(string slot)
+    {
+        Rewrite("config.txt", Cmdline, $"cmdline=cmdline-{slot}.txt");
+        Rewrite("tryboot.txt", Cmdline, $"cmdline=cmdline-{BootLoader.Other(slot)}.txt");
+    }
+
+    protected override void BootNextOnce(string slot) => Rewrite("tryboot.txt", Cmdline, $"cmdline=cmdline-{slot}.txt");
 }
