@@ -214,8 +214,8 @@ public sealed unsafe class V4l2M2mEncoder : IVideoEncoder
         Check(_dev.Ioctl(QBuf, ref b), "QBUF (picture)");
         _current = -1;
         // Give the hardware up to half a frame to finish this picture, then take whatever is done.
-        if (_dev.Wait(Math.Max(1, 500 / _o.Fps), out _, out _)) { }
-        DrainCapture(sink, untilLast: false);
+        _dev.Wait(Math.Max(1, 500 / _o.Fps), out _, out _);
+        DrainCapture(sink);
         ReclaimOutput();
     }
 
@@ -247,7 +247,7 @@ public sealed unsafe class V4l2M2mEncoder : IVideoEncoder
     }
 
     /// <returns>Whether a buffer flagged LAST came (the end of a drain).</returns>
-    bool DrainCapture(IEncodedSink? sink, bool untilLast)
+    bool DrainCapture(IEncodedSink? sink)
     {
         while (true)
         {
@@ -279,7 +279,7 @@ public sealed unsafe class V4l2M2mEncoder : IVideoEncoder
         // Drain what the hardware still holds, for at most half a second, then stop both queues.
         var stop = new EncoderCommand { Cmd = EncCmdStop };
         if (_dev.Ioctl(EncoderCmd, ref stop) == 0)
-            for (int i = 0; i < 50 && !DrainCapture(null, untilLast: true); i++) _dev.Wait(10, out _, out _);
+            for (int i = 0; i < 50 && !DrainCapture(null); i++) _dev.Wait(10, out _, out _);
         int type = (int)_outType;
         _dev.Ioctl(StreamOff, ref type);
         type = (int)_capType;
