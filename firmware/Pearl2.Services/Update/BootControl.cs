@@ -28,6 +28,21 @@ public sealed partial class BootStateJson : JsonSerializerContext;
 /// <summary>What the boot loader does with a <see cref="BootState"/>: which slot it boots, and why.</summary>
 public readonly record struct BootDecision(string Slot, bool IsTry, string? FellBackFrom, string Reason);
 
+/// <summary>State files that a kill or a power cut leaves whole: written to a temporary name, fsync'd, renamed.</summary>
+public static class DurableFile
+{
+    public static void Write(string path, byte[] bytes)
+    {
+        var tmp = path + ".tmp";
+        using (var f = new FileStream(tmp, FileMode.Create, FileAccess.Write))
+        {
+            f.Write(bytes);
+            f.Flush(flushToDisk: true);
+        }
+        File.Move(tmp, path, overwrite: true);
+    }
+}
+
 public static class BootLoader
 {
     public static string Other(string slot) => slot == "a" ? "b" : "a";
@@ -90,16 +105,7 @@ public sealed class FileBootControl(string directory, string booted, Action rebo
         catch (JsonException) { return new BootState(); }   // unreadable: boot the default slot
     }
 
-    public void Write(BootState s)
-    {
-        var tmp = StatePath + ".tmp";
-        using (var f = new FileStream(tmp, FileMode.Create, FileAccess.Write))
-        {
-            JsonSerializer.Serialize(f, s, BootStateJson.Default.BootState);
-            f.Flush(flushToDisk: true);
-        }
-        File.Move(tmp, StatePath, overwrite: true);
-    }
+    public void Write(BootState s) => DurableFile.Write(StatePath, JsonSerializer.SerializeToUtf8Bytes(s, BootStateJson.Default.BootState));
 
     public void MarkTryOnce(string slot, FirmwareVersion version)
     {

@@ -41,7 +41,7 @@ public abstract class BootPartitionControl(string bootDirectory, string booted, 
 
     void Write(BootState s, string defaultSlot, bool once = false)
     {
-        WriteAtomically(StatePath, JsonSerializer.SerializeToUtf8Bytes(s, BootStateJson.Default.BootState));
+        DurableFile.Write(StatePath, JsonSerializer.SerializeToUtf8Bytes(s, BootStateJson.Default.BootState));
         if (once) BootNextOnce(defaultSlot); else BootFromNowOn(defaultSlot);
     }
 
@@ -51,18 +51,7 @@ public abstract class BootPartitionControl(string bootDirectory, string booted, 
         var path = Path.Combine(bootDirectory, file);
         var text = File.ReadAllText(path);
         var next = Regex.Replace(text, pattern, replacement);
-        if (next != text) WriteAtomically(path, System.Text.Encoding.UTF8.GetBytes(next));
-    }
-
-    static void WriteAtomically(string path, byte[] bytes)
-    {
-        var tmp = path + ".tmp";
-        using (var f = new FileStream(tmp, FileMode.Create, FileAccess.Write))
-        {
-            f.Write(bytes);
-            f.Flush(flushToDisk: true);
-        }
-        File.Move(tmp, path, overwrite: true);
+        if (next != text) DurableFile.Write(path, System.Text.Encoding.UTF8.GetBytes(next));
     }
 
     public void MarkTryOnce(string slot, Formats.Update.FirmwareVersion version)

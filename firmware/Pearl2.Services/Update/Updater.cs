@@ -233,16 +233,7 @@ public sealed class Updater : IAsyncDisposable
         catch (JsonException) { return null; }
     }
 
-    void WriteDownloadState(DownloadState s)
-    {
-        var tmp = DownloadStatePath + ".tmp";
-        using (var f = new FileStream(tmp, FileMode.Create, FileAccess.Write))
-        {
-            JsonSerializer.Serialize(f, s, DownloadStateJson.Default.DownloadState);
-            f.Flush(flushToDisk: true);
-        }
-        File.Move(tmp, DownloadStatePath, overwrite: true);
-    }
+    void WriteDownloadState(DownloadState s) => DurableFile.Write(DownloadStatePath, JsonSerializer.SerializeToUtf8Bytes(s, DownloadStateJson.Default.DownloadState));
 
     public async ValueTask DisposeAsync()
     {
