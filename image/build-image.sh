@@ -75,10 +75,11 @@ grep -q '^pearl2:' "$ROOT/etc/passwd" || {
 sed -i -E 's/^root:[^:]*:/root:*:/' "$ROOT/etc/shadow"
 
 # The root is read-only: an empty machine-id is made up at each boot (systemd mounts it), the hostname comes
-# from the board serial (pearl2-hostname.service). No name server is configured (nothing of the build host's).
+# from the board serial (pearl2-hostname.service). The name servers are the DHCP lease's (pearl2-resolv), never
+# the build host's.
 : >"$ROOT/etc/machine-id"
 rm -f "$ROOT/etc/hostname" "$ROOT/var/lib/dbus/machine-id"
-: >"$ROOT/etc/resolv.conf"
+ln -sfn ../run/pearl2/resolv.conf "$ROOT/etc/resolv.conf"
 
 step "services"
 wants() { mkdir -p "$ROOT/etc/systemd/system/$1.wants"; ln -sf "$2" "$ROOT/etc/systemd/system/$1.wants/$(basename "$2")"; }
@@ -92,6 +93,8 @@ wants multi-user.target /etc/systemd/system/pearl2-board.service
 wants multi-user.target /etc/systemd/system/pearl2d.service
 wants multi-user.target /etc/systemd/system/pearl2-boot-select.service
 wants multi-user.target /etc/systemd/system/pearl2-reboot.path
+wants multi-user.target /etc/systemd/system/pearl2-resolv.path
+wants multi-user.target /etc/systemd/system/pearl2-resolv.service
 for unit in "$BOARD_DIR"/rootfs/etc/systemd/system/*.service; do   # the board's own services
   [ -f "$unit" ] && grep -q '^WantedBy=multi-user.target' "$unit" && wants multi-user.target "/etc/systemd/system/$(basename "$unit")"
 done

@@ -156,6 +156,7 @@ public sealed class ImageLayoutTests(ITestOutputHelper output)
             var sbin = await Images.DebugFsAsync(rootA, "ls -l /usr/sbin");
             Assert.DoesNotContain("sshd", sbin);
             Assert.Equal("", (await Images.DebugFsAsync(rootA, "cat /etc/machine-id")).Trim());
+            Assert.Contains("\"../run/pearl2/resolv.conf\"", await Images.DebugFsAsync(rootA, "stat /etc/resolv.conf"));   // the lease's, by pearl2-resolv
             var libs = await Images.DebugFsAsync(rootA, "ls /usr/lib/aarch64-linux-gnu");
             foreach (var lib in new[] { "libavcodec.so.59", "libswscale.so.6", "libgpiod.so.2", "libssl.so.3", "libasound.so.2" })
                 Assert.Contains(lib, libs);

@@ -248,6 +248,8 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
             Assert.Equal("CapEff:\t0000000000000400", await board.ShellAsync($"{pid}; grep CapEff /proc/$P/status"));
             Assert.StartsWith("ro,", await board.ShellAsync("findmnt -no OPTIONS /"));
             Assert.Equal("pearl2-123456", await board.ShellAsync("hostname"));   // from qemu's MAC 52:54:00:12:34:56
+            // The name server of qemu's DHCP lease reaches glibc through pearl2-resolv (the image has no resolved).
+            Assert.Equal("nameserver 10.0.2.3", await board.ShellAsync("grep ^nameserver /etc/resolv.conf"));
             Assert.Equal("", await board.ShellAsync("systemctl list-units --state=failed --no-legend --plain"));
             // First boot grew the data partition to the end of the 6 GiB card.
             long dataBytes = long.Parse(await board.ShellAsync("lsblk -bno SIZE /dev/vda4"), CultureInfo.InvariantCulture);
