@@ -110,7 +110,7 @@ image: deps-image
 	PEARL2_UPDATE_KEY=$(UPDATE_KEY) PEARL2_SLOT=1 image/build-image.sh $(BOARD) $(VERSION) out/linux-arm64/pearl2d out
 
 # An update for the update server: make update-bundle BOARD=qemu-virt KEY=/path/private.pem [VERSION=x.y.z] [OUT=out/update]
-update-bundle:
+update-bundle: publish
 	@[ -n "$(KEY)" ] || { echo "make update-bundle: KEY=/path/to/private-key.pem is required"; exit 2; }
 	scripts/update-bundle.sh $(BOARD) $(VERSION) $(KEY) $(or $(OUT),out/update)
 

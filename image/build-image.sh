@@ -4,8 +4,8 @@
 # an MBR table, then a .bmap for bmaptool and a .sha256 beside it.
 #
 #   partition 1  PEARL2-BOOT  FAT32, 256 MiB   the board's boot files, kernel and initrd (both slots)
-#   partition 2  rootfs-a     ext4,  1.5 GiB   the running firmware, mounted read-only
-#   partition 3  rootfs-b     ext4,  1.5 GiB   the other slot, written by updates (empty on a new card)
+#   partition 2  slot A       ext4,  1.5 GiB   the running firmware, mounted read-only (label pearl2-VERSION)
+#   partition 3  slot B       ext4,  1.5 GiB   the other slot, written by updates (empty on a new card: pearl2-empty)
 #   partition 4  pearl2-data  ext4,  256 MiB   config and recordings; grown to fill the card at first boot
 #
 # usage: image/build-image.sh BOARD VERSION PEARL2D OUTDIR
@@ -156,17 +156,26 @@ step "file systems (root: $(du -sm "$ROOT" | cut -f1) MiB of $ROOT_MB)"
 mkfs.vfat -F 32 -n PEARL2-BOOT -C "$STAGE/boot.img" $((BOOT_MB * 1024)) >/dev/null
 mcopy -s -i "$STAGE/boot.img" "$STAGE"/boot/* ::/
 E2OPTS=(-q -F -t ext4 -O ^metadata_csum_seed -E root_owner=0:0)
-mkfs.ext4 "${E2OPTS[@]}" -L rootfs-a -d "$ROOT" "$STAGE/rootfs-a.img" ${ROOT_MB}M
-mkfs.ext4 "${E2OPTS[@]}" -L rootfs-b "$STAGE/rootfs-b.img" ${ROOT_MB}M
+# The root file system is the same bytes in slot A of the card and in the update payload, and is made the same way
+# for every version of a board: big enough for its contents, with the board's fixed UUID and directory hash
+# seed and a fixed creation time. Files that did not change between two versions then sit at the same places, so
+# an update copies those chunks from the running slot instead of fetching them (SlotDownloader). Its label names
+# the version it holds (blkid shows which firmware each slot carries).
+FS_UUID=$(printf 'pearl2-root-%s' "$BOARD" | sha256sum | sed -E 's/^(.{8})(.{4}).(.{3}).(.{3})(.{12}).*/\1-\2-4\3-8\4-\5/')
+ROOT_FS_MB=$(( ( $(du -sm "$ROOT" | cut -f1) * 115 / 100 + 64 + 127 ) / 128 * 128 ))   # in 128 MiB steps: a release a little larger keeps the layout
+[ "$ROOT_FS_MB" -le "$ROOT_MB" ] || { echo "build-image: the root file system needs $ROOT_FS_MB MiB, the slots are $ROOT_MB MiB" >&2; exit 1; }
+E2FSPROGS_FAKE_TIME=${SOURCE_DATE_EPOCH:-$(git -C "$REPO" log -1 --format=%ct 2>/dev/null || echo 1700000000)} \
+  mkfs.ext4 "${E2OPTS[@]}" -U "$FS_UUID" -E hash_seed="$FS_UUID" -L "pearl2-${VERSION:0:9}" -d "$ROOT" "$STAGE/rootfs-a.img" ${ROOT_FS_MB}M
+mkfs.ext4 "${E2OPTS[@]}" -L pearl2-empty "$STAGE/rootfs-b.img" ${ROOT_MB}M
 mkfs.ext4 "${E2OPTS[@]}" -L pearl2-data -d "$STAGE/data" "$STAGE/data.img" ${DATA_MB}M
 
 if [ -n "${PEARL2_SLOT:-}" ] || [ -n "${PEARL2_SLOT_ONLY:-}" ]; then
-  # The update payload for this version: slot A's file system made just big enough for its contents (the updater
-  # writes it to the other slot's partition, which keeps its size).
+  # The update payload for this version: slot A's file system (the updater writes it to the other slot's partition,
+  # which keeps its size).
   SLOT=$OUTDIR/pearl2-$BOARD-$VERSION.slot
   mkdir -p "$OUTDIR"; rm -f "$SLOT"
-  mkfs.ext4 "${E2OPTS[@]}" -L rootfs-a -d "$ROOT" "$SLOT" $(( $(du -sm "$ROOT" | cut -f1) * 115 / 100 + 64 ))M
-  step "update payload ready: $SLOT ($(du -h "$SLOT" | cut -f1))"
+  cp --sparse=always "$STAGE/rootfs-a.img" "$SLOT"
+  step "update payload ready: $SLOT ($(du -h --apparent-size "$SLOT" | cut -f1))"
   if [ -n "${PEARL2_SLOT_ONLY:-}" ]; then rm -rf "$STAGE"; echo "$SLOT"; exit 0; fi
 fi
 

@@ -20,13 +20,15 @@ namespace Pearl2.Host
         const string Usage = "usage: pearl2d [--config FILE] [--board FILE] [--data-dir DIR] [--port-offset N|auto] [--check-config] [--print-default-config] [--version]\n" +
             "       pearl2d panel press record|stream [--hold SECONDS] | status | recordings | update check   [--data-dir DIR | --control SOCKET]\n" +
             "       pearl2d boot --slots DIR [-- ARGS]   (the host simulation of the A/B boot loader)\n" +
-            "       pearl2d boot-select [--board FILE]  (early boot, root: the try-once rule on an extlinux or tryboot board)";
+            "       pearl2d boot-select [--board FILE]  (early boot, root: the try-once rule on an extlinux or tryboot board)\n" +
+            "       pearl2d pack IMAGE PAYLOAD INDEX  (release tooling: an update's slot image into chunks and their index)";
 
         public static async Task<int> MainAsync(string[] args)
         {
             if (args.Length > 0 && args[0] is "panel" or "status" or "recordings" or "update") return await ControlClientAsync(args);
             if (args.Length > 0 && args[0] == "boot") return HostBoot.Run(args[1..], Version);
             if (args.Length > 0 && args[0] == "boot-select") return BootSelect(args[1..]);
+            if (args.Length > 0 && args[0] == "pack") return Pack(args[1..]);
             string? configPath = null, boardPath = null, dataDir = null, offsetArg = null, slotsDir = null, bootedSlot = null;
             var firmwareArgs = new List<string>();   // what a simulated reboot passes on
             bool checkOnly = false;
@@ -210,6 +212,23 @@ namespace Pearl2.Host
             }
             socket ??= Path.Combine(dataDir ?? Path.Combine(Environment.CurrentDirectory, "data"), ControlSocket.FileName);
             return await ControlSocket.ClientAsync(socket, string.Join(' ', words));
+        }
+
+        /// <summary><c>pearl2d pack IMAGE PAYLOAD INDEX</c>: what scripts/update-bundle.sh publishes (see <see cref="ChunkIndex"/>).</summary>
+        static int Pack(string[] args)
+        {
+            if (args is not [var image, var payload, var indexPath]) { Console.Error.WriteLine($"pearl2d: pack needs IMAGE PAYLOAD INDEX\n{Usage}"); return 2; }
+            byte[] index;
+            using (var input = new FileStream(image, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20))
+            using (var output = new FileStream(payload + ".tmp", FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20))
+                index = ChunkIndex.Build(input, output);
+            File.WriteAllBytes(indexPath + ".tmp", index);
+            File.Move(payload + ".tmp", payload, overwrite: true);
+            File.Move(indexPath + ".tmp", indexPath, overwrite: true);
+            var parsed = ChunkIndex.Parse(index);
+            int zero = Enumerable.Range(0, parsed.Count).Count(parsed.IsZero);
+            Console.WriteLine($"pack: image_bytes={parsed.ImageSize} chunks={parsed.Count} zero_chunks={zero} payload_bytes={parsed.PayloadSize} index_sha256={Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(index))}");
+            return 0;
         }
 
         static string Version => typeof(Pearl2d).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";

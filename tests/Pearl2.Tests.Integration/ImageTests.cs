@@ -136,7 +136,7 @@ public sealed class ImageLayoutTests(ITestOutputHelper output)
             var rootA = await Images.ExtractAsync(image, parts[1], dir, "rootfs-a");
             var rootB = await Images.ExtractAsync(image, parts[2], dir, "rootfs-b");
             var data = await Images.ExtractAsync(image, parts[3], dir, "data");
-            Assert.Equal(["rootfs-a", "rootfs-b", "pearl2-data"], [await Images.LabelAsync(rootA), await Images.LabelAsync(rootB), await Images.LabelAsync(data)]);
+            Assert.Equal([$"pearl2-{Images.Version}", "pearl2-empty", "pearl2-data"], [await Images.LabelAsync(rootA), await Images.LabelAsync(rootB), await Images.LabelAsync(data)]);
 
             // Slot A: the firmware (an aarch64 executable), its service, its board and the read-only layout.
             await Images.DebugFsAsync(rootA, $"dump /usr/lib/pearl2/pearl2d {dir}/pearl2d");
@@ -171,6 +171,37 @@ public sealed class ImageLayoutTests(ITestOutputHelper output)
             Assert.Matches(@"User:\s+992\s+Group:\s+992", await Images.DebugFsAsync(data, "stat /pearl2"));
         }
         finally { Directory.Delete(dir, true); }
+    }
+
+    /// <summary>
+    /// The next version's update payload (made by make test-images from the same commit) is built the way slot A was:
+    /// all but a few of its 1 MiB chunks are the bytes at the same place in slot A, so an update copies them from the
+    /// running slot instead of fetching them. Guards the deterministic root file system (size steps, UUID, hash seed).
+    /// </summary>
+    [ImageFact("qemu-virt")]
+    public async Task TheNextVersionsPayloadIsSlotAButForAFewChunks()
+    {
+        var image = Images.PathOf("qemu-virt");
+        var (_, parts) = await Images.ReadTableAsync(image);
+        var v = Images.Version.Split('.');
+        var next = Path.Combine(Path.GetDirectoryName(image)!, $"pearl2-qemu-virt-{v[0]}.{v[1]}.{int.Parse(v[2]) + 1}.slot");
+        Assert.True(File.Exists(next), $"{next} is missing: run make test-images");
+        await using var a = new FileStream(image, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        await using var b = new FileStream(next, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20);
+        a.Position = parts[1].Start * 512;
+        var ca = new byte[1 << 20];
+        var cb = new byte[1 << 20];
+        int chunks = 0, same = 0, zero = 0;
+        while (await b.ReadAtLeastAsync(cb, cb.Length, throwOnEndOfStream: false) is var n && n > 0)
+        {
+            await a.ReadAtLeastAsync(ca.AsMemory(0, n), n, throwOnEndOfStream: false);
+            chunks++;
+            if (!cb.AsSpan(0, n).ContainsAnyExcept((byte)0)) zero++;
+            else if (ca.AsSpan(0, n).SequenceEqual(cb.AsSpan(0, n))) same++;
+        }
+        output.WriteLine($"payload {new FileInfo(next).Length >> 20} MiB: {chunks} chunks, {zero} zeros, {same} as in slot A, {chunks - zero - same} to fetch");
+        Assert.True(chunks - zero - same <= (chunks - zero) / 20, $"{chunks - zero - same} of {chunks - zero} chunks differ from slot A");
+        Assert.Equal(0, new FileInfo(next).Length % (128 << 20));   // sized in 128 MiB steps
     }
 
     /// <summary>

@@ -38,10 +38,11 @@ public static class Peers
         throw new InvalidOperationException($"peer '{tool}' is not installed: run 'make deps' (make test does)");
     }
 
-    public static async Task<ProcessResult> RunAsync(string file, IEnumerable<string> args, TimeSpan timeout)
+    public static async Task<ProcessResult> RunAsync(string file, IEnumerable<string> args, TimeSpan timeout, Dictionary<string, string>? env = null)
     {
         var psi = new ProcessStartInfo(Require(file)) { RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true };
         foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (name, value) in env ?? []) psi.Environment[name] = value;
         using var p = Process.Start(psi)!;
         p.StandardInput.Close();
         var stdout = p.StandardOutput.ReadToEndAsync();

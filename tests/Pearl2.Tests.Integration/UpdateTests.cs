@@ -43,20 +43,25 @@ public sealed class UpdateCycle : IAsyncDisposable
         return cycle;
     }
 
-    /// <summary>Puts <paramref name="image"/> on the server as version <paramref name="version"/> for board "host", signed with the test key.</summary>
+    /// <summary>
+    /// Puts <paramref name="image"/> on the server as version <paramref name="version"/> for board "host", as a release
+    /// does: scripts/update-bundle.sh packs it into chunks (pearl2d pack) and signs the manifest with the test key.
+    /// </summary>
     public async Task PublishAsync(string version, byte[] image)
     {
-        var name = $"pearl2-host-{version}.slot";
-        File.WriteAllBytes(Path.Combine(Www, "host", name), image);
-        var manifest = Path.Combine(Www, "host", "manifest.json");
-        File.WriteAllText(manifest, new System.Text.Json.Nodes.JsonObject
-        {
-            ["version"] = version, ["board"] = "host", ["image"] = name, ["size"] = image.Length,
-            ["sha256"] = Convert.ToHexStringLower(SHA256.HashData(image)), ["notes"] = $"test release {version}",
-        }.ToJsonString());
-        var sign = await Peers.RunAsync("openssl", ["dgst", "-sha256", "-sign", Path.Combine(Dir, "update-key.private.pem"), "-out", manifest + ".sig", manifest], TimeSpan.FromSeconds(20));
-        Assert.True(sign.ExitCode == 0, sign.Stderr);
+        var file = Path.Combine(Dir, $"image-{version}");
+        File.WriteAllBytes(file, image);
+        var bundle = await Peers.RunAsync(Path.Combine(Peers.RepoRoot, "scripts", "update-bundle.sh"),
+            ["host", version, Path.Combine(Dir, "update-key.private.pem"), Www, file], TimeSpan.FromMinutes(1), env: new() { ["PEARL2D"] = Peers.Pearl2d });
+        Assert.True(bundle.ExitCode == 0, bundle.Stdout + bundle.Stderr);
     }
+
+    /// <summary>
+    /// A release for the host board: this firmware binary (the manifest gives it its version) with
+    /// <paramref name="extraBytes"/> of random bytes after its end, which the loader ignores. Those are what the
+    /// running slot (the same binary) does not have: the chunks the device must fetch.
+    /// </summary>
+    public static byte[] Release(int extraBytes) => [.. File.ReadAllBytes(Peers.Pearl2d), .. RandomNumberGenerator.GetBytes(extraBytes)];
 
     public string Config => $$"""
         { "channels": [ { "name": "Cam", "video": { "width": 320, "height": 240, "fps": 15, "bitrateKbps": 300 } } ],
@@ -90,8 +95,8 @@ public sealed class UpdateTests(ITestOutputHelper output)
     public async Task AGoodUpdateDownloadsSwitchesRebootsIntoTheNewVersionWhichConfirmsItself()
     {
         await using var cycle = await UpdateCycle.StartAsync();
-        // The new release's image is a firmware binary (this one; the manifest gives it version 0.2.0).
-        await cycle.PublishAsync("0.2.0", File.ReadAllBytes(Peers.Pearl2d));
+        // The new release's image is a firmware binary (this one, grown by 2 MiB; the manifest gives it version 0.2.0).
+        await cycle.PublishAsync("0.2.0", UpdateCycle.Release(2 << 20));
         await using var device = await Pearl2dProcess.StartInAsync(null, cycle.Config, 1, cycle.Slots);
         Assert.Contains("firmware version=0.1.0 slot=a update=idle", await device.ControlAsync("status"));
         int pid = device.Pid;
@@ -105,6 +110,11 @@ public sealed class UpdateTests(ITestOutputHelper output)
         Assert.Equal(("b", (string?)null), (cycle.Boot.Active, cycle.Boot.Trying));
         Assert.Matches(@"update\.progress version=0\.2\.0 percent=100 bytes=\d+ total=\d+ rate_kbps=\d+ remaining_s=0", device.Log);
         Assert.Contains("boot.decision slot=b version=0.2.0 try=yes", device.Log);
+        // The binary's chunks came from the running slot, the 2 MiB tail from the server (http.server ignores Range,
+        // so the whole payload came and the chunks already in place were skipped).
+        var took = System.Text.RegularExpressions.Regex.Match(device.Log, @"update\.downloaded version=0\.2\.0 slot=b kept=0 seeded=(\d+) zero=\d+ fetched=(\d+) ");
+        output.WriteLine(took.Value);
+        Assert.True(took.Success && int.Parse(took.Groups[1].Value) > 0 && int.Parse(took.Groups[2].Value) is >= 2 and <= 4, device.Log);
 
         // The new version streams, and the same release is not installed twice.
         var probe = await Peers.RunAsync("ffprobe", ["-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v", "-count_frames", "-read_intervals", "%+2",
@@ -148,28 +158,36 @@ public sealed class UpdateTests(ITestOutputHelper output)
         var manifest = Path.Combine(cycle.Www, "host", "manifest.json");
         File.WriteAllText(manifest, File.ReadAllText(manifest).Replace("0.2.0", "0.2.1"));
         Assert.Equal("refused: the manifest's signature does not verify with this device's key\n", await device.ControlAsync("update", "check"));
-        // A signed manifest whose image was swapped on the server afterwards.
-        await cycle.PublishAsync("0.2.0", File.ReadAllBytes(Peers.Pearl2d));
-        var image = Path.Combine(cycle.Www, "host", "pearl2-host-0.2.0.slot");
-        var bytes = File.ReadAllBytes(image);
+        // A signed release whose payload was changed on the server afterwards (http.server ignores Range: the whole
+        // payload comes, and the changed chunk is refused before it is written).
+        await cycle.PublishAsync("0.2.0", RandomNumberGenerator.GetBytes(3 << 20));   // nothing of it is in slot a
+        var payload = Path.Combine(cycle.Www, "host", "pearl2-host-0.2.0.chunks");
+        var bytes = File.ReadAllBytes(payload);
         bytes[bytes.Length / 2] ^= 0x20;
-        File.WriteAllBytes(image, bytes);
-        Assert.Equal("refused: slot b does not hash to the signed SHA-256 after writing\n", await device.ControlAsync("update", "check"));
+        File.WriteAllBytes(payload, bytes);
+        Assert.Matches(@"^refused: chunk \d+ \(payload bytes \d+-\d+\) does not inflate to its signed hash\n$", await device.ControlAsync("update", "check"));
+        // A signed manifest whose chunk index was swapped.
+        await cycle.PublishAsync("0.2.0", File.ReadAllBytes(Peers.Pearl2d));
+        var index = Path.Combine(cycle.Www, "host", "pearl2-host-0.2.0.index");
+        bytes = File.ReadAllBytes(index);
+        bytes[^1] ^= 1;
+        File.WriteAllBytes(index, bytes);
+        Assert.StartsWith("refused: the chunk index http://", await device.ControlAsync("update", "check"));
         // An older version.
         await cycle.PublishAsync("0.0.9", File.ReadAllBytes(Peers.Pearl2d));
         Assert.Equal("refused: version 0.0.9 is not newer than the running 0.1.0\n", await device.ControlAsync("update", "check"));
 
         Assert.Contains("firmware version=0.1.0 slot=a", await device.ControlAsync("status"));
         Assert.Equal(("a", (string?)null), (cycle.Boot.Active, cycle.Boot.Trying));
-        Assert.Equal(3, device.CountInLog("update.refused"));
+        Assert.Equal(4, device.CountInLog("update.refused"));
         Assert.Equal(1, device.CountInLog("pearl2d.start"));   // never restarted
     }
 }
 
 /// <summary>
-/// A slow static server for the update files (range requests honoured, bodies paced to a bytes-per-second rate),
-/// so a test can look at a download in flight and kill pearl2d in the middle of it. Python's http.server is too
-/// fast for that and ignores Range.
+/// A static server for the update files that honours Range requests, as nginx or a CDN does, and can pace bodies to a
+/// bytes-per-second rate so a test can look at a download in flight and kill pearl2d in the middle of it (0: as fast
+/// as it goes). Python's http.server ignores Range.
 /// </summary>
 public sealed class SlowFileServer : IAsyncDisposable
 {
@@ -179,6 +197,9 @@ public sealed class SlowFileServer : IAsyncDisposable
     readonly CancellationTokenSource _stop = new();
     readonly Task _loop;
     public readonly List<string> Requests = new();
+    long _bodyBytes;
+    /// <summary>Bytes of file bodies sent, over every request.</summary>
+    public long BodyBytes => Interlocked.Read(ref _bodyBytes);
 
     public SlowFileServer(string root, int bytesPerSecond)
     {
@@ -213,15 +234,26 @@ public sealed class SlowFileServer : IAsyncDisposable
             var range = lines.FirstOrDefault(l => l.StartsWith("Range: bytes=", StringComparison.OrdinalIgnoreCase));
             lock (Requests) Requests.Add($"{lines[0]} {range}");
             if (!File.Exists(path)) { await s.WriteAsync("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"u8.ToArray(), _stop.Token); return; }
-            var data = File.ReadAllBytes(path);
-            long from = range is null ? 0 : long.Parse(range["Range: bytes=".Length..].TrimEnd('-'));
-            var status = from > 0 ? $"206 Partial Content\r\nContent-Range: bytes {from}-{data.Length - 1}/{data.Length}" : "200 OK";
-            await s.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 {status}\r\nContent-Length: {data.Length - from}\r\nConnection: close\r\n\r\n"), _stop.Token);
-            int chunk = Math.Max(1, _bytesPerSecond / 20);
-            for (long at = from; at < data.Length; at += chunk)
+            await using var data = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16, useAsync: true);
+            long from = 0, end = data.Length;   // end: one past the last byte sent
+            if (range is not null)
             {
-                await s.WriteAsync(data.AsMemory((int)at, (int)Math.Min(chunk, data.Length - at)), _stop.Token);
-                if (path.EndsWith(".slot", StringComparison.Ordinal)) await Task.Delay(50, _stop.Token);
+                var spec = range["Range: bytes=".Length..].Split('-');
+                from = long.Parse(spec[0]);
+                if (spec[1].Length > 0) end = Math.Min(end, long.Parse(spec[1]) + 1);
+            }
+            var status = range is not null ? $"206 Partial Content\r\nContent-Range: bytes {from}-{end - 1}/{data.Length}" : "200 OK";
+            await s.WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 {status}\r\nContent-Length: {end - from}\r\nConnection: close\r\n\r\n"), _stop.Token);
+            var buffer = new byte[_bytesPerSecond > 0 ? Math.Max(1, _bytesPerSecond / 20) : 1 << 16];
+            data.Position = from;
+            for (long at = from; at < end;)
+            {
+                int n = await data.ReadAsync(buffer.AsMemory(0, (int)Math.Min(buffer.Length, end - at)), _stop.Token);
+                if (n == 0) break;
+                await s.WriteAsync(buffer.AsMemory(0, n), _stop.Token);
+                Interlocked.Add(ref _bodyBytes, n);
+                at += n;
+                if (_bytesPerSecond > 0 && path.EndsWith(".chunks", StringComparison.Ordinal)) await Task.Delay(50, _stop.Token);
             }
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or System.Net.Sockets.SocketException) { }
@@ -238,40 +270,45 @@ public sealed class SlowFileServer : IAsyncDisposable
 public sealed class UpdateKillTests(ITestOutputHelper output)
 {
     /// <summary>
-    /// kill -9 while the image is downloading: the next start resumes the download from the last durable byte
-    /// (a Range request), the slot hashes right, and the new version boots and confirms. Progress is in the
-    /// status command and the log while it runs.
+    /// kill -9 while the image is downloading: the next start finds the chunks already in the slot by their hashes and
+    /// fetches only the rest (a Range request from the first chunk missing), the slot hashes right, and the new
+    /// version boots and confirms. Progress is in the status command and the log while it runs.
     /// </summary>
     [Fact]
     public async Task KilledDuringTheDownload_TheNextStartResumesItAndTheUpdateCompletes()
     {
         await using var cycle = await UpdateCycle.StartAsync();
-        var image = File.ReadAllBytes(Peers.Pearl2d);
+        var image = UpdateCycle.Release(4 << 20);   // 4 MiB to fetch, at 1 MB/s
         await cycle.PublishAsync("0.2.0", image);
-        await using var slow = new SlowFileServer(cycle.Www, 2_000_000);   // ~4.5 s for the 9 MB binary
+        await using var slow = new SlowFileServer(cycle.Www, 1_000_000);   // a few seconds for the binary's chunks
         var device = await Pearl2dProcess.StartInAsync(null, cycle.Config.Replace($":{cycle.Port}/", $":{slow.Port}/"), 1, cycle.Slots);
         try
         {
             var check = device.ControlAsync("update", "check");   // runs until the kill
-            var state = Path.Combine(device.DataDir, "update", "download.json");
+            const string Fetching = @"update=downloading update_version=0\.2\.0 progress=\d+% bytes=\d+/\d+ rate_kbps=\d+ remaining_s=\d+";
             string status = "";
-            for (int i = 0; i < 100 && !(File.Exists(state) && (status = await device.ControlAsync("status")).Contains("progress=")); i++) await Task.Delay(100);
+            for (int i = 0; i < 100 && !System.Text.RegularExpressions.Regex.IsMatch(status = await device.ControlAsync("status"), Fetching); i++) await Task.Delay(100);
             output.WriteLine(status);
-            Assert.Matches(@"update=downloading update_version=0\.2\.0 progress=\d+% bytes=\d+/\d+ rate_kbps=\d+ remaining_s=\d+", status);
+            Assert.Matches(Fetching, status);
             Assert.Contains("led_status=fastblink", status);   // the Status LED says an update is under way
             await Task.Delay(800);
+            var firstPlan = System.Text.RegularExpressions.Regex.Match(device.Log, @"update\.plan version=0\.2\.0 slot=b .* to_fetch=(\d+)");
             await device.KillAsync();
             // The check never answered: the process died under it (an empty answer, or the client's own error).
             try { Assert.Equal("", await check); } catch (InvalidOperationException) { }
-            var saved = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(state))!["bytes"]!.GetValue<long>();
-            Assert.InRange(saved, 1, image.Length - 1);
             Assert.Equal(("a", (string?)null), (cycle.Boot.Active, cycle.Boot.Trying));   // nothing switched
 
             device = await device.RestartAsync();
             Assert.Contains("firmware version=0.1.0 slot=a", await device.ControlAsync("status"));
             Assert.Equal("installed 0.2.0 in slot b; rebooting\n", await device.ControlAsync("update", "check"));
-            Assert.Contains($"Range: bytes={saved}-", slow.Requests[^1]);
-            Assert.Contains($"resume_from={saved}", device.Log);
+            // The second run kept what the first had written, and fetched fewer chunks than the first set out to.
+            var plan = System.Text.RegularExpressions.Regex.Match(device.Log, @"update\.plan version=0\.2\.0 slot=b chunks=(\d+) kept=(\d+) .* to_fetch=(\d+)");
+            output.WriteLine(firstPlan.Value + "\n" + plan.Value);
+            Assert.InRange(int.Parse(plan.Groups[2].Value), 1, int.Parse(plan.Groups[1].Value) - 1);
+            Assert.InRange(int.Parse(plan.Groups[3].Value), 1, int.Parse(firstPlan.Groups[1].Value) - 1);
+            Assert.Matches(@"\.chunks HTTP/1\.1 Range: bytes=[1-9]\d*-\d+$", slow.Requests[^1]);
+            var took = System.Text.RegularExpressions.Regex.Match(device.Log, @"update\.downloaded .* wire_bytes=(\d+) payload_bytes=(\d+)");
+            Assert.InRange(long.Parse(took.Groups[1].Value), 1, long.Parse(took.Groups[2].Value) - 1);
             await device.WaitForLogAsync("update.confirmed version=0.2.0 slot=b", TimeSpan.FromSeconds(60));
             Assert.Contains("firmware version=0.2.0 slot=b", await device.ControlAsync("status"));
         }
@@ -280,28 +317,25 @@ public sealed class UpdateKillTests(ITestOutputHelper output)
 
     /// <summary>
     /// kill -9 after the image is written but before the switch (the state a kill there leaves: the slot whole,
-    /// the download state at its last byte, boot.json untouched, and a half-written boot.json.tmp from a switch
-    /// that never finished): the next check reads nothing more, verifies the slot and switches.
+    /// boot.json untouched, and a half-written boot.json.tmp from a switch that never finished): the next check
+    /// finds every chunk in place, fetches nothing, verifies the slot and switches.
     /// </summary>
     [Fact]
     public async Task KilledAfterTheWriteOrDuringTheSwitch_TheNextCheckVerifiesAndSwitches()
     {
         await using var cycle = await UpdateCycle.StartAsync();
-        var image = File.ReadAllBytes(Peers.Pearl2d);
+        var image = UpdateCycle.Release(1 << 20);
         await cycle.PublishAsync("0.2.0", image);
         await using var slow = new SlowFileServer(cycle.Www, 50_000_000);
         var config = cycle.Config.Replace($":{cycle.Port}/", $":{slow.Port}/");
         await using (var first = await Pearl2dProcess.StartInAsync(null, config, 1, cycle.Slots))
         {
-            Directory.CreateDirectory(Path.Combine(first.DataDir, "update"));
             File.WriteAllBytes(Path.Combine(cycle.Slots, "slot-b"), image);
-            File.WriteAllText(Path.Combine(first.DataDir, "update", "download.json"),
-                $"{{\"version\":\"0.2.0\",\"sha256\":\"{Convert.ToHexStringLower(SHA256.HashData(image))}\",\"slot\":\"b\",\"bytes\":{image.Length}}}");
             File.WriteAllText(Path.Combine(cycle.Slots, "boot.json.tmp"), "{\"active\":\"b\",\"tryi");   // a switch cut short
             int before = slow.Requests.Count;
             Assert.Equal("installed 0.2.0 in slot b; rebooting\n", await first.ControlAsync("update", "check"));
-            Assert.DoesNotContain(slow.Requests.Skip(before), r => r.Contains(".slot"));   // nothing downloaded again
-            Assert.Contains($"resume_from={image.Length}", first.Log);
+            Assert.DoesNotContain(slow.Requests.Skip(before), r => r.Contains(".chunks"));   // nothing downloaded again
+            Assert.Matches(@"update\.plan version=0\.2\.0 slot=b chunks=(\d+) kept=\1 seeded=0 zero=0 to_fetch=0 fetch_bytes=0", first.Log);
             await first.WaitForLogAsync("update.confirmed version=0.2.0 slot=b", TimeSpan.FromSeconds(60));
         }
     }

@@ -33,13 +33,16 @@ public sealed class ManifestException(string message) : Exception(message);
 
 /// <summary>
 /// The update server's manifest for one board, <c>&lt;base&gt;/&lt;board&gt;/manifest.json</c>:
-/// <code>{ "version": "0.2.0", "board": "qemu-virt", "image": "pearl2-qemu-virt-0.2.0.slot", "size": 786432000,
-///   "sha256": "…64 hex…", "notes": "…" }</code>
-/// <c>image</c> is resolved against the manifest's URL. Beside it, <c>manifest.json.sig</c> holds an ECDSA P-256
-/// signature (SHA-256, DER, as <c>openssl dgst -sha256 -sign</c> writes it) over the manifest's exact bytes; the
-/// image itself is covered by the signed size and SHA-256.
+/// <code>{ "version": "0.2.0", "board": "qemu-virt", "size": 786432000, "sha256": "…64 hex…",
+///   "payload": "pearl2-qemu-virt-0.2.0.chunks", "index": "pearl2-qemu-virt-0.2.0.index", "indexSha256": "…64 hex…",
+///   "notes": "…" }</code>
+/// <c>size</c> and <c>sha256</c> are the slot image's; it travels as the chunks of <c>payload</c>, described by
+/// <c>index</c> (<see cref="ChunkIndex"/>). Both URLs are resolved against the manifest's. Beside it,
+/// <c>manifest.json.sig</c> holds an ECDSA P-256 signature (SHA-256, DER, as <c>openssl dgst -sha256 -sign</c> writes
+/// it) over the manifest's exact bytes; the index is covered by its signed SHA-256, each chunk by its hash in the
+/// index, and the written slot by the signed SHA-256.
 /// </summary>
-public sealed record UpdateManifest(FirmwareVersion Version, string Board, Uri Image, long Size, byte[] Sha256, string Notes)
+public sealed record UpdateManifest(FirmwareVersion Version, string Board, Uri Payload, Uri Index, byte[] IndexSha256, long Size, byte[] Sha256, string Notes)
 {
     public const int MaxBytes = 64 * 1024;
 
@@ -63,14 +66,23 @@ public sealed record UpdateManifest(FirmwareVersion Version, string Board, Uri I
             if (!FirmwareVersion.TryParse(versionText, out var version)) throw new ManifestException($"manifest.version: '{versionText}' is not MAJOR.MINOR.PATCH");
             var board = Str("board");
             if (board.Length is 0 or > 64) throw new ManifestException("manifest.board: empty or too long");
-            var imageText = Str("image");
-            if (!Uri.TryCreate(manifestUrl, imageText, out var image) || image.Scheme is not ("http" or "https"))
-                throw new ManifestException($"manifest.image: '{imageText}' is not an http(s) URL");
+            Uri Url(string name)
+            {
+                var text = Str(name);
+                return Uri.TryCreate(manifestUrl, text, out var url) && url.Scheme is "http" or "https" ? url
+                    : throw new ManifestException($"manifest.{name}: '{text}' is not an http(s) URL");
+            }
+            byte[] Sha(string name)
+            {
+                var text = Str(name);
+                return text.Length == 64 && text.All(char.IsAsciiHexDigitLower) ? Convert.FromHexString(text)
+                    : throw new ManifestException($"manifest.{name}: not 64 lower-case hex digits");
+            }
+            var payload = Url("payload");
+            var index = Url("index");
             if (!root.TryGetProperty("size", out var sizeElement) || sizeElement.ValueKind != JsonValueKind.Number || !sizeElement.TryGetInt64(out long size) || size <= 0)
                 throw new ManifestException("manifest.size: missing or not a positive whole number of bytes");
-            var shaText = Str("sha256");
-            if (shaText.Length != 64 || !shaText.All(char.IsAsciiHexDigitLower)) throw new ManifestException("manifest.sha256: not 64 lower-case hex digits");
-            return new UpdateManifest(version, board, image, size, Convert.FromHexString(shaText), Str("notes", required: false));
+            return new UpdateManifest(version, board, payload, index, Sha("indexSha256"), size, Sha("sha256"), Str("notes", required: false));
         }
     }
 

@@ -1,6 +1,4 @@
 using System.Security.Cryptography;
-using System.Text.Json;
-using System.Text.Json.Serialization;
 using Microsoft.Extensions.Logging;
 using Pearl2.Formats.Update;
 
@@ -16,24 +14,11 @@ public enum UpdatePhase { Idle, Checking, Downloading, Verifying, Switching, Con
 /// <summary>What the status command and the panel show.</summary>
 public readonly record struct UpdateStatus(UpdatePhase Phase, string? Version, DownloadProgress? Progress, string? LastResult);
 
-/// <summary>Where an interrupted download stands, kept in the data directory so a power cut resumes it.</summary>
-public sealed class DownloadState
-{
-    public string Version { get; set; } = "";
-    public string Sha256 { get; set; } = "";
-    public string Slot { get; set; } = "";
-    public long Bytes { get; set; }
-}
-
-[JsonSerializable(typeof(DownloadState))]
-[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
-public sealed partial class DownloadStateJson : JsonSerializerContext;
-
 /// <summary>
 /// The firmware updater: polls <c>&lt;base&gt;/&lt;board&gt;/manifest.json</c> (and its <c>.sig</c>) at the configured interval
 /// with up to a tenth of it as random jitter, or at once on "check now"; refuses anything unsigned, for another board,
-/// not newer, or known bad; streams the image into the inactive slot with resume; reads it back against the signed
-/// SHA-256; marks the slot to try once and reboots. On a boot into a try it waits for the firmware to be healthy
+/// not newer, or known bad; fetches the signed chunk index and puts the image into the inactive slot chunk by chunk,
+/// fetching only what the device does not have (<see cref="SlotDownloader"/>); reads it back against the signed SHA-256; marks the slot to try once and reboots. On a boot into a try it waits for the firmware to be healthy
 /// within the deadline and confirms, or reboots so the boot loader falls back. Each step is one log line; a refusal
 /// or a failure leaves the running version as it is.
 /// </summary>
@@ -59,7 +44,8 @@ public sealed class Updater : IAsyncDisposable
     }
 
     public UpdateStatus Status => _status.Value;
-    string DownloadStatePath => Path.Combine(_o.StateDirectory, "download.json");
+    /// <summary>An index of 1 MiB chunks this large describes 29 GB: more than any slot.</summary>
+    const int MaxIndexBytes = 1 << 20;
 
     /// <summary>Raised when the phase changes (the Status LED blinks fast while an update is under way).</summary>
     public event Action<UpdatePhase>? PhaseChanged;
@@ -156,21 +142,32 @@ public sealed class Updater : IAsyncDisposable
         }
         if (m.RefusalFor(_o.Board, _o.Running, bad) is { } why) return Refuse(why, m.Version);
 
-        var target = BootLoader.Other(_boot.Booted);
-        var slot = _slot(target);
-        var sha = Convert.ToHexStringLower(m.Sha256);
-        var saved = ReadDownloadState();
-        long from = saved is { } d && d.Version == m.Version.ToString() && d.Sha256 == sha && d.Slot == target ? d.Bytes : 0;
-        if (boot.Trying == target) _boot.ClearTry();   // the slot is about to change under a pending try
-        if (from == 0) slot.Reset();
-        Set(UpdatePhase.Downloading, m.Version.ToString());
-        _log.LogInformation("update.downloading version={Version} slot={Slot} bytes={Size} url={Url} resume_from={From} notes=\"{Notes}\"",
-            m.Version, target, m.Size, m.Image, from, m.Notes.ReplaceLineEndings(" "));
-        int lastTenth = -1;
+        ChunkIndex index;
         try
         {
-            await _downloader.DownloadAsync(m, slot, from,
-                bytes => { WriteDownloadState(new DownloadState { Version = m.Version.ToString(), Sha256 = sha, Slot = target, Bytes = bytes }); return ValueTask.CompletedTask; },
+            var indexBytes = await GetSmallAsync(m.Index, MaxIndexBytes, ct);
+            if (!CryptographicOperations.FixedTimeEquals(SHA256.HashData(indexBytes), m.IndexSha256))
+                return Refuse($"the chunk index {m.Index} does not hash to the signed indexSha256", m.Version);
+            index = ChunkIndex.Parse(indexBytes);
+        }
+        catch (ManifestException e) { return Refuse(e.Message, m.Version); }
+        catch (Exception e) when (e is HttpRequestException or IOException or UpdateException or TaskCanceledException && !ct.IsCancellationRequested)
+        {
+            _log.LogWarning("update.check_failed url={Url} reason=\"{Reason}\" running={Running}", m.Index, e.Message, _o.Running);
+            return $"check failed: {e.Message}";
+        }
+
+        var target = BootLoader.Other(_boot.Booted);
+        var slot = _slot(target);
+        if (boot.Trying == target) _boot.ClearTry();   // the slot is about to change under a pending try
+        Set(UpdatePhase.Downloading, m.Version.ToString());
+        _log.LogInformation("update.downloading version={Version} slot={Slot} bytes={Size} payload_bytes={Payload} url={Url} notes=\"{Notes}\"",
+            m.Version, target, m.Size, index.PayloadSize, m.Payload, m.Notes.ReplaceLineEndings(" "));
+        int lastTenth = -1;
+        long started = _time.GetTimestamp();
+        try
+        {
+            var took = await _downloader.DownloadAsync(m, index, slot, _slot(_boot.Booted),
                 p =>
                 {
                     Set(UpdatePhase.Downloading, m.Version.ToString(), p);
@@ -181,22 +178,21 @@ public sealed class Updater : IAsyncDisposable
                             m.Version, p.Percent, p.Bytes, p.Total, p.BytesPerSecond * 8 / 1000, p.Remaining?.TotalSeconds ?? -1);
                     }
                 }, ct);
+            _log.LogInformation("update.downloaded version={Version} slot={Slot} kept={Kept} seeded={Seeded} zero={Zero} fetched={Fetched} wire_bytes={Wire} payload_bytes={Payload} image_bytes={Size} seconds={Seconds:F1}",
+                m.Version, target, took.Kept, took.Seeded, took.Zero, took.Fetched, took.WireBytes, took.PayloadBytes, m.Size, _time.GetElapsedTime(started).TotalSeconds);
         }
+        catch (UpdateRefusedException e) { return Refuse(e.Message, m.Version); }
         catch (Exception e) when (e is UpdateException or IOException or HttpRequestException)
         {
-            _log.LogWarning("update.download_failed version={Version} reason=\"{Reason}\" running={Running} effect=\"resumed at the next check\"", m.Version, e.Message, _o.Running);
+            _log.LogWarning("update.download_failed version={Version} reason=\"{Reason}\" running={Running} effect=\"what is in place is kept; the next check fetches the rest\"", m.Version, e.Message, _o.Running);
             return $"download of {m.Version} failed: {e.Message}";
         }
 
         Set(UpdatePhase.Verifying, m.Version.ToString());
-        if (!await SlotDownloader.VerifyAsync(slot, m.Size, m.Sha256, ct))
-        {
-            File.Delete(DownloadStatePath);   // what is in the slot is wrong: start again from the first byte next time
+        if (!await SlotDownloader.VerifyAsync(slot, m.Size, m.Sha256, ct))   // every chunk hashed: only a torn write gets here
             return Refuse($"slot {target} does not hash to the signed SHA-256 after writing", m.Version);
-        }
         Set(UpdatePhase.Switching, m.Version.ToString());
         _boot.MarkTryOnce(target, m.Version);
-        File.Delete(DownloadStatePath);
         _log.LogInformation("update.switching version={Version} slot={Slot} running={Running} effect=\"rebooting into slot {Slot} once\"", m.Version, target, _o.Running, target);
         _boot.Reboot();
         return $"installed {m.Version} in slot {target}; rebooting";
@@ -226,14 +222,6 @@ public sealed class Updater : IAsyncDisposable
         }
         return buffer.ToArray();
     }
-
-    DownloadState? ReadDownloadState()
-    {
-        try { return File.Exists(DownloadStatePath) ? JsonSerializer.Deserialize(File.ReadAllBytes(DownloadStatePath), DownloadStateJson.Default.DownloadState) : null; }
-        catch (JsonException) { return null; }
-    }
-
-    void WriteDownloadState(DownloadState s) => DurableFile.Write(DownloadStatePath, JsonSerializer.SerializeToUtf8Bytes(s, DownloadStateJson.Default.DownloadState));
 
     public async ValueTask DisposeAsync()
     {
