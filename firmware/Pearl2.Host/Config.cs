@@ -145,8 +145,10 @@ public sealed class PanelProfile
 {
     /// <summary>"simulated" (host and tests: buttons from the terminal and the control command) or "libgpiod".</summary>
     public string Driver { get; set; } = "simulated";
-    /// <summary>GPIO chip for libgpiod (number of /dev/gpiochipN).</summary>
+    /// <summary>GPIO chip for libgpiod (number of /dev/gpiochipN), when <see cref="ChipLabel"/> is not given.</summary>
     public int Chip { get; set; }
+    /// <summary>The label of the GPIO chip for libgpiod ("pearl2-panel"); found at start, whatever number it got.</summary>
+    public string? ChipLabel { get; set; }
     public GpioLine Record { get; set; } = new() { Line = 0, ActiveLow = true };
     public GpioLine Stream { get; set; } = new() { Line = 1, ActiveLow = true };
     public GpioLine RecordLed { get; set; } = new() { Line = 2 };
@@ -225,6 +227,7 @@ public static class ConfigLoader
         if (p is null) { e.Add("board.panel: must be an object"); return e; }
         Check(p.Driver is "simulated" or "libgpiod", "panel.driver", $"'{p.Driver}' is not simulated or libgpiod");
         Check(p.Chip is >= 0 and <= 63, "panel.chip", $"{p.Chip} is not a gpiochip number from 0 to 63");
+        Check(p.ChipLabel is null || p.ChipLabel.Length is > 0 and <= 31, "panel.chipLabel", "must be 1 to 31 characters (a gpiochip label)");
         var lines = new (string Name, GpioLine? Line)[] { ("record", p.Record), ("stream", p.Stream), ("recordLed", p.RecordLed), ("streamLed", p.StreamLed), ("statusLed", p.StatusLed) };
         foreach (var (name, line) in lines)
             Check(line is not null && line.Line is >= 0 and <= 511, $"panel.{name}.line", line is null ? "is missing" : $"{line.Line} is not a line from 0 to 511");

@@ -33,7 +33,9 @@ public sealed class Panel : IAsyncDisposable
         }
         else
         {
-            _gpio = new GpioController(new System.Device.Gpio.Drivers.LibGpiodDriver(profile.Chip));
+            int chip = profile.ChipLabel is { } label ? GpioChips.FindByLabel(label) : profile.Chip;
+            log.LogInformation("panel.chip chip=gpiochip{Chip} label={Label}", chip, profile.ChipLabel ?? "-");
+            _gpio = new GpioController(new System.Device.Gpio.Drivers.LibGpiodDriver(chip));
         }
         static PanelLine L(GpioLine g) => new(g.Line, g.ActiveLow);
         Front = new FrontPanel(_gpio, new PanelWiring(L(profile.Record), L(profile.Stream), L(profile.RecordLed), L(profile.StreamLed), L(profile.StatusLed)), device, time, log);

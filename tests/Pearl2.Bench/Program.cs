@@ -7,6 +7,7 @@ using Pearl2.Tests.Integration;
 // make bench: RTSP/TCP fan-out of one 1080p30 ~4 Mbit/s channel, pearl2d against gst-rtsp-server (shared
 // media relaying the same encoded stream), N viewers per step, in one run on this machine.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+if (args is ["--update", ..]) return await UpdateBench.RunAsync();
 if (args is ["--record", ..]) { try { return await RecordBench.RunAsync(); } finally { FanOutBench.KillAll(); } }
 var opts = BenchOptions.Parse(args);
 var bench = new FanOutBench(opts);

@@ -232,11 +232,12 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
             await board.WaitForConsoleAsync("(automatic login)", TimeSpan.FromMinutes(2));
             await board.ShellAsync("stty -echo cols 250; export SYSTEMD_COLORS=0 SYSTEMD_PAGER=");
             // The picture came from the kernel's vivid driver through our V4L2 capture, not the test pattern.
-            var log = await board.ShellAsync("journalctl -b -u pearl2d -o cat --no-pager | grep -E 'capture.state|audio.state|systemd.notified|encoder.opened'");
+            var log = await board.ShellAsync("journalctl -b -u pearl2d -o cat --no-pager | grep -E 'capture.state|audio.state|systemd.notified|encoder.opened|panel.chip'");
             output.WriteLine(log);
             Assert.Matches(@"capture\.state device=/dev/video0 state=capturing detail=""vivid: ", log);
             Assert.Contains("audio.state device=plughw:CARD=Loopback,DEV=1 state=capturing detail=\"48000 Hz 2 ch\"", log);
             Assert.Contains("systemd.notified ready=1 watchdog_s=30", log);
+            Assert.Contains("panel.chip chip=gpiochip0 label=pearl2-panel", log);   // found by its label (GPIO_GET_CHIPINFO)
             Assert.Equal("active", await board.ShellAsync("systemctl is-active pearl2d"));
             output.WriteLine(await board.ShellAsync("systemd-analyze time | head -1; systemd-analyze blame --no-pager | head -5"));
             const string pid = "P=$(systemctl show -p MainPID --value pearl2d)";

@@ -53,6 +53,14 @@ public class FrontPanelTests
     }
 
     [Fact]
+    public void AChipLabelThatIsNotThereIsAnErrorNamingTheChipsThereAre()
+    {
+        var empty = Directory.CreateTempSubdirectory("pearl2-dev").FullName;
+        try { Assert.Equal("no GPIO chip labelled 'pearl2-panel' (there are: none)", Assert.Throws<IOException>(() => GpioChips.FindByLabel("pearl2-panel", empty)).Message); }
+        finally { Directory.Delete(empty); }
+    }
+
+    [Fact]
     public async Task RecordPress_TogglesWithin100ms_AndLightsTheRecordLed()
     {
         await using var rig = new Rig();

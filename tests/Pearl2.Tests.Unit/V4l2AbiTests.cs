@@ -1,11 +1,12 @@
 using System.Runtime.CompilerServices;
 using Pearl2.Media.V4l2;
+using Pearl2.Services.FrontPanel;
 using Xunit;
 
 namespace Pearl2.Tests.Unit;
 
 /// <summary>
-/// The V4L2 structures and ioctl numbers against linux-libc-dev: run on this host (x86_64), and checked at compile
+/// The V4L2 structures and ioctl numbers (and the GPIO chip info) against linux-libc-dev: run on this host (x86_64), and checked at compile
 /// time for arm64 with clang against Debian's arm64 cross headers (the board's ABI, without running arm64 code).
 /// </summary>
 public class V4l2AbiTests
@@ -111,6 +112,11 @@ public class V4l2AbiTests
             ("V4L2_ENC_CMD_STOP", V4l2Abi.EncCmdStop),
             ("V4L2_BUF_FLAG_KEYFRAME", V4l2Abi.BufFlagKeyFrame),
             ("V4L2_BUF_FLAG_LAST", V4l2Abi.BufFlagLast),
+            // and the GPIO chip info the panel finds its chip by (linux/gpio.h)
+            ("sizeof(struct gpiochip_info)", Unsafe.SizeOf<GpioChips.ChipInfo>()),
+            ("offsetof(struct gpiochip_info, label)", 32),
+            ("offsetof(struct gpiochip_info, lines)", 64),
+            ("GPIO_GET_CHIPINFO_IOCTL", GpioChips.GetChipInfo),
         ];
     }
 
@@ -119,7 +125,7 @@ public class V4l2AbiTests
     {
         var facts = Facts();
         var dir = Directory.CreateTempSubdirectory("pearl2-v4l2").FullName;
-        File.WriteAllText(Path.Combine(dir, "v.c"), "#include <stdio.h>\n#include <stddef.h>\n#include <linux/videodev2.h>\nint main(void) {\n" +
+        File.WriteAllText(Path.Combine(dir, "v.c"), "#include <stdio.h>\n#include <stddef.h>\n#include <linux/videodev2.h>\n#include <linux/gpio.h>\nint main(void) {\n" +
             string.Concat(facts.Select(f => $"  printf(\"%lld\\n\", (long long)({f.C}));\n")) + "  return 0; }\n");
         NativeProgram.Run("gcc", $"-o {dir}/v {dir}/v.c", dir);
         var values = NativeProgram.Run($"{dir}/v", "", dir).Split('\n').Select(long.Parse).ToArray();
@@ -131,7 +137,7 @@ public class V4l2AbiTests
     {
         var facts = Facts();
         var dir = Directory.CreateTempSubdirectory("pearl2-v4l2-arm64").FullName;
-        File.WriteAllText(Path.Combine(dir, "v.c"), "#include <stddef.h>\n#include <linux/videodev2.h>\n" +
+        File.WriteAllText(Path.Combine(dir, "v.c"), "#include <stddef.h>\n#include <linux/videodev2.h>\n#include <linux/gpio.h>\n" +
             string.Concat(facts.Select(f => $"_Static_assert((long long)({f.C}) == {f.Ours}LL, \"{f.C.Replace("\"", "")}\");\n")));
         NativeProgram.Run("clang", $"--target=aarch64-linux-gnu -I/usr/aarch64-linux-gnu/include -fsyntax-only {dir}/v.c", dir);
     }
