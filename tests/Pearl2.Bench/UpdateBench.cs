@@ -33,6 +33,7 @@ static class UpdateBench
             if (!File.Exists(tool)) { Console.WriteLine($"update bench skipped: {tool} is missing (make deps-bench installs it)"); return 1; }
 
         var dir = Directory.CreateTempSubdirectory("pearl2-updbench").FullName;
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(dir, (UnixFileMode)0b111_101_101);   // nginx's workers read it as another user
         try
         {
             // The running slot: partition 2 of the card.
@@ -46,7 +47,10 @@ static class UpdateBench
             var binary = File.ReadAllBytes(Path.Combine(root, "out", "linux-arm64", "pearl2d"));
             for (int i = 4096; i < binary.Length; i += 64 << 10) binary[i] ^= 0x5a;
             File.WriteAllBytes(changed, [.. binary, .. RandomNumberGenerator.GetBytes(300_000)]);
-            var build = await RunResult(Path.Combine(root, "image", "build-image.sh"), ["qemu-virt", rebuilt, changed, dir], new() { ["PEARL2_SLOT_ONLY"] = "1" });
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(changed, (UnixFileMode)0b111_101_101);
+            // The same inputs as make test-images gave slot A (its test key among them), but for the changed binary.
+            var build = await RunResult(Path.Combine(root, "image", "build-image.sh"), ["qemu-virt", rebuilt, changed, dir],
+                new() { ["PEARL2_SLOT_ONLY"] = "1", ["PEARL2_UPDATE_KEY"] = Path.Combine(root, "out", "test-keys", "update-key.pem") });
             if (build.ExitCode != 0) { Console.WriteLine($"update bench: building {rebuilt} failed:\n{build.Output}"); return 1; }
 
             Console.WriteLine($"# update bench: {FanOutBench.Machine()}");
@@ -69,7 +73,7 @@ static class UpdateBench
         // Ours: pearl2d pack, then the device's own downloader against nginx, seeded from slot A.
         await Run(pearl2d, ["pack", slot, Path.Combine(www, "u.chunks"), Path.Combine(www, "u.index")]);
         // casync: its defaults (content-defined chunks of about 64 KiB, compressed), the store beside ours.
-        await Run("casync", ["make", $"--store={www}/store", Path.Combine(www, "u.caidx"), slot]);
+        await Run("casync", ["make", $"--store={www}/store", Path.Combine(www, "u.caibx"), slot]);
         // zsync: its defaults over the image as it is.
         File.Copy(slot, Path.Combine(www, "u.slot"));
         await RunIn(www, "zsyncmake", ["-u", "u.slot", "-o", "u.zsync", "u.slot"]);
@@ -91,7 +95,7 @@ static class UpdateBench
 
         int mark = nginx.Lines;
         clock.Restart();
-        await Run("casync", ["extract", $"--store={nginx.Url("store")}", $"--seed={slotA}", nginx.Url("u.caidx").ToString(), Path.Combine(dir, "casync-b")]);
+        await Run("casync", ["extract", $"--store={nginx.Url("store")}", $"--seed={slotA}", nginx.Url("u.caibx").ToString(), Path.Combine(dir, "casync-b")]);
         double casyncSeconds = clock.Elapsed.TotalSeconds;
         long casyncSent = nginx.SentSince(mark, "/store/");
         Same(slot, Path.Combine(dir, "casync-b"));

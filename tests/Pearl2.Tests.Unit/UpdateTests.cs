@@ -217,8 +217,9 @@ public sealed class ChunkIndexTests
         var payload = new MemoryStream();
         var index = ChunkIndex.Build(new MemoryStream(new byte[8192]), payload, chunkSize: 4096);
         var zeroPage = "ad7facb2586fc6e966c004d7d1d16b024f5805ff7cb47c7a85dabd8b48892ca7";   // SHA-256 of 4096 zero bytes
+        var zeroWindow = "93d76fe148c689ba";   // one block's window is its XXH3-64 (xxhsum -H3 of 4096 zero bytes)
         Assert.Equal("50324349" + "01" + "01" + "0000" + "00001000" + "0000000000002000" + "00000002" +
-                     "00000000" + zeroPage + "00000000" + zeroPage, Convert.ToHexStringLower(index));
+                     "00000000" + zeroPage + zeroWindow + "00000000" + zeroPage + zeroWindow, Convert.ToHexStringLower(index));
         Assert.Equal(0, payload.Length);   // zeros travel as nothing
     }
 
@@ -245,6 +246,21 @@ public sealed class ChunkIndexTests
         bad[bad.Length / 2] ^= 0x10;
         Assert.False(p.Index.TryInflate(3, bad, output));
         Assert.False(p.Index.TryInflate(4, bad, output));       // another chunk's bytes
+    }
+
+    [Fact]
+    public void TheWindowHashSlidesOneBlockAtATimeToTheWindowOfTheLastBlocks()
+    {
+        Assert.Equal(unchecked(0x93d76fe148c689baUL * ChunkIndex.WindowPrime + 0x93d76fe148c689baUL), ChunkIndex.WindowOf(new byte[8192]));
+        Assert.Equal(0UL, ChunkIndex.WindowOf(new byte[5000]));   // not whole blocks
+        var data = RandomNumberGenerator.GetBytes(10 * 4096);
+        var window = new ChunkIndex.SlidingWindow(3);
+        for (int b = 0; b < 10; b++)
+        {
+            window.Push(ChunkIndex.BlockHash(data.AsSpan(b * 4096, 4096)));
+            Assert.Equal(b >= 2, window.Full);
+            if (window.Full) Assert.Equal(ChunkIndex.WindowOf(data.AsSpan((b - 2) * 4096, 3 * 4096)), window.Value);
+        }
     }
 
     [Theory]
@@ -347,6 +363,25 @@ public sealed class SlotDownloaderTests : IDisposable
         Assert.Equal((0, _p.Index.Count - Zeros - 3, 3), (took.Kept, took.Seeded, took.Fetched));
         Assert.Equal([$"Range: bytes={_p.Index.PayloadOffset(2)}-{_p.Index.PayloadOffset(3) - 1}", $"Range: bytes={_p.Index.PayloadOffset(30)}-{_p.Index.PayloadOffset(32) - 1}"], server.Ranges);
         Assert.Equal(_p.Index.CompressedLength(2) + _p.Index.CompressedLength(30) + _p.Index.CompressedLength(31), took.WireBytes);
+    }
+
+    [Fact]
+    public async Task ChunksThatMovedInTheRunningSlotAreFoundThereToo()
+    {
+        // The running slot is the image with 12 KiB more in the middle of chunk 10 (a file that grew): every chunk
+        // after it sits 3 blocks later there. All are still found; only chunk 10 itself has to come from the server.
+        var previous = new byte[_p.Image.Length + 12288];
+        int at = 10 * (64 << 10) + 5000;
+        _p.Image.AsSpan(0, at).CopyTo(previous);
+        RandomNumberGenerator.Fill(previous.AsSpan(at, 12288));
+        _p.Image.AsSpan(at).CopyTo(previous.AsSpan(at + 12288));
+        File.WriteAllBytes(Path.Combine(_dir, "slot-a"), previous);
+        await using var server = new FaultyImageServer(_p.Payload);
+        var slot = Slot();
+        var took = await Downloader().DownloadAsync(Manifest(server), _p.Index, slot, Slot("a"), null, default);
+        Assert.True(await SlotIsTheImage(slot));
+        Assert.Equal((0, _p.Index.Count - Zeros - 1, 1), (took.Kept, took.Seeded, took.Fetched));
+        Assert.Equal([$"Range: bytes={_p.Index.PayloadOffset(10)}-{_p.Index.PayloadOffset(11) - 1}"], server.Ranges);
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
+using System.IO.Hashing;
 using System.Security.Cryptography;
 
 namespace Pearl2.Formats.Update;
@@ -8,17 +9,25 @@ namespace Pearl2.Formats.Update;
 /// How an update's slot image travels: cut into chunks of <see cref="ChunkSize"/> bytes (the last may be shorter), each
 /// compressed on its own with raw deflate and stored one after the other in the payload; a chunk of zeros (free space
 /// of the file system) is not stored at all. Because every chunk stands alone, a cut download resumes at a chunk, a
-/// chunk the device already has (in the slot being written, or at the same place in the running slot) is not fetched
-/// again, and a corrupt chunk is caught by its own hash before it is written.
+/// chunk the device already has (in the slot being written, or anywhere in the running slot) is not fetched again,
+/// and a corrupt chunk is caught by its own hash before it is written.
 /// <para>The index, whose SHA-256 the signed manifest carries, is big-endian:</para>
 /// <code>
 /// "P2CI"  u8 version = 1  u8 codec = 1 (raw deflate)  u16 0  u32 chunk size  u64 image size  u32 count
-/// count × ( u32 compressed length, 0 for a chunk of zeros   [32] SHA-256 of the chunk's image bytes )
+/// count × ( u32 compressed length, 0 for a chunk of zeros   [32] SHA-256 of the chunk's image bytes
+///           u64 window hash, 0 for a chunk shorter than the chunk size )
 /// </code>
+/// The window hash finds a chunk in the running slot wherever a file system put it: the chunk's 4 KiB blocks, each
+/// hashed with XXH3-64, combined as Σ h[j]·P^(n−1−j) mod 2^64 (P = 0x100000001B3, n blocks per chunk). That sum slides
+/// one block at a time in O(1), so one pass over the running slot tries every block-aligned place (<see cref="SlidingWindow"/>);
+/// the SHA-256 then confirms a candidate.
 /// </summary>
 public sealed class ChunkIndex
 {
-    public const int HeaderBytes = 24, EntryBytes = 36;
+    public const int HeaderBytes = 24, EntryBytes = 44;
+    /// <summary>The file system's block: chunks start on, and are found at, multiples of it.</summary>
+    public const int BlockSize = 4096;
+    public const ulong WindowPrime = 0x100000001B3;
     public const int DefaultChunkSize = 1 << 20;
     /// <summary>The largest chunk a device accepts (it holds one compressed and one plain chunk in memory).</summary>
     public const int MaxChunkSize = 16 << 20;
@@ -29,10 +38,11 @@ public sealed class ChunkIndex
     readonly int[] _compressed;
     readonly long[] _offset;
     readonly byte[] _hashes;
+    readonly ulong[] _windows;
 
-    ChunkIndex(int chunkSize, long imageSize, int[] compressed, byte[] hashes)
+    ChunkIndex(int chunkSize, long imageSize, int[] compressed, byte[] hashes, ulong[] windows)
     {
-        ChunkSize = chunkSize; ImageSize = imageSize; _compressed = compressed; _hashes = hashes;
+        ChunkSize = chunkSize; ImageSize = imageSize; _compressed = compressed; _hashes = hashes; _windows = windows;
         _offset = new long[compressed.Length + 1];
         for (int i = 0; i < compressed.Length; i++) _offset[i + 1] = _offset[i] + compressed[i];
     }
@@ -47,6 +57,47 @@ public sealed class ChunkIndex
     public long ImageOffset(int i) => (long)i * ChunkSize;
     public int Length(int i) => (int)Math.Min(ChunkSize, ImageSize - ImageOffset(i));
     public ReadOnlySpan<byte> Hash(int i) => _hashes.AsSpan(i * 32, 32);
+    /// <summary>The chunk's window hash (0: none, a short last chunk).</summary>
+    public ulong Window(int i) => _windows[i];
+    public int BlocksPerChunk => ChunkSize / BlockSize;
+
+    public static ulong BlockHash(ReadOnlySpan<byte> block) => XxHash3.HashToUInt64(block);
+
+    /// <summary>The window hash of whole blocks (0 for a length that is not a whole number of them).</summary>
+    public static ulong WindowOf(ReadOnlySpan<byte> data)
+    {
+        if (data.Length == 0 || data.Length % BlockSize != 0) return 0;
+        ulong w = 0;
+        for (int at = 0; at < data.Length; at += BlockSize) w = unchecked(w * WindowPrime + BlockHash(data.Slice(at, BlockSize)));
+        return w;
+    }
+
+    /// <summary>
+    /// A window hash that moves along a stream one block at a time: <see cref="Push"/> a block's hash, and once
+    /// <see cref="Full"/>, <see cref="Value"/> is the window hash of the last n blocks.
+    /// </summary>
+    public sealed class SlidingWindow
+    {
+        readonly ulong[] _ring;
+        readonly ulong _top;   // P^(n-1)
+        long _pushed;
+        public SlidingWindow(int blocks)
+        {
+            _ring = new ulong[blocks];
+            _top = 1;
+            for (int k = 1; k < blocks; k++) _top = unchecked(_top * WindowPrime);
+        }
+        public ulong Value { get; private set; }
+        public bool Full => _pushed >= _ring.Length;
+        public void Push(ulong blockHash)
+        {
+            int slot = (int)(_pushed % _ring.Length);
+            ulong leaving = Full ? _ring[slot] : 0;
+            Value = unchecked((Value - leaving * _top) * WindowPrime + blockHash);
+            _ring[slot] = blockHash;
+            _pushed++;
+        }
+    }
 
     /// <summary>Reads an index; every refusal says what is wrong.</summary>
     public static ChunkIndex Parse(ReadOnlySpan<byte> b)
@@ -57,12 +108,13 @@ public sealed class ChunkIndex
         int chunkSize = (int)Math.Min(BinaryPrimitives.ReadUInt32BigEndian(b[8..]), int.MaxValue);
         long imageSize = (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(b[12..]), long.MaxValue);
         uint count = BinaryPrimitives.ReadUInt32BigEndian(b[20..]);
-        if (chunkSize is < 4096 or > MaxChunkSize) throw new ManifestException($"index: chunk size {chunkSize} is outside 4096..{MaxChunkSize}");
+        if (chunkSize is < BlockSize or > MaxChunkSize || chunkSize % BlockSize != 0) throw new ManifestException($"index: chunk size {chunkSize} is not a multiple of {BlockSize} up to {MaxChunkSize}");
         if (imageSize <= 0 || (imageSize + chunkSize - 1) / chunkSize != count)
             throw new ManifestException($"index: {count} chunks of {chunkSize} bytes do not make an image of {imageSize} bytes");
         if (b.Length != HeaderBytes + (long)count * EntryBytes) throw new ManifestException($"index: {b.Length} bytes, {HeaderBytes + (long)count * EntryBytes} expected for {count} chunks");
         var compressed = new int[count];
         var hashes = new byte[count * 32];
+        var windows = new ulong[count];
         for (int i = 0; i < count; i++)
         {
             var e = b.Slice(HeaderBytes + i * EntryBytes, EntryBytes);
@@ -70,9 +122,10 @@ public sealed class ChunkIndex
             // Deflate's stored blocks add 5 bytes per 64 KiB: a chunk never needs much more room than it takes plain.
             if (length > MaxCompressedLength(chunkSize)) throw new ManifestException($"index: chunk {i} is {length} bytes compressed, more than a chunk of {chunkSize} can need");
             compressed[i] = (int)length;
-            e[4..].CopyTo(hashes.AsSpan(i * 32));
+            e.Slice(4, 32).CopyTo(hashes.AsSpan(i * 32));
+            windows[i] = BinaryPrimitives.ReadUInt64BigEndian(e[36..]);
         }
-        return new ChunkIndex(chunkSize, imageSize, compressed, hashes);
+        return new ChunkIndex(chunkSize, imageSize, compressed, hashes, windows);
     }
 
     public static int MaxCompressedLength(int chunkSize) => chunkSize + chunkSize / 1024 + 1024;
@@ -81,6 +134,7 @@ public sealed class ChunkIndex
     public bool Matches(int i, ReadOnlySpan<byte> data)
     {
         if (data.Length != Length(i)) return false;
+        if (_windows[i] != 0 && WindowOf(data) != _windows[i]) return false;   // XXH3 rules out most at a fraction of SHA-256's cost
         Span<byte> h = stackalloc byte[32];
         SHA256.HashData(data, h);
         return h.SequenceEqual(Hash(i));
@@ -112,7 +166,7 @@ public sealed class ChunkIndex
     /// </summary>
     public static byte[] Build(Stream image, Stream payload, int chunkSize = DefaultChunkSize)
     {
-        if (chunkSize is < 4096 or > MaxChunkSize) throw new ArgumentOutOfRangeException(nameof(chunkSize));
+        if (chunkSize is < BlockSize or > MaxChunkSize || chunkSize % BlockSize != 0) throw new ArgumentOutOfRangeException(nameof(chunkSize));
         var entries = new MemoryStream();
         long imageSize = 0;
         int count = 0;
@@ -140,6 +194,7 @@ public sealed class ChunkIndex
             {
                 BinaryPrimitives.WriteUInt32BigEndian(entry, (uint)packed[k].Length);
                 SHA256.HashData(plain[k].AsSpan(0, lengths[k]), entry.AsSpan(4));
+                BinaryPrimitives.WriteUInt64BigEndian(entry.AsSpan(36), lengths[k] == chunkSize ? WindowOf(plain[k].AsSpan(0, chunkSize)) : 0);
                 entries.Write(entry);
                 payload.Write(packed[k]);
                 count++;

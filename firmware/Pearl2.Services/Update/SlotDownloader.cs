@@ -49,7 +49,8 @@ public readonly record struct DownloadSummary(int Kept, int Seeded, int Zero, in
 /// <summary>
 /// Puts an update's slot image into a slot, chunk by chunk (<see cref="ChunkIndex"/>). Each chunk already right in the
 /// slot (a download cut by a power loss, a retry) is kept; a chunk of zeros is written without a byte of network; a chunk
-/// the running slot holds at the same place is copied from there; only the rest is fetched, with one HTTP Range request
+/// the running slot holds anywhere (at any 4 KiB block, found by a sliding window hash) is copied from there; only the
+/// rest is fetched, with one HTTP Range request
 /// per run of adjacent chunks. A cut connection or a stall (no byte for <see cref="StallTimeout"/>) is resumed at the
 /// chunk it cut; a chunk that does not inflate to its hash is refused before it is written. Nothing needs to be
 /// remembered between runs: the next run finds what is already in place by its hash. Memory: one compressed and one
@@ -110,12 +111,23 @@ public sealed class SlotDownloader(HttpClient http, TimeProvider time, ILogger l
             int length = index.Length(i);
             if (await ReadChunkAsync(existing, index.ImageOffset(i), plain, length, ct) && index.Matches(i, plain.AsSpan(0, length))) kept++;
             else if (index.IsZero(i)) { Array.Clear(plain, 0, length); await Put(i, plain.AsMemory(0, length)); zero++; }
-            else if (running is not null && await ReadChunkAsync(running, index.ImageOffset(i), plain, length, ct) && index.Matches(i, plain.AsSpan(0, length)))
-            { await Put(i, plain.AsMemory(0, length)); seeded++; }
-            else { needed.Add(i); wireLeft += index.CompressedLength(i); continue; }
+            else { needed.Add(i); continue; }
             done += length;
             Report();
         }
+        if (running is not null && needed.Count > 0)
+        {
+            // The running slot, every block-aligned place of it: a file that moved because one before it grew is still found.
+            var found = await FindInRunningSlotAsync(index, running, needed, plain, async (i, data) =>
+            {
+                await Put(i, data);
+                seeded++;
+                done += data.Length;
+                Report();
+            }, ct);
+            needed.RemoveAll(found.Contains);
+        }
+        foreach (int i in needed) wireLeft += index.CompressedLength(i);
         log.LogInformation("update.plan version={Version} slot={Slot} chunks={Count} kept={Kept} seeded={Seeded} zero={Zero} to_fetch={Fetch} fetch_bytes={FetchBytes}",
             m.Version, target.Name, index.Count, kept, seeded, zero, needed.Count, wireLeft);
 
@@ -197,6 +209,47 @@ public sealed class SlotDownloader(HttpClient http, TimeProvider time, ILogger l
         Sync(output);
         Report(force: true);
         return new DownloadSummary(kept, seeded, zero, fetched, wire, index.PayloadSize);
+    }
+
+    /// <summary>
+    /// One pass over the running slot, block by block, with the window hash sliding along: where it equals a needed
+    /// chunk's, the bytes there are read and checked against the chunk's SHA-256 and handed to <paramref name="put"/>.
+    /// A chunk shorter than the chunk size (the last) has no window hash and is looked for at its own place only.
+    /// </summary>
+    static async Task<HashSet<int>> FindInRunningSlotAsync(ChunkIndex index, Stream running, List<int> needed, byte[] candidate,
+        Func<int, ReadOnlyMemory<byte>, ValueTask> put, CancellationToken ct)
+    {
+        var found = new HashSet<int>();
+        var wanted = new Dictionary<ulong, List<int>>();
+        foreach (int i in needed)
+        {
+            if (index.Window(i) != 0) { if (!wanted.TryGetValue(index.Window(i), out var list)) wanted[index.Window(i)] = list = []; list.Add(i); }
+            else if (await ReadChunkAsync(running, index.ImageOffset(i), candidate, index.Length(i), ct) && index.Matches(i, candidate.AsSpan(0, index.Length(i))))
+            { await put(i, candidate.AsMemory(0, index.Length(i))); found.Add(i); }
+        }
+        if (wanted.Count == 0) return found;
+        var window = new ChunkIndex.SlidingWindow(index.BlocksPerChunk);
+        var buffer = new byte[1 << 20];
+        long block = 0;   // blocks read so far
+        running.Position = 0;
+        while (wanted.Count > 0)
+        {
+            int got = await running.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, ct);
+            int blocks = got / ChunkIndex.BlockSize;
+            for (int b = 0; b < blocks; b++, block++)
+            {
+                window.Push(ChunkIndex.BlockHash(buffer.AsSpan(b * ChunkIndex.BlockSize, ChunkIndex.BlockSize)));
+                if (!window.Full || !wanted.TryGetValue(window.Value, out var chunks)) continue;
+                long start = (block + 1 - index.BlocksPerChunk) * ChunkIndex.BlockSize, resume = running.Position;
+                if (await ReadChunkAsync(running, start, candidate, index.ChunkSize, ct))
+                    foreach (int i in chunks.ToArray())
+                        if (index.Matches(i, candidate.AsSpan(0, index.ChunkSize))) { await put(i, candidate.AsMemory(0, index.ChunkSize)); found.Add(i); chunks.Remove(i); }
+                if (chunks.Count == 0) wanted.Remove(window.Value);
+                running.Position = resume;
+            }
+            if (got < buffer.Length) break;
+        }
+        return found;
     }
 
     /// <summary>Reads <paramref name="length"/> bytes at <paramref name="offset"/>; false when the slot ends before.</summary>
