@@ -9,8 +9,9 @@ using Pearl2.Services.Update;
 /// copy from the running slot, fetch the rest with Range) beside casync (content-defined chunks, the store RAUC's
 /// adaptive updates use) and zsync (rolling checksums over HTTP Range), all three against the same nginx, from the
 /// same running slot, in one run. The running slot is slot A of the qemu-virt image (make test-images); the new
-/// versions are its next version as make test-images builds it (only the release file differs) and a rebuild with a
-/// changed pearl2d (every 64 KiB of the binary altered and 300 KB added, as a real code change would), built here.
+/// versions are its next version as make test-images builds it (only the release file differs), a rebuild with a
+/// changed pearl2d (every 64 KiB of the binary altered and 300 KB added, as a real code change would), and one with a
+/// small file fewer in /etc (so most files move), both built here.
 /// Bytes are what nginx logged as sent; time is the client's wall clock, including its read-back or hashing.
 /// </summary>
 static class UpdateBench
@@ -21,7 +22,7 @@ static class UpdateBench
         var pearl2d = Environment.GetEnvironmentVariable("PEARL2D") ?? Path.Combine(root, "out/linux-x64/pearl2d");
         var version = System.Text.RegularExpressions.Regex.Match(File.ReadAllText(Path.Combine(root, "firmware", "Pearl2.Host", "Pearl2.Host.csproj")), "<Version>([^<]+)</Version>").Groups[1].Value;
         var v = version.Split('.');
-        string next = $"{v[0]}.{v[1]}.{int.Parse(v[2]) + 1}", rebuilt = $"{v[0]}.{v[1]}.{int.Parse(v[2]) + 2}";
+        string next = $"{v[0]}.{v[1]}.{int.Parse(v[2]) + 1}", rebuilt = $"{v[0]}.{v[1]}.{int.Parse(v[2]) + 2}", moved = $"{v[0]}.{v[1]}.{int.Parse(v[2]) + 3}";
         var image = Path.Combine(root, "out", $"pearl2-qemu-virt-{version}.img");
         var nextSlot = Path.Combine(root, "out", $"pearl2-qemu-virt-{next}.slot");
         if (!File.Exists(image) || !File.Exists(nextSlot))
@@ -52,11 +53,17 @@ static class UpdateBench
             var build = await RunResult(Path.Combine(root, "image", "build-image.sh"), ["qemu-virt", rebuilt, changed, dir],
                 new() { ["PEARL2_SLOT_ONLY"] = "1", ["PEARL2_UPDATE_KEY"] = Path.Combine(root, "out", "test-keys", "update-key.pem") });
             if (build.ExitCode != 0) { Console.WriteLine($"update bench: building {rebuilt} failed:\n{build.Output}"); return 1; }
+            // A release without the update key file in /etc/pearl2: one small file fewer early in the tree moves almost
+            // every file after it in the file system (the case fixed places cannot follow).
+            build = await RunResult(Path.Combine(root, "image", "build-image.sh"), ["qemu-virt", moved, Path.Combine(root, "out", "linux-arm64", "pearl2d"), dir],
+                new() { ["PEARL2_SLOT_ONLY"] = "1" });
+            if (build.ExitCode != 0) { Console.WriteLine($"update bench: building {moved} failed:\n{build.Output}"); return 1; }
 
             Console.WriteLine($"# update bench: {FanOutBench.Machine()}");
             Console.WriteLine("| update | image | pearl2d: payload / sent / time | casync: store / sent / time | zsync: sent / time | sent, ours ÷ casync | ours ÷ zsync | time, ours ÷ casync |");
             Console.WriteLine("|---|---|---|---|---|---|---|---|");
-            foreach (var (name, slot) in new[] { ($"{version} → {next} (release file only)", nextSlot), ($"{version} → {rebuilt} (pearl2d rebuilt)", Path.Combine(dir, $"pearl2-qemu-virt-{rebuilt}.slot")) })
+            foreach (var (name, slot) in new[] { ($"{version} → {next} (release file only)", nextSlot), ($"{version} → {rebuilt} (pearl2d rebuilt)", Path.Combine(dir, $"pearl2-qemu-virt-{rebuilt}.slot")),
+                         ($"{version} → {moved} (one file fewer in /etc: the rest moved)", Path.Combine(dir, $"pearl2-qemu-virt-{moved}.slot")) })
                 Console.WriteLine(await CompareAsync(dir, pearl2d, slotA, slot, name));
             return 0;
         }

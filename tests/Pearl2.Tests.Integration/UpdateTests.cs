@@ -114,7 +114,8 @@ public sealed class UpdateTests(ITestOutputHelper output)
         // so the whole payload came and the chunks already in place were skipped).
         var took = System.Text.RegularExpressions.Regex.Match(device.Log, @"update\.downloaded version=0\.2\.0 slot=b kept=0 seeded=(\d+) zero=\d+ fetched=(\d+) ");
         output.WriteLine(took.Value);
-        Assert.True(took.Success && int.Parse(took.Groups[1].Value) > 0 && int.Parse(took.Groups[2].Value) is >= 2 and <= 4, device.Log);
+        int tail = (2 << 20) / Pearl2.Formats.Update.ChunkIndex.DefaultChunkSize;   // chunks the tail fills, and one it may share with the binary
+        Assert.True(took.Success && int.Parse(took.Groups[1].Value) > 0 && int.Parse(took.Groups[2].Value) >= tail && int.Parse(took.Groups[2].Value) <= tail + 1, device.Log);
 
         // The new version streams, and the same release is not installed twice.
         var probe = await Peers.RunAsync("ffprobe", ["-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v", "-count_frames", "-read_intervals", "%+2",
@@ -163,7 +164,8 @@ public sealed class UpdateTests(ITestOutputHelper output)
         await cycle.PublishAsync("0.2.0", RandomNumberGenerator.GetBytes(3 << 20));   // nothing of it is in slot a
         var payload = Path.Combine(cycle.Www, "host", "pearl2-host-0.2.0.chunks");
         var bytes = File.ReadAllBytes(payload);
-        bytes[bytes.Length / 2] ^= 0x20;
+        // Inside a chunk's data, not on a block header's padding bits (a flip there changes nothing the image holds).
+        bytes[bytes.Length / 2 + 1000] ^= 0x20;
         File.WriteAllBytes(payload, bytes);
         Assert.Matches(@"^refused: chunk \d+ \(payload bytes \d+-\d+\) does not inflate to its signed hash\n$", await device.ControlAsync("update", "check"));
         // A signed manifest whose chunk index was swapped.

@@ -28,7 +28,7 @@ public sealed class ChunkIndex
     /// <summary>The file system's block: chunks start on, and are found at, multiples of it.</summary>
     public const int BlockSize = 4096;
     public const ulong WindowPrime = 0x100000001B3;
-    public const int DefaultChunkSize = 1 << 20;
+    public const int DefaultChunkSize = 256 << 10;
     /// <summary>The largest chunk a device accepts (it holds one compressed and one plain chunk in memory).</summary>
     public const int MaxChunkSize = 16 << 20;
     static ReadOnlySpan<byte> Magic => "P2CI"u8;
