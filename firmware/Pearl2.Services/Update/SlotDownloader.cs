@@ -4,7 +4,6 @@ using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
 using Pearl2.Formats.Update;
 
-
 namespace Pearl2.Services.Update;
 
 public class UpdateException(string message) : Exception(message);
@@ -50,8 +49,7 @@ public readonly record struct DownloadSummary(int Kept, int Seeded, int Zero, in
 /// Puts an update's slot image into a slot, chunk by chunk (<see cref="ChunkIndex"/>). Each chunk already right in the
 /// slot (a download cut by a power loss, a retry) is kept; a chunk of zeros is written without a byte of network; a chunk
 /// the running slot holds anywhere (at any 4 KiB block, found by a sliding window hash) is copied from there; only the
-/// rest is fetched, with one HTTP Range request
-/// per run of adjacent chunks. A cut connection or a stall (no byte for <see cref="StallTimeout"/>) is resumed at the
+/// rest is fetched, with one HTTP Range request per run of adjacent chunks. A cut connection or a stall (no byte for <see cref="StallTimeout"/>) is resumed at the
 /// chunk it cut; a chunk that does not inflate to its hash is refused before it is written. Nothing needs to be
 /// remembered between runs: the next run finds what is already in place by its hash. Memory: one compressed and one
 /// plain chunk. <see cref="VerifyAsync"/> then reads the whole slot back against the signed SHA-256.

@@ -18,7 +18,8 @@ public readonly record struct UpdateStatus(UpdatePhase Phase, string? Version, D
 /// The firmware updater: polls <c>&lt;base&gt;/&lt;board&gt;/manifest.json</c> (and its <c>.sig</c>) at the configured interval
 /// with up to a tenth of it as random jitter, or at once on "check now"; refuses anything unsigned, for another board,
 /// not newer, or known bad; fetches the signed chunk index and puts the image into the inactive slot chunk by chunk,
-/// fetching only what the device does not have (<see cref="SlotDownloader"/>); reads it back against the signed SHA-256; marks the slot to try once and reboots. On a boot into a try it waits for the firmware to be healthy
+/// fetching only what the device does not have (<see cref="SlotDownloader"/>); reads it back against the signed
+/// SHA-256; marks the slot to try once and reboots. On a boot into a try it waits for the firmware to be healthy
 /// within the deadline and confirms, or reboots so the boot loader falls back. Each step is one log line; a refusal
 /// or a failure leaves the running version as it is.
 /// </summary>
