@@ -385,6 +385,31 @@ public sealed class SlotDownloaderTests : IDisposable
     }
 
     [Fact]
+    public async Task TheRunningSlotIsReadOnlyAsFarAsItsFileSystemGoes()
+    {
+        // A real ext4 superblock says how big its file system is; random bytes have none.
+        var fs = Path.Combine(_dir, "fs.img");
+        NativeProgram.Run("mkfs.ext4", $"-q -F -b 4096 {fs} 20M", _dir);
+        await using (var f = File.OpenRead(fs)) Assert.Equal(20L << 20, await SlotDownloader.FileSystemBytesAsync(f, new byte[4096], default));
+        await using (var r = new MemoryStream(RandomNumberGenerator.GetBytes(8192))) Assert.Null(await SlotDownloader.FileSystemBytesAsync(r, new byte[4096], default));
+
+        // A running slot that is the image, but whose chunk 0 carries a superblock of a 1 MiB file system:
+        // chunks 1-15 are found, the ones past 1 MiB (stale space of the partition) are not looked for.
+        var previous = (byte[])_p.Image.Clone();
+        var sb = previous.AsSpan(1024, 1024);
+        sb.Clear();
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16LittleEndian(sb[0x38..], 0xEF53);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(sb[0x04..], 256);   // blocks
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(sb[0x18..], 2);     // of 4096 bytes
+        File.WriteAllBytes(Path.Combine(_dir, "slot-a"), previous);
+        await using var server = new FaultyImageServer(_p.Payload);
+        var slot = Slot();
+        var took = await Downloader().DownloadAsync(Manifest(server), _p.Index, slot, Slot("a"), null, default);
+        Assert.True(await SlotIsTheImage(slot));
+        Assert.Equal((15 - Zeros, 1 + _p.Index.Count - 16), (took.Seeded, took.Fetched));
+    }
+
+    [Fact]
     public async Task AStallTimesOutAndIsResumed_AStallThatNeverEndsGivesUp()
     {
         await using var server = new FaultyImageServer(_p.Payload);

@@ -154,7 +154,8 @@ public sealed class ChunkIndex
             using var inflate = new DeflateStream(source, CompressionMode.Decompress);
             int got = 0, n;
             while (got < length && (n = inflate.Read(output, got, length - got)) > 0) got += n;
-            if (got != length || inflate.Read(output, length, Math.Min(1, output.Length - length)) > 0) return false;
+            Span<byte> more = stackalloc byte[1];
+            if (got != length || inflate.Read(more) > 0) return false;   // short, or longer than the chunk
         }
         catch (InvalidDataException) { return false; }
         return Matches(i, output.AsSpan(0, length));
@@ -162,7 +163,7 @@ public sealed class ChunkIndex
 
     /// <summary>
     /// Cuts <paramref name="image"/> into chunks, compresses them (on every core) into <paramref name="payload"/>, and
-    /// returns the index's bytes. What the release tooling runs (<c>pearl2d update bundle</c>).
+    /// returns the index's bytes. What the release tooling runs (<c>pearl2d pack</c>).
     /// </summary>
     public static byte[] Build(Stream image, Stream payload, int chunkSize = DefaultChunkSize)
     {

@@ -229,8 +229,9 @@ public sealed class SlotDownloader(HttpClient http, TimeProvider time, ILogger l
         var window = new ChunkIndex.SlidingWindow(index.BlocksPerChunk);
         var buffer = new byte[1 << 20];
         long block = 0;   // blocks read so far
+        long end = await FileSystemBytesAsync(running, buffer, ct) ?? long.MaxValue;   // past its file system a partition holds nothing of it
         running.Position = 0;
-        while (wanted.Count > 0)
+        while (wanted.Count > 0 && block * ChunkIndex.BlockSize < end)
         {
             int got = await running.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, ct);
             int blocks = got / ChunkIndex.BlockSize;
@@ -248,6 +249,20 @@ public sealed class SlotDownloader(HttpClient http, TimeProvider time, ILogger l
             if (got < buffer.Length) break;
         }
         return found;
+    }
+
+    /// <summary>The size of the ext2/3/4 file system at the start of <paramref name="slot"/> (its superblock), or null.</summary>
+    public static async ValueTask<long?> FileSystemBytesAsync(Stream slot, byte[] scratch, CancellationToken ct)
+    {
+        slot.Position = 1024;
+        if (await slot.ReadAtLeastAsync(scratch.AsMemory(0, 1024), 1024, throwOnEndOfStream: false, ct) < 1024) return null;
+        var sb = scratch.AsSpan(0, 1024);
+        if (System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(sb[0x38..]) != 0xEF53) return null;   // s_magic
+        long blocks = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(sb[0x04..]);                 // s_blocks_count_lo
+        if ((System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(sb[0x60..]) & 0x80) != 0)              // INCOMPAT_64BIT
+            blocks |= (long)System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(sb[0x150..]) << 32;     // s_blocks_count_hi
+        int logBlock = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(sb[0x18..]);            // s_log_block_size
+        return logBlock is >= 0 and <= 6 && blocks > 0 ? blocks << (10 + logBlock) : null;
     }
 
     /// <summary>Reads <paramref name="length"/> bytes at <paramref name="offset"/>; false when the slot ends before.</summary>
