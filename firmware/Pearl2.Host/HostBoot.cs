@@ -43,8 +43,7 @@ internal static partial class HostBoot
         if (!File.Exists(path))
         {
             Log($"boot.missing slot={decision.Slot} effect=\"booting slot {state.Active}\"");
-            state.Trying = null;
-            state.TryBooted = false;
+            state.ClearTry();
             decision = new BootDecision(state.Active, false, decision.Slot, "the slot to try is empty");
             path = SlotPath(dir, decision.Slot);
         }

@@ -473,9 +473,9 @@ sealed class FakeBootControl(string booted) : IBootControl
     public int Reboots;
     public string Booted => booted;
     public BootState Read() => State;
-    public void MarkTryOnce(string slot, FirmwareVersion version) { State.Versions[slot] = version.ToString(); State.Trying = slot; State.TryBooted = false; }
-    public void Confirm() { State.Active = booted; State.Trying = null; State.TryBooted = false; }
-    public void ClearTry() { State.Trying = null; State.TryBooted = false; }
+    public void MarkTryOnce(string slot, FirmwareVersion version) => State.MarkTry(slot, version);
+    public void Confirm() => State.ConfirmTry(booted);
+    public void ClearTry() => State.ClearTry();
     public void Reboot() => Reboots++;
 }
 

@@ -130,11 +130,14 @@ public sealed class ChunkIndex
 
     public static int MaxCompressedLength(int chunkSize) => chunkSize + chunkSize / 1024 + 1024;
 
-    /// <summary>Whether <paramref name="data"/> is chunk <paramref name="i"/> exactly (its length and its SHA-256).</summary>
-    public bool Matches(int i, ReadOnlySpan<byte> data)
+    /// <summary>
+    /// Whether <paramref name="data"/> is chunk <paramref name="i"/> exactly (its length and its SHA-256).
+    /// <paramref name="windowKnown"/>: the caller already found its window hash equal (the sliding search).
+    /// </summary>
+    public bool Matches(int i, ReadOnlySpan<byte> data, bool windowKnown = false)
     {
         if (data.Length != Length(i)) return false;
-        if (_windows[i] != 0 && WindowOf(data) != _windows[i]) return false;   // XXH3 rules out most at a fraction of SHA-256's cost
+        if (!windowKnown && _windows[i] != 0 && WindowOf(data) != _windows[i]) return false;   // XXH3 rules out most at a fraction of SHA-256's cost
         Span<byte> h = stackalloc byte[32];
         SHA256.HashData(data, h);
         return h.SequenceEqual(Hash(i));

@@ -19,6 +19,43 @@ public sealed class BootState
     public Dictionary<string, string> Versions { get; set; } = new();
     /// <summary>Versions that failed their health check here and are never installed again.</summary>
     public List<string> Bad { get; set; } = new();
+
+    /// <summary>Records what <paramref name="slot"/> now holds and makes it the try, not yet booted.</summary>
+    public void MarkTry(string slot, FirmwareVersion version)
+    {
+        Versions[slot] = version.ToString();
+        Trying = slot;
+        TryBooted = false;
+    }
+
+    /// <summary>Makes the try the active slot when it is <paramref name="booted"/>; false (and no change) otherwise.</summary>
+    public bool ConfirmTry(string booted)
+    {
+        if (Trying != booted) return false;
+        Active = booted;
+        ClearTry();
+        return true;
+    }
+
+    public void ClearTry()
+    {
+        Trying = null;
+        TryBooted = false;
+    }
+
+    public void MarkBad(string version)
+    {
+        if (!Bad.Contains(version)) Bad.Add(version);
+    }
+
+    /// <summary>The state in <paramref name="path"/>; a missing or unreadable file is the default state (slot a).</summary>
+    public static BootState Load(string path)
+    {
+        try { return File.Exists(path) ? JsonSerializer.Deserialize(File.ReadAllBytes(path), BootStateJson.Default.BootState) ?? new BootState() : new BootState(); }
+        catch (JsonException) { return new BootState(); }
+    }
+
+    public void Save(string path) => DurableFile.Write(path, JsonSerializer.SerializeToUtf8Bytes(this, BootStateJson.Default.BootState));
 }
 
 [JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.CamelCase)]
@@ -61,9 +98,8 @@ public static class BootLoader
         }
         if (s.Trying is { } failed)
         {
-            if (s.Versions.TryGetValue(failed, out var v) && !s.Bad.Contains(v)) s.Bad.Add(v);
-            s.Trying = null;
-            s.TryBooted = false;
+            if (s.Versions.TryGetValue(failed, out var v)) s.MarkBad(v);
+            s.ClearTry();
             return new(s.Active, false, failed, $"slot {failed} was booted once and never confirmed: back to slot {s.Active}");
         }
         return new(s.Active, false, null, $"slot {s.Active}");
@@ -98,40 +134,18 @@ public sealed class FileBootControl(string directory, string booted, Action rebo
     public string StatePath => Path.Combine(directory, "boot.json");
     public string Booted => booted;
 
-    public BootState Read()
-    {
-        if (!File.Exists(StatePath)) return new BootState();
-        try { return JsonSerializer.Deserialize(File.ReadAllBytes(StatePath), BootStateJson.Default.BootState) ?? new BootState(); }
-        catch (JsonException) { return new BootState(); }   // unreadable: boot the default slot
-    }
+    public BootState Read() => BootState.Load(StatePath);
 
-    public void Write(BootState s) => DurableFile.Write(StatePath, JsonSerializer.SerializeToUtf8Bytes(s, BootStateJson.Default.BootState));
+    public void Write(BootState s) => s.Save(StatePath);
 
-    public void MarkTryOnce(string slot, FirmwareVersion version)
-    {
-        var s = Read();
-        s.Versions[slot] = version.ToString();
-        s.Trying = slot;
-        s.TryBooted = false;
-        Write(s);
-    }
+    public void MarkTryOnce(string slot, FirmwareVersion version) => Update(s => { s.MarkTry(slot, version); return true; });
+    public void Confirm() => Update(s => s.ConfirmTry(booted));
+    public void ClearTry() => Update(s => { s.ClearTry(); return true; });
 
-    public void Confirm()
+    void Update(Func<BootState, bool> change)
     {
         var s = Read();
-        if (s.Trying != booted) return;
-        s.Active = booted;
-        s.Trying = null;
-        s.TryBooted = false;
-        Write(s);
-    }
-
-    public void ClearTry()
-    {
-        var s = Read();
-        s.Trying = null;
-        s.TryBooted = false;
-        Write(s);
+        if (change(s)) Write(s);
     }
 
     public void Reboot() => reboot();

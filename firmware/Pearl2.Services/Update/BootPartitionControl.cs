@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.RegularExpressions;
 
 namespace Pearl2.Services.Update;
@@ -33,15 +32,11 @@ public abstract class BootPartitionControl(string bootDirectory, string booted, 
     /// <summary>The slot the kernel command line says was booted (<c>pearl2.slot=a|b</c>), or null.</summary>
     public static string? BootedSlot(string cmdline) => Regex.Match(cmdline, @"(?:^|\s)pearl2\.slot=([ab])(?:\s|$)") is { Success: true } m ? m.Groups[1].Value : null;
 
-    public BootState Read()
-    {
-        try { return File.Exists(StatePath) ? JsonSerializer.Deserialize(File.ReadAllBytes(StatePath), BootStateJson.Default.BootState) ?? new BootState() : new BootState(); }
-        catch (JsonException) { return new BootState(); }
-    }
+    public BootState Read() => BootState.Load(StatePath);
 
     void Write(BootState s, string defaultSlot, bool once = false)
     {
-        DurableFile.Write(StatePath, JsonSerializer.SerializeToUtf8Bytes(s, BootStateJson.Default.BootState));
+        s.Save(StatePath);
         if (once) BootNextOnce(defaultSlot); else BootFromNowOn(defaultSlot);
     }
 
@@ -57,27 +52,20 @@ public abstract class BootPartitionControl(string bootDirectory, string booted, 
     public void MarkTryOnce(string slot, Formats.Update.FirmwareVersion version)
     {
         var s = Read();
-        s.Versions[slot] = version.ToString();
-        s.Trying = slot;
-        s.TryBooted = false;
+        s.MarkTry(slot, version);
         Write(s, slot, once: true);
     }
 
     public void Confirm()
     {
         var s = Read();
-        if (s.Trying != booted) return;
-        s.Active = booted;
-        s.Trying = null;
-        s.TryBooted = false;
-        Write(s, booted);
+        if (s.ConfirmTry(booted)) Write(s, booted);
     }
 
     public void ClearTry()
     {
         var s = Read();
-        s.Trying = null;
-        s.TryBooted = false;
+        s.ClearTry();
         Write(s, s.Active);
     }
 
@@ -105,19 +93,17 @@ public abstract class BootPartitionControl(string bootDirectory, string booted, 
         else if (s.Trying is { } failed && failed != booted)
         {
             var v = s.Versions.GetValueOrDefault(failed, "?");
-            if (s.TryBooted && !s.Bad.Contains(v)) s.Bad.Add(v);
+            if (s.TryBooted) s.MarkBad(v);
             what = s.TryBooted ? $"slot {failed} ({v}) was booted once and never confirmed: back on slot {booted}, {v} recorded bad" : $"slot {failed} was never booted; the try is dropped";
-            s.Trying = null;
-            s.TryBooted = false;
+            s.ClearTry();
             Write(s, s.Active);
         }
         else if (s.Trying == booted)
         {
             // Booted the try a second time without a confirm (the fallback could not be armed): take it back now.
             var v = s.Versions.GetValueOrDefault(booted, "?");
-            if (!s.Bad.Contains(v)) s.Bad.Add(v);
-            s.Trying = null;
-            s.TryBooted = false;
+            s.MarkBad(v);
+            s.ClearTry();
             Write(s, s.Active);
             what = $"slot {booted} ({v}) was booted twice without a confirm: recorded bad, the next boot is slot {s.Active}";
         }

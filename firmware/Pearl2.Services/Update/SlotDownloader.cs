@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
@@ -242,7 +243,7 @@ public sealed class SlotDownloader(HttpClient http, TimeProvider time, ILogger l
                 long start = (block + 1 - index.BlocksPerChunk) * ChunkIndex.BlockSize, resume = running.Position;
                 if (await ReadChunkAsync(running, start, candidate, index.ChunkSize, ct))
                     foreach (int i in chunks.ToArray())
-                        if (index.Matches(i, candidate.AsSpan(0, index.ChunkSize))) { await put(i, candidate.AsMemory(0, index.ChunkSize)); found.Add(i); chunks.Remove(i); }
+                        if (index.Matches(i, candidate.AsSpan(0, index.ChunkSize), windowKnown: true)) { await put(i, candidate.AsMemory(0, index.ChunkSize)); found.Add(i); chunks.Remove(i); }
                 if (chunks.Count == 0) wanted.Remove(window.Value);
                 running.Position = resume;
             }
@@ -257,11 +258,11 @@ public sealed class SlotDownloader(HttpClient http, TimeProvider time, ILogger l
         slot.Position = 1024;
         if (await slot.ReadAtLeastAsync(scratch.AsMemory(0, 1024), 1024, throwOnEndOfStream: false, ct) < 1024) return null;
         var sb = scratch.AsSpan(0, 1024);
-        if (System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(sb[0x38..]) != 0xEF53) return null;   // s_magic
-        long blocks = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(sb[0x04..]);                 // s_blocks_count_lo
-        if ((System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(sb[0x60..]) & 0x80) != 0)              // INCOMPAT_64BIT
-            blocks |= (long)System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(sb[0x150..]) << 32;     // s_blocks_count_hi
-        int logBlock = (int)System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(sb[0x18..]);            // s_log_block_size
+        if (BinaryPrimitives.ReadUInt16LittleEndian(sb[0x38..]) != 0xEF53) return null;   // s_magic
+        long blocks = BinaryPrimitives.ReadUInt32LittleEndian(sb[0x04..]);                 // s_blocks_count_lo
+        if ((BinaryPrimitives.ReadUInt32LittleEndian(sb[0x60..]) & 0x80) != 0)              // INCOMPAT_64BIT
+            blocks |= (long)BinaryPrimitives.ReadUInt32LittleEndian(sb[0x150..]) << 32;     // s_blocks_count_hi
+        int logBlock = (int)BinaryPrimitives.ReadUInt32LittleEndian(sb[0x18..]);            // s_log_block_size
         return logBlock is >= 0 and <= 6 && blocks > 0 ? blocks << (10 + logBlock) : null;
     }
 
