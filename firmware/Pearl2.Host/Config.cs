@@ -200,6 +200,8 @@ public static class ConfigLoader
         var config = path is null ? new FirmwareConfig() : Parse(File.ReadAllText(path), ConfigJson.Default.FirmwareConfig, path);
         var errors = Validate(config);
         if (errors.Count > 0) throw new ConfigException(errors);
+        // A relative key path means the working directory's, fixed now so a reload or a reboot reads the same file.
+        config.Update.PublicKey = Path.GetFullPath(config.Update.PublicKey);
         return config;
     }
 

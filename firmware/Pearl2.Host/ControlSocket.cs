@@ -130,13 +130,16 @@ public sealed class ControlSocket : IAsyncDisposable
     }
 
     /// <summary>The client side: sends one command line, prints the answer; exit code 1 on an error answer.</summary>
-    public static async Task<int> ClientAsync(string path, string command)
+    public static async Task<int> ClientAsync(string path, string command, string notRunning)
     {
         using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try { await s.ConnectAsync(new UnixDomainSocketEndPoint(path)); }
         catch (SocketException e)
         {
-            Console.Error.WriteLine($"pearl2d: cannot reach the running pearl2d at {path}: {e.Message}");
+            // No socket file, or one a crash left behind with nobody listening.
+            Console.Error.WriteLine(!File.Exists(path) || e.SocketErrorCode == SocketError.ConnectionRefused
+                ? $"pearl2d: {notRunning}"
+                : $"pearl2d: cannot reach the running pearl2d at {path}: {e.Message}");
             return 1;
         }
         await s.SendAsync(Encoding.UTF8.GetBytes(command + "\n"));

@@ -15,6 +15,9 @@ namespace Pearl2.Host;
 /// The running appliance: one hub, encode pipeline, RTSP channel and listener, HTTP channel and recorder per
 /// configured channel. A reload adds, removes or restarts channels one by one; the others never notice.
 /// </summary>
+/// <summary>A channel's port could not be bound; the message names the channel and the port.</summary>
+public sealed class PortBindException(string message, Exception inner) : IOException(message, inner);
+
 public sealed class Device : IAsyncDisposable, IPanelActions
 {
     sealed record RunningChannel(ChannelConfig Config, ChannelHub Hub, EncodePipeline Pipeline, RtspChannel Rtsp, RtspListener Listener, HttpLiveChannel Live, IAsyncDisposable LiveListener, Recorder Recorder);
@@ -100,13 +103,13 @@ public sealed class Device : IAsyncDisposable, IPanelActions
         RtspListener? listener = null;
         try
         {
-            rtsp = Rtsp.AddChannel(hub, RtspPort(index));
+            rtsp = await Binding(index, $"RTSP/UDP ports {Rtsp.Options.UdpPortBase + 4 * index}-{Rtsp.Options.UdpPortBase + 4 * index + 3}", () => Task.FromResult(Rtsp.AddChannel(hub, RtspPort(index))));
             var live = HttpLiveServer.AddChannel(hub, HttpPort(index), cc.Audio.Enabled, cc.Audio.SampleRate, cc.Audio.Channels);
             live.Preview = new PreviewCache(pipeline.Preview, _time);
             Apply(rtsp, live, cc, _streamingOverride);
             pipeline.Start();
-            listener = await RtspListener.BindAsync(Rtsp, rtsp, _loggers);
-            var liveListener = await _http.ListenAsync(live);
+            listener = await Binding(index, $"RTSP port {RtspPort(index)}", () => RtspListener.BindAsync(Rtsp, rtsp, _loggers));
+            var liveListener = await Binding(index, $"HTTP port {HttpPort(index)}", () => _http.ListenAsync(live));
             _log.LogInformation("channel.started channel={Channel} name=\"{Name}\" rtsp_port={Port} video={W}x{H}@{Fps} bitrate_kbps={Kbps} encoder={Encoder} source={Source} audio={Audio}",
                 index + 1, cc.Name, rtsp.Port, v.Width, v.Height, v.Fps, v.BitrateKbps, v.Encoder ?? _board.H264Encoder, capture ?? "testpattern",
                 !cc.Audio.Enabled ? "off" : pipeline.AudioDevice ?? "tone");
@@ -119,6 +122,18 @@ public sealed class Device : IAsyncDisposable, IPanelActions
             if (rtsp is not null) Rtsp.RemoveChannel(rtsp);
             pipeline.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>Binds a channel's port; a failure names the channel and the port, whatever layer threw it.</summary>
+    static async Task<T> Binding<T>(int index, string what, Func<Task<T>> bind)
+    {
+        try { return await bind(); }
+        catch (Exception e) when (e is SocketException or Microsoft.AspNetCore.Connections.AddressInUseException or IOException)
+        {
+            bool inUse = e is Microsoft.AspNetCore.Connections.AddressInUseException || e is SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse };
+            bool denied = e is SocketException { SocketErrorCode: SocketError.AccessDenied } || e.InnerException is SocketException { SocketErrorCode: SocketError.AccessDenied };
+            throw new PortBindException($"channel {index + 1}: {what}: " + (inUse ? "already in use by another program" : denied ? "needs privileges (use --port-offset N or auto)" : e.Message), e);
         }
     }
 

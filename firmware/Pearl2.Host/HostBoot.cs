@@ -22,7 +22,7 @@ internal static partial class HostBoot
         var pass = new List<string>();
         for (int i = 0; i < args.Length; i++)
         {
-            if (args[i] == "--slots" && i + 1 < args.Length) dir = args[++i];
+            if (args[i] == "--slots" && i + 1 < args.Length) dir = Path.GetFullPath(args[++i]);
             else if (args[i] == "--") { pass.AddRange(args[(i + 1)..]); break; }
             else { Console.Error.WriteLine($"pearl2d boot: unknown argument '{args[i]}'\nusage: pearl2d boot --slots DIR [-- FIRMWARE-ARGS…]"); return 2; }
         }

@@ -17,14 +17,41 @@ namespace Pearl2.Host
 {
     internal static class Pearl2d
     {
-        const string Usage = "usage: pearl2d [--config FILE] [--board FILE] [--data-dir DIR] [--port-offset N|auto] [--check-config] [--print-default-config] [--version]\n" +
-            "       pearl2d panel press record|stream [--hold SECONDS] | status | recordings | update check   [--data-dir DIR | --control SOCKET]\n" +
-            "       pearl2d boot --slots DIR [-- ARGS]   (the host simulation of the A/B boot loader)\n" +
-            "       pearl2d boot-select [--board FILE]  (early boot, root: the try-once rule on an extlinux or tryboot board)\n" +
-            "       pearl2d pack IMAGE PAYLOAD INDEX  (release tooling: an update's slot image into chunks and their index)";
+        /// <summary>Exit code of a second instance on a data directory that another pearl2d holds.</summary>
+        const int ExitDataDirectoryInUse = 6;
+
+        const string Usage = """
+            usage: pearl2d [OPTIONS]                 run the firmware
+                   pearl2d COMMAND [ARGS] [--data-dir DIR | --control SOCKET]   talk to the running one
+
+            options:
+              --config FILE            the config file (JSON); without it, the built-in defaults (--print-default-config)
+              --board FILE             the board profile; default /etc/pearl2/board.json, else the host profile
+              --data-dir DIR           recordings, the control socket, the lock and state files (default ./data)
+              --port-offset N|auto     add N to every listening port; auto: 10000 when ports below 1024 cannot be bound
+              --check-config           check the config, board and ports as a start would, then exit (0: good, 2: bad)
+              --print-default-config   print the default config as JSON
+              --version                print the firmware version
+              -h, --help               this text (also: pearl2d help)
+
+            commands (to the pearl2d running with the same --data-dir, over DATA-DIR/pearl2d.sock):
+              panel press record|stream [--hold SECONDS]   press a front-panel button (as on the device)
+              status                   states, LEDs, the display, viewers per channel, the firmware and update state
+              recordings               the recordings: name, start, duration, size, state
+              update check             check the update server now (exit 1 when the check failed or was refused)
+
+            other commands:
+              boot --slots DIR [-- ARGS]   the host simulation of the A/B boot loader
+              boot-select [--board FILE]   early boot on a board, as root: the try-once rule
+              pack IMAGE PAYLOAD INDEX     release tooling: a slot image into update chunks and their index
+
+            exit codes: 2 bad arguments or config, 3 FFmpeg libraries missing, 4 encoder cannot open,
+                        5 a port cannot be bound, 6 another pearl2d runs with this data directory
+            """;
 
         public static async Task<int> MainAsync(string[] args)
         {
+            if (args is ["help", ..]) { Console.WriteLine(Usage); return 0; }
             if (args.Length > 0 && args[0] is "panel" or "status" or "recordings" or "update") return await ControlClientAsync(args);
             if (args.Length > 0 && args[0] == "boot") return HostBoot.Run(args[1..], Version);
             if (args.Length > 0 && args[0] == "boot-select") return BootSelect(args[1..]);
@@ -39,11 +66,12 @@ namespace Pearl2.Host
                 {
                     switch (args[i])
                     {
-                        case "--config": configPath = Next(); firmwareArgs.AddRange(["--config", configPath]); break;
-                        case "--board": boardPath = Next(); firmwareArgs.AddRange(["--board", boardPath]); break;
-                        case "--data-dir": dataDir = Next(); firmwareArgs.AddRange(["--data-dir", dataDir]); break;
+                        // Paths are made absolute once, here, against the working directory (a reboot passes them on as they are now).
+                        case "--config": configPath = FullPath(Next()); firmwareArgs.AddRange(["--config", configPath]); break;
+                        case "--board": boardPath = FullPath(Next()); firmwareArgs.AddRange(["--board", boardPath]); break;
+                        case "--data-dir": dataDir = FullPath(Next()); firmwareArgs.AddRange(["--data-dir", dataDir]); break;
                         case "--port-offset": offsetArg = Next(); firmwareArgs.AddRange(["--port-offset", offsetArg]); break;
-                        case "--slots": slotsDir = Next(); break;
+                        case "--slots": slotsDir = FullPath(Next()); break;
                         case "--booted-slot": bootedSlot = Next(); break;
                         case "--check-config": checkOnly = true; break;
                         case "--print-default-config": Console.WriteLine(ConfigLoader.ToJson(new FirmwareConfig())); return 0;
@@ -70,20 +98,32 @@ namespace Pearl2.Host
                 return 2;
             }
             catch (IOException e) { Console.Error.WriteLine($"pearl2d: cannot read config: {e.Message}"); return 2; }
-            if (checkOnly) { Console.WriteLine("config ok"); return 0; }
 
             int offset;
-            if (offsetArg is null or "0") offset = 0;
+            if (offsetArg is null) offset = 0;
             else if (offsetArg == "auto") offset = CanBind(config.Rtsp.Port) && CanBind(config.Http.Port) ? 0 : 10000;
-            else if (!int.TryParse(offsetArg, out offset) || offset < 0 || config.Rtsp.Port + offset + config.Channels.Count > 65535
-                || config.Rtsp.UdpPortBase + offset + 4 * config.Channels.Count > 65535 || config.Http.Port + offset + config.Channels.Count > 65535)
-            { Console.Error.WriteLine($"pearl2d: --port-offset '{offsetArg}' is not a usable offset"); return 2; }
+            else if (!int.TryParse(offsetArg, out offset) || offset < 0) { Console.Error.WriteLine($"pearl2d: --port-offset: '{offsetArg}' is not a number from 0 (or auto)"); return 2; }
+            int n = config.Channels.Count;
+            foreach (var (field, first, count) in new[] { ("rtsp.port", config.Rtsp.Port, n), ("http.port", config.Http.Port, n), ("rtsp.udpPortBase", config.Rtsp.UdpPortBase, config.Rtsp.UdpPortBase == 0 ? 0 : 4 * n) })
+                if (count > 0 && first + offset + count - 1 > 65535)
+                {
+                    Console.Error.WriteLine($"pearl2d: --port-offset: {offset} moves {field} ({first}, {count} port(s)) past 65535");
+                    return 2;
+                }
+            if (checkOnly) { Console.WriteLine($"config ok: {config.Channels.Count} channel(s), rtsp ports {config.Rtsp.Port + offset}-{config.Rtsp.Port + offset + config.Channels.Count - 1}, http ports {config.Http.Port + offset}-{config.Http.Port + offset + config.Channels.Count - 1}"); return 0; }
 
             try { FFmpegLibraries.EnsureAvailable(); }
             catch (FFmpegMissingException e) { Console.Error.WriteLine($"pearl2d: {e.Message}"); return 3; }
 
             dataDir ??= Path.Combine(Environment.CurrentDirectory, "data");
             Directory.CreateDirectory(dataDir);
+            // Before anything in the data directory is touched: a second instance must change nothing of the first's.
+            using var dataLock = DataDirectoryLock.TryTake(dataDir, out int holder);
+            if (dataLock is null)
+            {
+                Console.Error.WriteLine($"pearl2d: another pearl2d{(holder > 0 ? $" (pid {holder})" : "")} is running with data directory {dataDir}; stop it first, or give this one another --data-dir");
+                return ExitDataDirectoryInUse;
+            }
 
             using var loggers = LoggerFactory.Create(b => b
                 .AddSimpleConsole(o =>
@@ -116,7 +156,7 @@ namespace Pearl2.Host
             }
             catch (Exception e) when (e is SocketException or IOException)
             {
-                log.LogCritical("pearl2d.listen_failed error=\"{Error}\" hint=\"use --port-offset N (or auto) when ports below 1024 need privileges\"", e.Message);
+                log.LogCritical("pearl2d.listen_failed error=\"{Error}\"", e.Message);
                 if (panel is not null) await panel.DisposeAsync();
                 return 5;
             }
@@ -206,12 +246,23 @@ namespace Pearl2.Host
             {
                 if (args[i] is "--data-dir" or "--control" && i + 1 < args.Length)
                 {
-                    if (args[i] == "--data-dir") dataDir = args[++i]; else socket = args[++i];
+                    if (args[i] == "--data-dir") dataDir = Path.GetFullPath(args[++i]); else socket = Path.GetFullPath(args[++i]);
                 }
                 else words.Add(args[i]);
             }
-            socket ??= Path.Combine(dataDir ?? Path.Combine(Environment.CurrentDirectory, "data"), ControlSocket.FileName);
-            return await ControlSocket.ClientAsync(socket, string.Join(' ', words));
+            // Usage errors are answered here, without a running pearl2d.
+            string? usage = words switch
+            {
+                ["panel", "press", "record" or "stream"] or ["panel", "press", "record" or "stream", "--hold", _] => null,
+                ["panel", ..] => "usage: pearl2d panel press record|stream [--hold SECONDS]",
+                ["status"] or ["recordings"] or ["update", "check"] => null,
+                ["update", ..] => "usage: pearl2d update check",
+                _ => $"usage: pearl2d {words[0]} (see pearl2d --help)",
+            };
+            if (usage is not null) { Console.Error.WriteLine("pearl2d: " + usage); return 2; }
+            dataDir ??= Path.Combine(Environment.CurrentDirectory, "data");
+            return await ControlSocket.ClientAsync(socket ?? Path.Combine(dataDir, ControlSocket.FileName), string.Join(' ', words),
+                socket is null ? $"pearl2d is not running with data directory {dataDir}" : $"pearl2d is not running with control socket {socket}");
         }
 
         /// <summary><c>pearl2d pack IMAGE PAYLOAD INDEX</c>: what scripts/update-bundle.sh publishes (see <see cref="ChunkIndex"/>).</summary>
@@ -230,6 +281,10 @@ namespace Pearl2.Host
             Console.WriteLine($"pack: image_bytes={parsed.ImageSize} chunks={parsed.Count} zero_chunks={zero} payload_bytes={parsed.PayloadSize} index_sha256={Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(index))}");
             return 0;
         }
+
+        /// <summary>A path from the command line, absolute against the working directory; an empty one is refused.</summary>
+        internal static string FullPath(string path) =>
+            string.IsNullOrWhiteSpace(path) ? throw new ArgumentException("an empty path was given") : Path.GetFullPath(path);
 
         static string Version => typeof(Pearl2d).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
