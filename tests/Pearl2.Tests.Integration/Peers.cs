@@ -217,6 +217,27 @@ public sealed class Pearl2dProcess : IAsyncDisposable
         return proc;
     }
 
+    /// <summary>
+    /// Starts pearl2d exactly as given: <paramref name="args"/> untouched (relative paths stay relative) in
+    /// <paramref name="workDir"/>; <paramref name="dataDir"/> and <paramref name="rtspBase"/> are what those arguments mean.
+    /// </summary>
+    public static async Task<Pearl2dProcess> StartRawAsync(string workDir, string dataDir, int rtspBase, params string[] args)
+    {
+        var psi = new ProcessStartInfo(Peers.Pearl2d) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = workDir };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        var proc = new Pearl2dProcess(psi, rtspBase, "", dataDir);
+        await proc.WaitForLogAsync("pearl2d.ready", TimeSpan.FromSeconds(30));
+        return proc;
+    }
+
+    /// <summary>Waits for the process to exit on its own; its exit code.</summary>
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        await _p.WaitForExitAsync(cts.Token);
+        return _p.ExitCode;
+    }
+
     /// <summary>Starts pearl2d again with the same arguments, config and data directory (after this one died or was killed).</summary>
     public async Task<Pearl2dProcess> RestartAsync()
     {
