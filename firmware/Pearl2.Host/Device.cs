@@ -4,6 +4,7 @@ using Microsoft.Extensions.Logging;
 using Pearl2.Media;
 using Pearl2.Media.Encoders;
 using Pearl2.Media.Sources;
+using Pearl2.Services;
 using Pearl2.Services.FrontPanel;
 using Pearl2.Services.HttpLive;
 using Pearl2.Services.Recording;
@@ -37,6 +38,7 @@ public sealed class Device : IAsyncDisposable, IPanelActions
     public Device(FirmwareConfig config, BoardProfile board, int portOffset, string dataDir, ILoggerFactory loggers, TimeProvider time)
     {
         _config = config; _board = board; _offset = portOffset; _loggers = loggers; _time = time;
+        Auth = new ViewerAuth(time, TimeSpan.FromMinutes(5));
         _log = loggers.CreateLogger("pearl2d");
         var rec = config.Recording;
         Library = new RecordingLibrary(new RecordingOptions
@@ -56,11 +58,13 @@ public sealed class Device : IAsyncDisposable, IPanelActions
             ViewerQueueUnits = config.Rtsp.ViewerQueueUnits,
             StatsIntervalSeconds = config.Rtsp.StatsIntervalSeconds,
             UdpPortBase = config.Rtsp.UdpPortBase == 0 ? 0 : config.Rtsp.UdpPortBase + portOffset,
-        }, time, loggers.CreateLogger("Pearl2.Rtsp"));
-        _http = new HttpLiveServer(loggers, time, config.Rtsp.ViewerQueueUnits, config.Rtsp.StallTimeoutSeconds);
+        }, time, loggers.CreateLogger("Pearl2.Rtsp"), Auth);
+        _http = new HttpLiveServer(loggers, time, config.Rtsp.ViewerQueueUnits, config.Rtsp.StallTimeoutSeconds, Auth);
     }
 
     public RtspServer Rtsp { get; }
+    /// <summary>The one viewer login of every door (RTSP, HTTP): one nonce and token key.</summary>
+    public ViewerAuth Auth { get; }
     public RecordingLibrary Library { get; }
     readonly HttpLiveServer _http;
     /// <summary>Set by the Stream button: null follows each channel's config, false stops and true starts streaming on all.</summary>
@@ -70,6 +74,20 @@ public sealed class Device : IAsyncDisposable, IPanelActions
 
     public int RtspPort(int index) => _config.Rtsp.Port + _offset + index;
 
+    /// <summary>The address other hosts reach this device at, for the stream.url lines.</summary>
+    public Func<string> HostAddress { get; init; } = () => "127.0.0.1";
+
+    /// <summary>One line per channel with every URL a viewer can open: at start, and again whenever the channel started or changed.</summary>
+    void LogStreamUrl(int i)
+    {
+        var rc = _channels[i];
+        var cc = rc.Config;
+        string host = HostAddress();
+        int port = rc.Rtsp.Port, http = rc.Live.Port;
+        _log.LogInformation("stream.url channel={Channel} name=\"{Name}\" rtsp=rtsp://{Host}:{Port}/stream.sdp flv=http://{Host}:{HttpPort}/stream.flv ts=http://{Host}:{HttpPort}/stream.ts preview=http://{Host}:{HttpPort}/preview.jpg page=http://{Host}:{HttpPort}/ local=rtsp://127.0.0.1:{Port}/stream.sdp streaming={Streaming} login={Login} video={W}x{H}@{Fps} bitrate_kbps={Kbps}",
+            i + 1, cc.Name, host, port, host, http, host, http, host, http, host, http, port, cc.Streaming ? "on" : "off", cc.Auth is null ? "none" : "required", cc.Video.Width, cc.Video.Height, cc.Video.Fps, cc.Video.BitrateKbps);
+    }
+
     /// <summary>Starts every channel; any failure stops what started and is thrown (nothing runs half-configured).</summary>
     public async Task StartAsync()
     {
@@ -78,6 +96,7 @@ public sealed class Device : IAsyncDisposable, IPanelActions
         {
             for (int i = 0; i < _config.Channels.Count; i++) _channels.Add(await StartChannelAsync(i, _config.Channels[i]));
             Publish();
+            for (int i = 0; i < _channels.Count; i++) LogStreamUrl(i);
             State = DeviceState.Ready;
         }
         catch
@@ -106,6 +125,7 @@ public sealed class Device : IAsyncDisposable, IPanelActions
             rtsp = await Binding(index, $"RTSP/UDP ports {Rtsp.Options.UdpPortBase + 4 * index}-{Rtsp.Options.UdpPortBase + 4 * index + 3}", () => Task.FromResult(Rtsp.AddChannel(hub, RtspPort(index))));
             var live = HttpLiveServer.AddChannel(hub, HttpPort(index), cc.Audio.Enabled, cc.Audio.SampleRate, cc.Audio.Channels);
             live.Preview = new PreviewCache(pipeline.Preview, _time);
+            live.RtspPort = RtspPort(index);
             Apply(rtsp, live, cc, _streamingOverride);
             pipeline.Start();
             listener = await Binding(index, $"RTSP port {RtspPort(index)}", () => RtspListener.BindAsync(Rtsp, rtsp, _loggers));
@@ -141,7 +161,9 @@ public sealed class Device : IAsyncDisposable, IPanelActions
     {
         rtsp.StreamingEnabled = streamingOverride ?? cc.Streaming;
         live.StreamingEnabled = streamingOverride ?? cc.Streaming;
-        rtsp.Credentials = cc.Auth is { } a ? new ViewerCredentials(a.Username, a.Password, a.AllowBasic) : null;
+        var creds = cc.Auth is { } a ? new ViewerCredentials(a.Username, a.Password, a.AllowBasic) : null;
+        rtsp.Credentials = creds;
+        live.Credentials = creds;
     }
 
     async Task StopChannelAsync(RunningChannel rc, string why)
@@ -175,7 +197,7 @@ public sealed class Device : IAsyncDisposable, IPanelActions
             try
             {
                 var nc = next.Channels[i];
-                if (i >= _channels.Count) { _channels.Add(await StartChannelAsync(i, nc)); Publish(); continue; }
+                if (i >= _channels.Count) { _channels.Add(await StartChannelAsync(i, nc)); Publish(); LogStreamUrl(i); continue; }
                 var rc = _channels[i];
                 if (MediaOf(rc.Config) != MediaOf(nc))
                 {
@@ -184,12 +206,15 @@ public sealed class Device : IAsyncDisposable, IPanelActions
                     _channels[i] = await StartChannelAsync(i, nc);
                     Publish();
                     if (recording && nc.Record) _channels[i].Recorder.Start();
+                    LogStreamUrl(i);
                 }
                 else
                 {
+                    bool changed = JsonSerializer.Serialize(nc, ConfigJson.Default.ChannelConfig) != JsonSerializer.Serialize(rc.Config, ConfigJson.Default.ChannelConfig);
                     Apply(rc.Rtsp, rc.Live, nc, _streamingOverride);
                     _channels[i] = rc with { Config = nc };
                     Publish();
+                    if (changed) LogStreamUrl(i);
                 }
                 _log.LogInformation("config.applied channel={Channel} streaming={Streaming} auth={Auth}", i + 1, nc.Streaming, nc.Auth is not null);
             }

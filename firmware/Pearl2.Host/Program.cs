@@ -141,7 +141,7 @@ namespace Pearl2.Host
             log.LogInformation("pearl2d.start version={Version} board={Board} slot={Slot} channels={Channels} port_offset={Offset} data_dir={DataDir} {Libs}",
                 running, board.Name, bootedSlot ?? "-", config.Channels.Count, offset, dataDir, FFmpegLibraries.Versions());
 
-            var device = new Device(config, board, offset, dataDir, loggers, TimeProvider.System);
+            var device = new Device(config, board, offset, dataDir, loggers, TimeProvider.System) { HostAddress = HostAddress };
             // The panel comes up first so the Status LED blinks while the channels start; a panel that
             // cannot start (no GPIO chip, no display) is logged and the device goes on without it.
             Panel? panel = null;
@@ -161,10 +161,6 @@ namespace Pearl2.Host
                 return 5;
             }
 
-            var host = HostAddress();
-            foreach (var (i, cc, port, httpPort) in device.Channels)
-                log.LogInformation("stream.url channel={Channel} name=\"{Name}\" rtsp=rtsp://{Host}:{Port}/stream.sdp flv=http://{Host}:{HttpPort}/stream.flv ts=http://{Host}:{HttpPort}/stream.ts local=rtsp://127.0.0.1:{Port}/stream.sdp streaming={Streaming} video={W}x{H}@{Fps} bitrate_kbps={Kbps}",
-                    i + 1, cc.Name, host, port, host, httpPort, host, httpPort, port, cc.Streaming, cc.Video.Width, cc.Video.Height, cc.Video.Fps, cc.Video.BitrateKbps);
             var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             bool reboot = false;
             var updater = StartUpdater(config.Update, board, running, slotsDir, bootedSlot, dataDir, device, loggers, log, () =>

@@ -294,3 +294,57 @@ public sealed class Pearl2dProcess : IAsyncDisposable
         _p.Dispose();
     }
 }
+
+/// <summary>
+/// Two network namespaces joined by a veth pair: the device side at 192.0.2.1, an "other host" at 192.0.2.2
+/// (documentation addresses), made by the test and deleted on dispose. Needs root, as make test runs.
+/// </summary>
+public sealed class NetworkPair : IAsyncDisposable
+{
+    static int _count;
+    public string Device { get; }
+    public string External { get; }
+    public const string DeviceAddress = "192.0.2.1";
+    readonly string _vethDev, _vethExt;
+
+    NetworkPair(string tag)
+    {
+        Device = $"p2d{tag}"; External = $"p2x{tag}";
+        _vethDev = $"p2vd{tag}"; _vethExt = $"p2vx{tag}";
+    }
+
+    static async Task Ip(params string[] args)
+    {
+        var r = await Peers.RunAsync("ip", args, TimeSpan.FromSeconds(20));
+        if (r.ExitCode != 0) throw new InvalidOperationException($"ip {string.Join(' ', args)} failed (this test needs root to make network namespaces): {r.Stderr}");
+    }
+
+    public static async Task<NetworkPair> CreateAsync()
+    {
+        var n = new NetworkPair($"{Environment.ProcessId % 100000}n{Interlocked.Increment(ref _count)}");
+        await n.DisposeAsync();
+        await Ip("netns", "add", n.Device);
+        await Ip("netns", "add", n.External);
+        await Ip("link", "add", n._vethDev, "type", "veth", "peer", "name", n._vethExt);
+        await Ip("link", "set", n._vethDev, "netns", n.Device);
+        await Ip("link", "set", n._vethExt, "netns", n.External);
+        await Ip("-n", n.Device, "addr", "add", DeviceAddress + "/24", "dev", n._vethDev);
+        await Ip("-n", n.External, "addr", "add", "192.0.2.2/24", "dev", n._vethExt);
+        foreach (var (ns, link) in new[] { (n.Device, n._vethDev), (n.External, n._vethExt) })
+        {
+            await Ip("-n", ns, "link", "set", link, "up");
+            await Ip("-n", ns, "link", "set", "lo", "up");
+        }
+        return n;
+    }
+
+    /// <summary>Runs a peer inside namespace <paramref name="ns"/>.</summary>
+    public static Task<ProcessResult> RunInAsync(string ns, string tool, IEnumerable<string> args, TimeSpan timeout) =>
+        Peers.RunAsync("ip", ["netns", "exec", ns, Peers.Require(tool), .. args], timeout);
+
+    public async ValueTask DisposeAsync()
+    {
+        await Peers.RunAsync("ip", ["netns", "del", Device], TimeSpan.FromSeconds(20));
+        await Peers.RunAsync("ip", ["netns", "del", External], TimeSpan.FromSeconds(20));
+    }
+}

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text;
 using Pearl2.Formats.Rtsp;
+using Pearl2.Services;
 using Pearl2.Services.Rtsp;
 using Xunit;
 
@@ -82,6 +83,50 @@ public class AuthAndTunnelTests
         Assert.True(challenge.IndexOf("SHA-256", StringComparison.Ordinal) < challenge.IndexOf("algorithm=MD5", StringComparison.Ordinal));
         Assert.DoesNotContain("Basic", challenge);
     }
+
+    static RtspRequest HttpGet(string uri)
+    {
+        RtspRequestParser.TryParse(new ReadOnlySequence<byte>(Encoding.ASCII.GetBytes($"GET {uri} HTTP/1.1\r\nHost: d\r\n\r\n")), allowHttp: true, out var req, out _, out _);
+        return req!;
+    }
+
+    [Fact]
+    public void ViewTokensOpenOneChannelUnderOneLoginUntilTheyExpire()
+    {
+        var time = new ManualTime();
+        var auth = new ViewerAuth(time, TimeSpan.FromMinutes(5));
+        var creds = new ViewerCredentials("viewer", "right-one");
+        var token = auth.IssueToken(1, creds, out var expires);
+        Assert.Equal(time.Now + ViewerAuth.TokenLifetime, expires);
+        Assert.Matches("^[0-9a-f]{48}$", token);
+
+        Assert.Equal(AuthOutcome.Accepted, auth.Authorize(HttpGet($"/stream.ts?token={token}"), 1, creds, out _, out _));
+        Assert.Equal(AuthOutcome.Accepted, auth.Authorize(HttpGet($"/preview.jpg?width=320&token={token}"), 1, creds, out _, out _));
+        // Another channel, another login (a changed password), another device's key, a flipped bit, garbage: refused.
+        Assert.Equal(AuthOutcome.Refused, auth.Authorize(HttpGet($"/stream.ts?token={token}"), 2, creds, out _, out var why));
+        Assert.Equal("token not issued for this channel and login", why);
+        Assert.Equal(AuthOutcome.Refused, auth.Authorize(HttpGet($"/stream.ts?token={token}"), 1, creds with { Password = "new-one" }, out _, out _));
+        Assert.Equal(AuthOutcome.Refused, new ViewerAuth(time, TimeSpan.FromMinutes(5)).Authorize(HttpGet($"/stream.ts?token={token}"), 1, creds, out _, out _));
+        var forged = token[..47] + (token[47] == '0' ? '1' : '0');
+        Assert.Equal(AuthOutcome.Refused, auth.Authorize(HttpGet($"/stream.ts?token={forged}"), 1, creds, out _, out _));
+        Assert.Equal(AuthOutcome.Refused, auth.Authorize(HttpGet("/stream.ts?token=zz"), 1, creds, out _, out why));
+        Assert.Equal("malformed token", why);
+        Assert.Equal(AuthOutcome.Refused, auth.Authorize(HttpGet("/stream.ts?token="), 1, creds, out _, out _));
+
+        time.Now += ViewerAuth.TokenLifetime + TimeSpan.FromSeconds(1);
+        Assert.Equal(AuthOutcome.Refused, auth.Authorize(HttpGet($"/stream.ts?token={token}"), 1, creds, out _, out why));
+        Assert.Equal("token expired", why);
+        // Without a token the request is judged by its Authorization header, as on RTSP.
+        Assert.Equal(AuthOutcome.Missing, auth.Authorize(HttpGet("/stream.ts"), 1, creds, out _, out _));
+    }
+
+    [Theory]
+    [InlineData("/stream.ts?token=abc", "token", "abc")]
+    [InlineData("/preview.jpg?width=480&token=a%2Fb", "token", "a/b")]
+    [InlineData("/preview.jpg?width=480&tokens=x", "token", null)]
+    [InlineData("rtsp://h:554/stream.sdp?token", "token", "")]
+    [InlineData("/stream.ts", "token", null)]
+    public void QueryValues(string uri, string name, string? value) => Assert.Equal(value, RtspUri.QueryValue(uri, name));
 
     [Fact]
     public void BasicOnlyWhenAllowed()

@@ -28,6 +28,9 @@ public sealed class RtspRequest
 
     /// <summary>The path of the request URI: "rtsp://host:554/stream.sdp/trackID=0" → "/stream.sdp/trackID=0".</summary>
     public string Path => RtspUri.PathOf(Uri);
+
+    /// <summary>A query parameter of the request URI ("/stream.ts?token=abc" → "abc" for "token"), percent-decoded; null when absent.</summary>
+    public string? Query(string name) => RtspUri.QueryValue(Uri, name);
 }
 
 public static class RtspUri
@@ -39,6 +42,20 @@ public static class RtspUri
         if (scheme < 0) return uri.StartsWith('/') ? StripQuery(uri) : "/" + StripQuery(uri);
         int slash = uri.IndexOf('/', scheme + 3);
         return slash < 0 ? "/" : StripQuery(uri[slash..]);
+    }
+
+    public static string? QueryValue(string uri, string name)
+    {
+        int q = uri.IndexOf('?');
+        if (q < 0) return null;
+        foreach (var pair in uri.AsSpan(q + 1).Split('&'))
+        {
+            var part = uri.AsSpan(q + 1)[pair];
+            int eq = part.IndexOf('=');
+            var key = eq < 0 ? part : part[..eq];
+            if (key.SequenceEqual(name)) return eq < 0 ? "" : System.Uri.UnescapeDataString(part[(eq + 1)..].ToString());
+        }
+        return null;
     }
 
     static string StripQuery(string p)

@@ -23,6 +23,12 @@ public sealed class HttpLiveChannel(ChannelHub hub, int port, int flvSlot, int t
     public int TsSlot { get; } = tsSlot;
     public bool StreamingEnabled { get; set; } = true;
     public PreviewCache? Preview { get; set; }
+    /// <summary>The channel's viewer login, the same as RTSP's; null serves everyone.</summary>
+    public ViewerCredentials? Credentials { get; set; }
+    /// <summary>The channel's RTSP port, for the channel page.</summary>
+    public int RtspPort { get; set; }
+    /// <summary>The channel's name, for the channel page.</summary>
+    public string Name => Hub.Name;
 }
 
 /// <summary>
@@ -54,8 +60,12 @@ public sealed class HttpLiveServer
 
     static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(10);
 
-    public HttpLiveServer(ILoggerFactory loggers, TimeProvider time, int viewerQueueUnits = 512, int stallTimeoutSeconds = 10)
+    readonly ViewerAuth _auth;
+
+    /// <param name="auth">The login shared with RTSP (one nonce and token key per device); a new one when null.</param>
+    public HttpLiveServer(ILoggerFactory loggers, TimeProvider time, int viewerQueueUnits = 512, int stallTimeoutSeconds = 10, ViewerAuth? auth = null)
     {
+        _auth = auth ?? new ViewerAuth(time, TimeSpan.FromMinutes(5));
         this.loggers = loggers;
         this.viewerQueueUnits = viewerQueueUnits;
         _log = loggers.CreateLogger("Pearl2.Http");
@@ -153,9 +163,16 @@ public sealed class HttpLiveServer
             }
             if (request.Method == "OPTIONS") { await Reply(socket, "204 No Content"); return; }
             if (request.Method is not ("GET" or "HEAD")) { await Reply(socket, "405 Method Not Allowed"); return; }
-            if (request.Path == "/preview.jpg") { await PreviewAsync(socket, channel, request); return; }
-            bool flv = request.Path == "/stream.flv", ts = request.Path == "/stream.ts";
-            if (!flv && !ts) { await Reply(socket, "404 Not Found"); return; }
+            var path = request.Path;
+            if (path == "/mpegts.js") { await StaticAsync(socket, request, "text/javascript; charset=utf-8", WebFiles.MpegtsJs, WebFiles.MpegtsJsGzip); return; }
+            bool flv = path == "/stream.flv", ts = path == "/stream.ts";
+            if (!(flv || ts || path is "/" or "/index.html" or "/preview.jpg" or "/token")) { await Reply(socket, "404 Not Found"); return; }
+            // Every other door here shows the channel's pictures (or hands out a key to them): the viewer login first.
+            // A token opens the streams and the preview; the page and /token itself want the login.
+            if (channel.Credentials is { } creds && !await AuthorizeAsync(socket, request, channel, creds, who, tokenAllowed: flv || ts || path == "/preview.jpg")) return;
+            if (path is "/" or "/index.html") { await PageAsync(socket, request, channel, connection); return; }
+            if (path == "/token") { await TokenAsync(socket, request, channel); return; }
+            if (path == "/preview.jpg") { await PreviewAsync(socket, channel, request); return; }
             var ready = channel.Hub.Ready;
             if (await Task.WhenAny(ready, Task.Delay(5000)) != ready) { await Reply(socket, "503 Service Unavailable"); return; }
             var info = ready.Result;
@@ -239,6 +256,70 @@ public sealed class HttpLiveServer
             .Concat(Cors.ToArray()).Concat("\r\n"u8.ToArray()).ToArray();
         await SocketSend.AllAsync(socket, head);
         if (request.Method == "GET") await SocketSend.AllAsync(socket, p.Jpeg);
+    }
+
+    /// <summary>True when the request may go on; otherwise the 401 (challenges, or the token's refusal) has been sent.</summary>
+    async Task<bool> AuthorizeAsync(Socket socket, RtspRequest request, HttpLiveChannel channel, ViewerCredentials creds, string who, bool tokenAllowed)
+    {
+        int ch = channel.Hub.Index + 1;
+        var outcome = tokenAllowed
+            ? _auth.Authorize(request, ch, creds, out var user, out var why)
+            : _auth.Check(request, creds, out user, out why);
+        if (outcome == AuthOutcome.Accepted) return true;
+        if (outcome == AuthOutcome.Missing)
+            _log.LogDebug("http.challenge channel={Channel} remote={Remote} path={Path} status=401", ch, who, request.Path);
+        else
+            _log.LogWarning("http.auth_failed channel={Channel} remote={Remote} path={Path} user=\"{User}\" reason=\"{Reason}\" status=401", ch, who, request.Path, user ?? "", why);
+        var head = new StringBuilder("HTTP/1.1 401 Unauthorized\r\nServer: pearl2d\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\n");
+        foreach (var challenge in _auth.Challenges(creds, outcome == AuthOutcome.Stale)) head.Append("WWW-Authenticate: ").Append(challenge).Append("\r\n");
+        var body = Encoding.UTF8.GetBytes($"channel {ch} needs the viewer login{(why is null ? "" : ": " + why)}\n");
+        head.Append("Content-Length: ").Append(body.Length).Append("\r\n");
+        await SocketSend.AllAsync(socket, Join(Encoding.ASCII.GetBytes(head.ToString()), Cors.ToArray(), "\r\n"u8.ToArray(), request.Method == "GET" ? body : []));
+        return false;
+    }
+
+    /// <summary>GET /token: a short-lived view token for this channel's streams and preview, as JSON (the login was checked).</summary>
+    async Task TokenAsync(Socket socket, RtspRequest request, HttpLiveChannel channel)
+    {
+        int ch = channel.Hub.Index + 1;
+        var token = _auth.IssueToken(ch, channel.Credentials, out var expires);
+        var json = Encoding.UTF8.GetBytes(
+            $"{{\"channel\":{ch},\"token\":\"{token}\",\"expires\":\"{expires.UtcDateTime:yyyy-MM-ddTHH:mm:ssZ}\",\"expiresInSeconds\":{(int)ViewerAuth.TokenLifetime.TotalSeconds}," +
+            $"\"flv\":\"/stream.flv?token={token}\",\"ts\":\"/stream.ts?token={token}\",\"preview\":\"/preview.jpg?token={token}\"}}\n");
+        _log.LogInformation("http.token_issued channel={Channel} expires={Expires:yyyy-MM-ddTHH:mm:ssZ}", ch, expires.UtcDateTime);
+        await Ok(socket, request, "application/json", json);
+    }
+
+    /// <summary>GET /: a small page that names the channel, links its streams and plays it with the device's own mpegts.js.</summary>
+    async Task PageAsync(Socket socket, RtspRequest request, HttpLiveChannel channel, ConnectionContext connection)
+    {
+        var local = PeerAddress.Of(connection.LocalEndPoint).Address?.ToString() ?? "HOST";
+        var html = WebFiles.IndexHtml
+            .Replace("{{name}}", System.Net.WebUtility.HtmlEncode(channel.Name))
+            .Replace("{{channel}}", (channel.Hub.Index + 1).ToString(System.Globalization.CultureInfo.InvariantCulture))
+            .Replace("{{host}}", local.Contains(':') ? $"[{local}]" : local)
+            .Replace("{{rtspPort}}", channel.RtspPort.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        await Ok(socket, request, "text/html; charset=utf-8", Encoding.UTF8.GetBytes(html));
+    }
+
+    static async Task StaticAsync(Socket socket, RtspRequest request, string type, byte[] plain, byte[] gzip)
+    {
+        bool gz = request["Accept-Encoding"]?.Contains("gzip", StringComparison.OrdinalIgnoreCase) == true;
+        await Ok(socket, request, type, gz ? gzip : plain, gz ? "Content-Encoding: gzip\r\nCache-Control: max-age=86400\r\n" : "Cache-Control: max-age=86400\r\n");
+    }
+
+    static Task Ok(Socket socket, RtspRequest request, string type, byte[] body, string? extra = null)
+    {
+        var head = Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nServer: pearl2d\r\nContent-Type: {type}\r\nContent-Length: {body.Length}\r\n{extra ?? "Cache-Control: no-store\r\n"}Connection: close\r\n");
+        return SocketSend.AllAsync(socket, Join(head, Cors.ToArray(), "\r\n"u8.ToArray(), request.Method == "GET" ? body : [])).AsTask();
+    }
+
+    static byte[] Join(params byte[][] parts)
+    {
+        var all = new byte[parts.Sum(p => p.Length)];
+        int at = 0;
+        foreach (var p in parts) { p.CopyTo(all, at); at += p.Length; }
+        return all;
     }
 
     static Task Reply(Socket socket, string status) =>

@@ -179,7 +179,10 @@ public sealed class RtspConnection
     async Task<RtspResponse> HandleAsync(RtspRequest req)
     {
         var response = await DecideAsync(req);
-        if (response.StatusCode >= 400)
+        if (response.StatusCode == 401 && req["Authorization"] is null)
+            // The challenge before a player's first login is the normal start of a session, not a fault.
+            _log.LogDebug("rtsp.challenge channel={Channel} remote={Remote} method={Method} uri={Uri} status=401", ChannelNumber, _remote, req.Method, req.Uri);
+        else if (response.StatusCode >= 400)
             _log.LogWarning("rtsp.request_refused channel={Channel} remote={Remote} method={Method} uri={Uri} status={Status}", ChannelNumber, _remote, req.Method, req.Uri, response.StatusCode);
         else
             _log.LogDebug("rtsp.request channel={Channel} remote={Remote} method={Method} uri={Uri} status={Status}", ChannelNumber, _remote, req.Method, req.Uri, response.StatusCode);

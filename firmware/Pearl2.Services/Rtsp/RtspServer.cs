@@ -95,7 +95,8 @@ public sealed class RtspServer : IAsyncDisposable
     readonly RtspTunnels _tunnels;
     long _lastStats, _lastAllocated, _lastPackets;
 
-    public RtspServer(RtspOptions options, TimeProvider time, ILogger log)
+    /// <param name="auth">The login shared with the channels' other doors (HTTP), so nonces and tokens are one device's; a new one when null.</param>
+    public RtspServer(RtspOptions options, TimeProvider time, ILogger log, ViewerAuth? auth = null)
     {
         Options = options;
         _time = time;
@@ -103,7 +104,7 @@ public sealed class RtspServer : IAsyncDisposable
         _lastStats = time.GetTimestamp();
         _lastAllocated = GC.GetTotalAllocatedBytes();
         _tunnels = new RtspTunnels(this, log);
-        Auth = new ViewerAuth(time, TimeSpan.FromSeconds(options.NonceLifetimeSeconds));
+        Auth = auth ?? new ViewerAuth(time, TimeSpan.FromSeconds(options.NonceLifetimeSeconds));
         _heartbeat = time.CreateTimer(_ => Heartbeat(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
     }
 

@@ -1,0 +1,141 @@
+using System.Buffers.Binary;
+using System.Security.Cryptography;
+using System.Text;
+using Pearl2.Formats.Rtsp;
+
+namespace Pearl2.Services;
+
+/// <summary>A channel's viewer login. Basic is accepted only when the operator allowed it (it sends the password in clear).</summary>
+public sealed record ViewerCredentials(string Username, string Password, bool AllowBasic = false);
+
+public enum AuthOutcome { Accepted, Missing, Refused, Stale }
+
+/// <summary>
+/// The viewer login of every door to a channel's pictures (RTSP, HTTP FLV/TS/preview, the stream page): Digest
+/// (RFC 7616) with SHA-256 and MD5, Basic only if configured, and short-lived signed view tokens for browser players,
+/// which cannot answer a Digest challenge from fetch. Nonces and tokens are stateless, sealed with an HMAC under a
+/// key made at start; a token also names its channel and the login it was issued under, so a changed password voids it.
+/// </summary>
+public sealed class ViewerAuth(TimeProvider time, TimeSpan nonceLifetime)
+{
+    public const string Realm = "Pearl2";
+    /// <summary>How long a view token lets a player start a stream (a stream that started plays on).</summary>
+    public static readonly TimeSpan TokenLifetime = TimeSpan.FromMinutes(2);
+    readonly byte[] _key = RandomNumberGenerator.GetBytes(32);
+
+    /// <summary>
+    /// A view token for <paramref name="channel"/> (1-based) under <paramref name="creds"/>: 8 bytes of expiry (Unix ms),
+    /// then 16 bytes of HMAC-SHA256 over "view", the expiry, the channel and a hash of the login, as lower-case hex.
+    /// </summary>
+    public string IssueToken(int channel, ViewerCredentials? creds, out DateTimeOffset expires)
+    {
+        expires = time.GetUtcNow() + TokenLifetime;
+        Span<byte> t = stackalloc byte[24];
+        BinaryPrimitives.WriteInt64BigEndian(t, expires.ToUnixTimeMilliseconds());
+        TokenMac(t[..8], channel, creds).CopyTo(t[8..]);
+        return Convert.ToHexStringLower(t);
+    }
+
+    byte[] TokenMac(ReadOnlySpan<byte> expiry, int channel, ViewerCredentials? creds)
+    {
+        var login = SHA256.HashData(Encoding.UTF8.GetBytes(creds is null ? "" : creds.Username + ":" + creds.Password));
+        var input = new byte[4 + 8 + 4 + login.Length];
+        "view"u8.CopyTo(input);
+        expiry.CopyTo(input.AsSpan(4));
+        BinaryPrimitives.WriteInt32BigEndian(input.AsSpan(12), channel);
+        login.CopyTo(input, 16);
+        return HMACSHA256.HashData(_key, input).AsSpan(0, 16).ToArray();
+    }
+
+    /// <summary>Accepted for a token this device issued for this channel and login that has not expired; Refused (with why) otherwise.</summary>
+    public AuthOutcome CheckToken(string token, int channel, ViewerCredentials? creds, out string? reason)
+    {
+        reason = null;
+        Span<byte> t = stackalloc byte[24];
+        if (token.Length != 48 || Convert.FromHexString(token, t, out _, out int written) != System.Buffers.OperationStatus.Done || written != 24)
+        { reason = "malformed token"; return AuthOutcome.Refused; }
+        if (!CryptographicOperations.FixedTimeEquals(TokenMac(t[..8], channel, creds), t[8..])) { reason = "token not issued for this channel and login"; return AuthOutcome.Refused; }
+        if (time.GetUtcNow().ToUnixTimeMilliseconds() > BinaryPrimitives.ReadInt64BigEndian(t)) { reason = "token expired"; return AuthOutcome.Refused; }
+        return AuthOutcome.Accepted;
+    }
+
+    /// <summary>
+    /// The check every door makes: a <c>token=</c> query parameter when there is one (web players), else the
+    /// Authorization header (Digest, or Basic when allowed).
+    /// </summary>
+    public AuthOutcome Authorize(RtspRequest req, int channel, ViewerCredentials creds, out string? user, out string? reason)
+    {
+        if (req.Query("token") is { } token)
+        {
+            user = "(token)";
+            return CheckToken(token, channel, creds, out reason);
+        }
+        return Check(req, creds, out user, out reason);
+    }
+
+    public string NewNonce()
+    {
+        Span<byte> n = stackalloc byte[24];
+        BinaryPrimitives.WriteInt64BigEndian(n, time.GetUtcNow().ToUnixTimeMilliseconds());
+        HMACSHA256.HashData(_key, n[..8]).AsSpan(0, 16).CopyTo(n[8..]);
+        return Convert.ToHexString(n).ToLowerInvariant();
+    }
+
+    /// <summary>True when we made the nonce; <paramref name="stale"/> when it is ours but too old.</summary>
+    public bool CheckNonce(string nonce, out bool stale)
+    {
+        stale = false;
+        if (nonce.Length != 48) return false;
+        Span<byte> n = stackalloc byte[24];
+        try { Convert.FromHexString(nonce, n, out _, out _); } catch (FormatException) { return false; }
+        if (!CryptographicOperations.FixedTimeEquals(HMACSHA256.HashData(_key, n[..8]).AsSpan(0, 16), n[8..])) return false;
+        var age = time.GetUtcNow() - DateTimeOffset.FromUnixTimeMilliseconds(BinaryPrimitives.ReadInt64BigEndian(n));
+        stale = age > nonceLifetime || age < TimeSpan.FromMinutes(-1);
+        return true;
+    }
+
+    public AuthOutcome Check(RtspRequest req, ViewerCredentials creds, out string? user, out string? reason)
+    {
+        user = null; reason = null;
+        var value = req["Authorization"];
+        if (value is null) return AuthOutcome.Missing;
+        if (!AuthorizationHeader.TryParse(value, out var h)) { reason = "malformed Authorization header"; return AuthOutcome.Refused; }
+        if (h.Scheme == AuthScheme.Basic)
+        {
+            user = h.BasicUser;
+            if (!creds.AllowBasic) { reason = "Basic is not allowed on this channel"; return AuthOutcome.Refused; }
+            bool ok = Same(h.BasicUser!, creds.Username) & Same(h.BasicPassword!, creds.Password);
+            reason = ok ? null : "wrong user name or password";
+            return ok ? AuthOutcome.Accepted : AuthOutcome.Refused;
+        }
+        user = h["username"];
+        string? nonce = h["nonce"], response = h["response"], uri = h["uri"], realm = h["realm"];
+        string algorithm = h["algorithm"] ?? "MD5";
+        if (user is null || nonce is null || response is null || uri is null || realm != Realm) { reason = "incomplete Digest parameters"; return AuthOutcome.Refused; }
+        if (algorithm is not ("MD5" or "SHA-256" or "MD5-sess" or "SHA-256-sess")) { reason = $"unsupported algorithm {algorithm}"; return AuthOutcome.Refused; }
+        if (!CheckNonce(nonce, out bool stale)) { reason = "nonce not issued by this device"; return AuthOutcome.Refused; }
+        var expected = DigestAuth.ExpectedResponse(algorithm, creds.Username, Realm, creds.Password, req.Method, uri, nonce, h["qop"], h["nc"], h["cnonce"]);
+        if (!(Same(user, creds.Username) & Same(response.ToLowerInvariant(), expected))) { reason = "wrong user name or password"; return AuthOutcome.Refused; }
+        if (stale) { reason = "nonce expired"; return AuthOutcome.Stale; }
+        return AuthOutcome.Accepted;
+    }
+
+    /// <summary>One challenge per scheme: SHA-256 first (preferred), MD5 last (what most RTSP players and ffmpeg's HTTP take), Basic when allowed.</summary>
+    public IEnumerable<string> Challenges(ViewerCredentials creds, bool stale)
+    {
+        var nonce = NewNonce();
+        yield return DigestAuth.Challenge(Realm, nonce, "SHA-256", stale);
+        yield return DigestAuth.Challenge(Realm, nonce, "MD5", stale);
+        if (creds.AllowBasic) yield return $"Basic realm=\"{Realm}\"";
+    }
+
+    /// <summary>The RTSP 401 with <see cref="Challenges"/>.</summary>
+    public RtspResponse Challenge(int cseq, ViewerCredentials creds, bool stale)
+    {
+        var r = new RtspResponse(401) { CSeq = cseq };
+        foreach (var c in Challenges(creds, stale)) r.Add("WWW-Authenticate", c);
+        return r;
+    }
+
+    static bool Same(string a, string b) => CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(a), Encoding.UTF8.GetBytes(b));
+}
