@@ -156,6 +156,34 @@ public sealed class BrowserPlaybackTests(ITestOutputHelper output) : IAsyncLifet
     }
 }
 
+/// <summary>The channel's own page (GET /) in a real browser: it asks for the viewer login, then plays through a view token.</summary>
+public sealed class ChannelPageTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task ChromiumLogsInAndThePagePlaysTheChannelWithTheDevicesOwnMpegtsJs()
+    {
+        int http = Peers.FreePortBase(1);
+        await using var device = await Pearl2dProcess.StartAsync($$"""
+            { "channels": [ { "name": "Lobby camera", "video": { "width": 640, "height": 360 }, "auth": { "username": "viewer", "password": "page-Pa55" } } ],
+              "rtsp": { "port": 554 }, "http": { "port": {{http}} } }
+            """, channels: 1);
+        var r = await Peers.RunAsync("node", [Path.Combine(Peers.RepoRoot, "tests", "browser", "channel-page.mjs"), $"http://127.0.0.1:{http}/", "viewer", "page-Pa55"], TimeSpan.FromSeconds(90));
+        output.WriteLine(r.Stdout + r.Stderr);
+        var result = JsonDocument.Parse(r.Stdout.Trim().Split('\n').Last()).RootElement;
+        Assert.Empty(result.GetProperty("errors").EnumerateArray());
+        Assert.Equal(401, result.GetProperty("withoutLogin").GetInt32());
+        Assert.Equal(200, result.GetProperty("withLogin").GetInt32());
+        Assert.StartsWith("Lobby camera", result.GetProperty("title").GetString());
+        Assert.True(result.GetProperty("advanced").GetDouble() >= 3, $"the page's video advanced only {result.GetProperty("advanced")} s in 4 s");
+        Assert.Equal((640, 360), (result.GetProperty("width").GetInt32(), result.GetProperty("height").GetInt32()));
+        var requests = result.GetProperty("requests").EnumerateArray().Select(e => e.GetString()).ToList();
+        Assert.Contains("/mpegts.js", requests);
+        Assert.Contains("/token", requests);
+        Assert.Contains("/stream.flv?token=T", requests);
+        Assert.Contains("http.token_issued channel=1", device.Log);
+    }
+}
+
 /// <summary>HTTP viewers that stop reading are dropped after the stall timeout; the others lose nothing.</summary>
 public sealed class HttpSlowViewerTests(ITestOutputHelper output)
 {
