@@ -104,8 +104,12 @@ public sealed class ControlSocket : IAsyncDisposable
         var sb = new StringBuilder();
         sb.Append(CultureInfo.InvariantCulture, $"state={s.State.ToString().ToLowerInvariant()} recording={(s.Recording ? "on" : "off")} streaming={(s.Streaming ? "on" : "off")}");
         sb.Append(CultureInfo.InvariantCulture, $" led_record={Led("record")} led_stream={Led("stream")} led_status={Led("status")}\n");
+        var viewers = _device.Viewers.ToDictionary(v => v.Index);
         foreach (var (i, name, r) in _device.Recorders)
-            sb.Append(CultureInfo.InvariantCulture, $"channel={i + 1} recorder={r.State.ToString().ToLowerInvariant()} file={(r.CurrentFile is { } f ? Path.GetFileName(f) : "-")}{(r.LastError is { } e ? " error=" + e : "")}\n");
+        {
+            var v = viewers.GetValueOrDefault(i);
+            sb.Append(CultureInfo.InvariantCulture, $"channel={i + 1} viewers_rtsp={v.Rtsp} viewers_http={v.Http} recorder={r.State.ToString().ToLowerInvariant()} file={(r.CurrentFile is { } f ? Path.GetFileName(f) : "-")}{(r.LastError is { } e ? " error=" + e : "")}\n");
+        }
         foreach (var l in _panel?.DisplayLines ?? []) sb.Append("display: ").Append(l).Append('\n');
         sb.Append(CultureInfo.InvariantCulture, $"firmware version={Version} slot={Slot ?? "-"}");
         if (Updater?.Status is { } u)

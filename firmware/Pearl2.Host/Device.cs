@@ -283,6 +283,9 @@ public sealed class Device : IAsyncDisposable, IPanelActions
         foreach (var c in _view) c.Recorder.Split();
     }
 
+    /// <summary>Who watches each channel now: RTSP (TCP, UDP, tunnel) and HTTP (FLV, TS) viewers.</summary>
+    public IEnumerable<(int Index, int Rtsp, int Http)> Viewers => _view.Select((c, i) => (i, Rtsp.ViewerCount(c.Rtsp), _http.ViewerCount(i + 1)));
+
     public IEnumerable<(int Index, string Name, Recorder Recorder)> Recorders => _view.Select((c, i) => (i, c.Config.Name, c.Recorder));
 
     public IEnumerable<(int Index, ChannelConfig Config, int Port, int HttpPort)> Channels => _channels.Select((c, i) => (i, c.Config, c.Rtsp.Port, c.Live.Port));

@@ -298,3 +298,62 @@ public sealed class SlowViewerTests(ITestOutputHelper output) : IAsyncLifetime
         foreach (var c in stalled.Concat(normal)) await c.DisposeAsync();
     }
 }
+
+/// <summary>UDP sessions leave nothing behind: after 50 ffmpeg viewers tore down, the viewer count, the hub's readers, the UDP sockets and the fds are back where they were.</summary>
+public sealed class UdpTeardownTests(ITestOutputHelper output)
+{
+    static int Fds(int pid) => Directory.GetFiles($"/proc/{pid}/fd").Length;
+
+    /// <summary>The process's UDP sockets: its socket fds whose inodes are in /proc/net/udp or udp6.</summary>
+    static int UdpSockets(int pid)
+    {
+        var inodes = new HashSet<string>();
+        foreach (var table in new[] { $"/proc/{pid}/net/udp", $"/proc/{pid}/net/udp6" })
+            foreach (var line in File.ReadLines(table).Skip(1))
+                inodes.Add(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[9]);
+        int n = 0;
+        foreach (var fd in Directory.GetFiles($"/proc/{pid}/fd"))
+        {
+            try { if (new FileInfo(fd).LinkTarget is { } t && t.StartsWith("socket:[") && inodes.Contains(t[8..^1])) n++; }
+            catch (IOException) { } // closed while we looked
+        }
+        return n;
+    }
+
+    [Fact]
+    public async Task FiftyUdpSessionsTornDownLeaveNoViewerPortOrFd()
+    {
+        await using var device = await Pearl2dProcess.StartAsync("""
+            { "channels": [ { "name": "Udp", "video": { "width": 320, "height": 240, "bitrateKbps": 400 } } ], "rtsp": { "port": 554, "statsIntervalSeconds": 1 } }
+            """, channels: 1);
+        async Task<ProcessResult> Viewer(int min) => await Peers.RunAsync("ffmpeg", ["-nostdin", "-v", "error", "-rtsp_transport", "udp", "-min_port", min.ToString(), "-max_port", (min + 3).ToString(),
+            "-i", device.Url(1), "-t", "1", "-f", "null", "-"], TimeSpan.FromSeconds(60));
+        Assert.Equal(0, (await Viewer(Peers.FreeUdpPortBase(4))).ExitCode); // warm up: threads, pools and lazily opened files
+        await Task.Delay(1500);
+        int fds = Fds(device.Pid), udp = UdpSockets(device.Pid);
+        output.WriteLine($"idle after one viewer: fds={fds} udp_sockets={udp}");
+
+        for (int round = 0; round < 5; round++)
+        {
+            int min = Peers.FreeUdpPortBase(40);
+            var viewers = await Task.WhenAll(Enumerable.Range(0, 10).Select(k => Viewer(min + 4 * k)));
+            Assert.All(viewers, v => Assert.True(v.ExitCode == 0 && !v.TimedOut, v.Stderr));
+            if (round == 0) Assert.Contains("viewers_rtsp=0", await device.ControlAsync("status"));
+        }
+        Assert.Equal(51, device.CountInLog("rtsp.teardown channel=1"));
+        // The next stats line after the last viewer left says nobody watches and the UDP loop left the hub.
+        int lines = device.CountInLog("rtsp.stats channel=1");
+        for (int i = 0; i < 50 && device.CountInLog("rtsp.stats channel=1") == lines; i++) await Task.Delay(100);
+        await Task.Delay(1200);
+        var last = device.Log.Split('\n').Last(l => l.Contains("rtsp.stats channel=1"));
+        output.WriteLine(last);
+        Assert.Contains("viewers=0 hub_readers=0", last);
+        Assert.Contains("channel=1 viewers_rtsp=0 viewers_http=0", await device.ControlAsync("status"));
+        Assert.Equal(udp, UdpSockets(device.Pid));
+        Assert.True(Fds(device.Pid) <= fds + 2, $"fds grew from {fds} to {Fds(device.Pid)} after 50 sessions");
+        // Idle, the channel stops logging stats lines.
+        int idleLines = device.CountInLog("rtsp.stats channel=1");
+        await Task.Delay(3000);
+        Assert.Equal(idleLines, device.CountInLog("rtsp.stats channel=1"));
+    }
+}

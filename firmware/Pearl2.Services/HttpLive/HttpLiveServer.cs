@@ -54,6 +54,8 @@ public sealed class HttpLiveServer
         public readonly string Who = who;
         public readonly int Channel = channel;
         public long SendStartedAt;
+        /// <summary>Set once the stream started (a preview, page or refusal is no viewer).</summary>
+        public volatile bool Playing;
         /// <summary>When the connection opened, until its request has arrived (0 after).</summary>
         public long WaitingSince;
     }
@@ -97,6 +99,9 @@ public sealed class HttpLiveServer
             }
         }
     }
+
+    /// <summary>HTTP viewers playing channel <paramref name="channel"/> (1-based) now.</summary>
+    public int ViewerCount(int channel) => Volatile.Read(ref _viewers).Count(v => v.Channel == channel && v.Playing);
 
     public static HttpLiveChannel AddChannel(ChannelHub hub, int port, bool audio, int sampleRate, int channels)
     {
@@ -185,6 +190,7 @@ public sealed class HttpLiveServer
 
             try { socket.SendBufferSize = 512 * 1024; } catch (SocketException) { } // bounds what a stalled viewer holds in the kernel
             using var reader = channel.Hub.Subscribe($"http {who}", viewerQueueUnits);
+            viewer.Playing = true;
             _log.LogInformation("http.play channel={Channel} remote={Remote} format={Format} queued={Queued}", ch, who, flv ? "flv" : "ts", reader.Queued);
             int slot = flv ? channel.FlvSlot : channel.TsSlot;
             // The client sends nothing more; its closing is how we learn it left.

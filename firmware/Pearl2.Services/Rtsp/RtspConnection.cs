@@ -68,6 +68,9 @@ public sealed class RtspConnection
 
     public RtspChannel Channel => _channel;
 
+    /// <summary>Playing over TCP (its own queue on the hub) or over UDP (a member of the channel's fan-out).</summary>
+    public bool IsPlaying => _reader is not null || _udpViewer is not null;
+
     int ChannelNumber => _channel.Hub.Index + 1;
 
     public async Task RunAsync()

@@ -48,6 +48,8 @@ public sealed class RtspChannel
     /// <summary>Whether viewers from other hosts are served (loopback always is).</summary>
     public bool StreamingEnabled { get; set; } = true;
     public long PacketsSent;
+    /// <summary>PacketsSent at the last stats line: a channel that sent nothing since and has no viewer logs no line.</summary>
+    internal long PacketsAtLastStats = -1;
     public long UnitsSent;
     public long UdpDatagramsDropped;
 
@@ -221,6 +223,16 @@ public sealed class RtspServer : IAsyncDisposable
         catch (Exception e) { _log.LogError("rtsp.heartbeat_failed error=\"{Error}\"", e.Message); }
     }
 
+    static int ViewerCount(RtspChannel ch, RtspConnection[] connections)
+    {
+        int n = 0;
+        foreach (var c in connections) if (c.Channel == ch && c.IsPlaying) n++;
+        return n;
+    }
+
+    /// <summary>RTSP viewers playing on the channel now (TCP, UDP and tunnelled).</summary>
+    public int ViewerCount(RtspChannel ch) => ViewerCount(ch, Volatile.Read(ref _connections));
+
     void LogStats(long now)
     {
         long allocated = GC.GetTotalAllocatedBytes(precise: true);
@@ -228,8 +240,13 @@ public sealed class RtspServer : IAsyncDisposable
         foreach (var ch in _channels) packets += Interlocked.Read(ref ch.PacketsSent);
         long dPackets = packets - _lastPackets;
         double perPacket = dPackets > 0 ? (double)(allocated - _lastAllocated) / dPackets : 0;
+        var connections = Volatile.Read(ref _connections);
         foreach (var ch in _channels)
         {
+            int viewers = ViewerCount(ch, connections);
+            long sent = Interlocked.Read(ref ch.PacketsSent);
+            if (viewers == 0 && sent == ch.PacketsAtLastStats) continue; // idle: nothing to say
+            ch.PacketsAtLastStats = sent;
             var hist = ch.Latency;
             var keyHist = ch.KeyFrameLatency;
             ch.Latency = new LatencyHistogram();
@@ -237,8 +254,8 @@ public sealed class RtspServer : IAsyncDisposable
             long dropped = 0;
             foreach (var r in ch.Hub.Readers) dropped += r.DroppedFrames;
             _log.LogInformation(
-                "rtsp.stats channel={Channel} port={Port} connections={Connections} viewers={Viewers} packets_sent={Packets} dropped_frames={Dropped} udp_datagrams_dropped={UdpDropped} latency_p50_us={P50} latency_p99_us={P99} keyframe_latency_p50_us={KP50} keyframe_latency_p99_us={KP99} alloc_bytes_per_packet={Alloc:F1}",
-                ch.Hub.Index + 1, ch.Port, ConnectionCount, ch.Hub.ReaderCount, Interlocked.Read(ref ch.PacketsSent), dropped, Interlocked.Read(ref ch.UdpDatagramsDropped),
+                "rtsp.stats channel={Channel} port={Port} connections={Connections} viewers={Viewers} hub_readers={Readers} packets_sent={Packets} dropped_frames={Dropped} udp_datagrams_dropped={UdpDropped} latency_p50_us={P50} latency_p99_us={P99} keyframe_latency_p50_us={KP50} keyframe_latency_p99_us={KP99} alloc_bytes_per_packet={Alloc:F1}",
+                ch.Hub.Index + 1, ch.Port, connections.Count(c => c.Channel == ch), viewers, ch.Hub.ReaderCount, sent, dropped, Interlocked.Read(ref ch.UdpDatagramsDropped),
                 hist.Quantile(0.5), hist.Quantile(0.99), keyHist.Quantile(0.5), keyHist.Quantile(0.99), perPacket);
         }
         _lastStats = now;

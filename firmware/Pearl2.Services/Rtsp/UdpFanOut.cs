@@ -74,8 +74,10 @@ public sealed class UdpFanOut : IDisposable
         {
             if (_reader is null)
             {
-                _reader = _channel.Hub.Subscribe("udp fan-out", 1024);
-                _loop = Task.Run(LoopAsync);
+                // The first viewer subscribes the loop to the hub (from its cached key frame); the last one to leave unsubscribes it.
+                var reader = _channel.Hub.Subscribe("udp fan-out", 1024);
+                _reader = reader;
+                _loop = Task.Run(() => LoopAsync(reader));
             }
             viewer.NextReport = _time.GetTimestamp();
             foreach (var unit in _gop.Units)
@@ -96,14 +98,23 @@ public sealed class UdpFanOut : IDisposable
         return first;
     }
 
+    /// <summary>Removes a viewer (again is harmless); when none is left the loop leaves the hub, so an idle channel feeds nothing.</summary>
     public void Leave(Viewer viewer)
     {
-        lock (_lock) _viewers = Array.FindAll(_viewers, v => v != viewer);
+        lock (_lock)
+        {
+            _viewers = Array.FindAll(_viewers, v => v != viewer);
+            if (_viewers.Length == 0 && _reader is { } reader)
+            {
+                reader.Dispose();
+                _reader = null;
+                _gop.Clear();
+            }
+        }
     }
 
-    async Task LoopAsync()
+    async Task LoopAsync(HubReader reader)
     {
-        var reader = _reader!;
         while (!reader.IsDisposed)
         {
             await reader.WaitAsync();
@@ -111,6 +122,7 @@ public sealed class UdpFanOut : IDisposable
             {
                 lock (_lock)
                 {
+                    if (reader != _reader) { unit.Release(); continue; } // left the hub while this unit was on its way
                     _gop.Add(unit);
                     var viewers = _viewers;
                     if (viewers.Length > 0)
