@@ -89,9 +89,13 @@ public sealed class ControlSocket : IAsyncDisposable
                 _log.LogInformation("control.update_check");
                 return await Updater.CheckAsync(_stop.Token) + "\n";
             case ["recordings"]:
+                var list = _device.Library.List();
+                if (list.Count == 0) return $"no recordings in {_device.Library.Options.Directory}\n";
                 var sb = new StringBuilder();
-                foreach (var e in _device.Library.List())
-                    sb.Append(CultureInfo.InvariantCulture, $"{e.Name}\t{e.Bytes}\t{e.Modified:yyyy-MM-ddTHH:mm:ssZ}\t{e.State}\n");
+                sb.Append("NAME\tSTARTED\tDURATION\tBYTES\tSTATE\n");
+                foreach (var e in list)
+                    sb.Append(CultureInfo.InvariantCulture, $"{e.Name}\t{(e.Started is { } st ? st.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) : "-")}\t{(e.Duration is { } d ? FormatDuration(d) : "-")}\t{e.Bytes}\t{e.State}\n");
+                sb.Append(CultureInfo.InvariantCulture, $"{list.Count} recording(s), {list.Sum(e => e.Bytes) / 1e6:F1} MB in {_device.Library.Options.Directory}\n");
                 return sb.ToString();
             default:
                 throw new ArgumentException($"unknown command '{string.Join(' ', w)}' (panel press record|stream [--hold S], status, recordings, update check)");
@@ -122,6 +126,8 @@ public sealed class ControlSocket : IAsyncDisposable
         sb.Append('\n');
         return sb.ToString();
     }
+
+    static string FormatDuration(TimeSpan d) => d.TotalHours >= 1 ? $"{(int)d.TotalHours}:{d:mm\\:ss}" : d.ToString(@"m\:ss", CultureInfo.InvariantCulture);
 
     string Led(string name) => _panel?.Front.Pattern(name).ToString().ToLowerInvariant() ?? "none";
 

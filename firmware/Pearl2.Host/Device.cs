@@ -266,7 +266,8 @@ public sealed class Device : IAsyncDisposable, IPanelActions
             return;
         }
         _log.LogInformation("recording.toggle action=start by={By}", by);
-        foreach (var c in _view) if (c.Config.Record) c.Recorder.Start();
+        var stamp = _time.GetLocalNow();   // one moment for every channel's first file name
+        foreach (var c in _view) if (c.Config.Record) c.Recorder.Start(stamp);
     }
 
     /// <summary>Stream pressed: live streaming to other hosts goes off on every channel if any streams, else on for all.</summary>
@@ -280,7 +281,8 @@ public sealed class Device : IAsyncDisposable, IPanelActions
     public void SplitRecording(string by)
     {
         _log.LogInformation("recording.split by={By}", by);
-        foreach (var c in _view) c.Recorder.Split();
+        var stamp = _time.GetLocalNow();
+        foreach (var c in _view) c.Recorder.Split(stamp);
     }
 
     /// <summary>Who watches each channel now: RTSP (TCP, UDP, tunnel) and HTTP (FLV, TS) viewers.</summary>

@@ -57,7 +57,7 @@ internal static partial class HostBoot
 
     static string SlotPath(string dir, string slot) => Path.Combine(dir, "slot-" + slot);
 
-    static void Log(string line) => Console.WriteLine($"{TimeProvider.System.GetUtcNow():yyyy-MM-ddTHH:mm:ss.fffZ} info: pearl2d.boot[0] {line}");
+    static void Log(string line) => Console.WriteLine($"{TimeProvider.System.GetUtcNow():yyyy-MM-ddTHH:mm:ss.fffZ} info: pearl2d.boot {line}");
 
     /// <summary>Replaces this process with <paramref name="path"/>; returns only if that fails (after logging why).</summary>
     public static void Exec(string path, IReadOnlyList<string> args)

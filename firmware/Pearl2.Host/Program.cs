@@ -125,16 +125,9 @@ namespace Pearl2.Host
                 return ExitDataDirectoryInUse;
             }
 
-            using var loggers = LoggerFactory.Create(b => b
-                .AddSimpleConsole(o =>
-                {
-                    o.SingleLine = true;
-                    o.UseUtcTimestamp = true;
-                    o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
-                    o.IncludeScopes = false;
-                })
-                .SetMinimumLevel(LogLevel.Information)
-                .AddFilter("Microsoft", LogLevel.Warning));
+            // One line per event, without event ids: what journalctl shows an operator.
+            using var logOutput = new LineLoggerProvider(Console.Out, TimeProvider.System, LogLevel.Information);   // disposed last: flushes the final lines
+            using var loggers = LoggerFactory.Create(b => b.AddProvider(logOutput).SetMinimumLevel(LogLevel.Information));
             var log = loggers.CreateLogger("pearl2d");
             var slots = slotsDir is not null && bootedSlot is not null ? new FileBootControl(slotsDir, bootedSlot, () => { }) : null;
             string running = RunningVersion(slots);

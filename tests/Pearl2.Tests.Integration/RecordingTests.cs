@@ -66,10 +66,34 @@ public static class Recordings
 public sealed class PanelRecordingTests(ITestOutputHelper output)
 {
     [Fact]
+    public async Task FilesCutAtOneMomentOnSeveralChannelsShareTheirTimeStamp()
+    {
+        await using var d = await Pearl2dProcess.StartAsync("""
+            { "channels": [ { "name": "A", "video": { "width": 320, "height": 240, "keyFrameIntervalFrames": 45 } }, { "name": "B", "video": { "width": 320, "height": 240, "keyFrameIntervalFrames": 70 } },
+                            { "name": "C", "video": { "width": 320, "height": 240, "keyFrameIntervalFrames": 25 } } ] }
+            """, channels: 3);
+        await d.WaitForLogAsync("panel.led led=status pattern=on", TimeSpan.FromSeconds(10));
+        await d.ControlAsync("panel", "press", "record");
+        for (int i = 0; i < 100 && d.CountInLog("recording.file_started") < 3; i++) await Task.Delay(100);
+        await Task.Delay(1500);
+        await d.ControlAsync("panel", "press", "record", "--hold", "3.2"); // hold: split every channel now
+        for (int i = 0; i < 100 && d.CountInLog("recording.file_started") < 6; i++) await Task.Delay(100);
+        await d.ControlAsync("panel", "press", "record");
+        var names = Recordings.Files(Recordings.Dir(d)).Select(Path.GetFileName).ToList();
+        output.WriteLine(string.Join(", ", names));
+        Assert.Equal(6, names.Count);
+        // Each channel's key frames come at other times, but each cut names its files with the one moment of the press.
+        var stamps = names.GroupBy(n => n![2..]).ToList();
+        Assert.Equal(2, stamps.Count);
+        Assert.All(stamps, g => Assert.Equal(new[] { "A", "B", "C" }, g.Select(n => n![..1]).OrderBy(x => x)));
+    }
+
+    [Fact]
     public async Task RecordPressStartsRecordingAndLightsTheLed_SecondPressGivesAFileOfThatLength_DisplayShowsIt()
     {
         await using var d = await Pearl2dProcess.StartAsync(Recordings.Config(), channels: 1);
         await d.WaitForLogAsync("panel.led led=status pattern=on", TimeSpan.FromSeconds(10));
+        Assert.Equal($"no recordings in {Recordings.Dir(d)}\n", await d.ControlAsync("recordings"));
         await Task.Delay(2500); // a GOP in the hub, as on a device that has been up a while
 
         var on = await d.ControlAsync("panel", "press", "record");
@@ -110,8 +134,16 @@ public sealed class PanelRecordingTests(ITestOutputHelper output)
         int skipped = Recordings.SkippedFrames(d.Log);
         Assert.InRange(p.VideoFrames / 30.0, p.VideoDuration - (1 + skipped) / 30.0 - 0.001, p.VideoDuration + 1 / 30.0 + 0.001);
         var listed = await d.ControlAsync("recordings");
-        Assert.Contains($"{Path.GetFileName(file)}\t{new FileInfo(file).Length}\t", listed);
-        Assert.Contains("\tcomplete", listed);
+        output.WriteLine(listed);
+        Assert.StartsWith("NAME\tSTARTED\tDURATION\tBYTES\tSTATE\n", listed);
+        var row = listed.Split('\n').Single(l => l.StartsWith(Path.GetFileName(file) + "\t")).Split('\t');
+        var stamp = System.Text.RegularExpressions.Regex.Match(Path.GetFileName(file), @"_(\d{4})(\d{2})(\d{2})-(\d{2})(\d{2})(\d{2})\.mp4$").Groups;
+        Assert.Equal($"{stamp[1]}-{stamp[2]}-{stamp[3]} {stamp[4]}:{stamp[5]}:{stamp[6]}", row[1]);
+        var minSec = row[2].Split(':');
+        Assert.InRange(int.Parse(minSec[0]) * 60 + int.Parse(minSec[1]), (int)p.VideoDuration - 1, (int)p.VideoDuration + 1); // from the file's mvhd
+        Assert.Equal(new FileInfo(file).Length.ToString(), row[3]);
+        Assert.Equal("complete", row[4]);
+        Assert.Contains("1 recording(s)", listed);
         Assert.Empty(Directory.GetFiles(Path.Combine(Recordings.Dir(d), ".open")));
     }
 }

@@ -340,4 +340,40 @@ public static class FragmentedMp4
     }
 
     public static uint Type(ReadOnlySpan<byte> fourcc) => BinaryPrimitives.ReadUInt32BigEndian(fourcc);
+
+    /// <summary>
+    /// The movie's duration from the head of a file (ftyp, moov/mvhd, version 0 or 1). False when the boxes are not in
+    /// <paramref name="head"/> or the duration is 0, as in a file that is still being written or was never finished.
+    /// </summary>
+    public static bool TryReadDuration(ReadOnlySpan<byte> head, out TimeSpan duration)
+    {
+        duration = default;
+        int at = 0;
+        while (TryReadBoxHeader(head[at..], head.Length - at, out long size, out uint type, out int hl) && at + size <= head.Length)
+        {
+            if (type == Type("moov"u8))
+            {
+                var moov = head.Slice(at + hl, (int)size - hl);
+                int m = 0;
+                while (TryReadBoxHeader(moov[m..], moov.Length - m, out long bs, out uint bt, out int bh) && m + bs <= moov.Length)
+                {
+                    if (bt == Type("mvhd"u8))
+                    {
+                        var b = moov.Slice(m + bh, (int)bs - bh);
+                        bool v1 = b.Length > 0 && b[0] == 1;
+                        if (b.Length < (v1 ? 32 : 20)) return false;
+                        uint scale = BinaryPrimitives.ReadUInt32BigEndian(b[(v1 ? 20 : 12)..]);
+                        ulong d = v1 ? BinaryPrimitives.ReadUInt64BigEndian(b[24..]) : BinaryPrimitives.ReadUInt32BigEndian(b[16..]);
+                        if (scale == 0 || d == 0 || d == uint.MaxValue) return false;
+                        duration = TimeSpan.FromSeconds((double)d / scale);
+                        return true;
+                    }
+                    m += (int)bs;
+                }
+                return false;
+            }
+            at += (int)size;
+        }
+        return false;
+    }
 }

@@ -31,13 +31,16 @@ public sealed class Recorder
     public string? LastError { get; private set; }
     public bool IsRecording => State == RecorderState.Recording;
 
-    /// <summary>Starts recording (the first file opens at the first picture); false when it already runs.</summary>
-    public bool Start()
+    /// <summary>
+    /// Starts recording (the first file opens at the first picture); false when it already runs. <paramref name="stamp"/>
+    /// names the first file: the device gives every channel the moment of the press, so files cut together share it.
+    /// </summary>
+    public bool Start(DateTimeOffset? stamp = null)
     {
         lock (_lock)
         {
             if (_session is not null) return false;
-            var s = new Session(this);
+            var s = new Session(this) { NextStamp = stamp };
             _session = s;
             State = RecorderState.Recording;
             LastError = null;
@@ -59,9 +62,9 @@ public sealed class Recorder
     }
 
     /// <summary>Closes the current file and goes on in a new one from the next key frame.</summary>
-    public void Split()
+    public void Split(DateTimeOffset? stamp = null)
     {
-        lock (_lock) if (_session is { } s) s.SplitRequested = true;
+        lock (_lock) if (_session is { } s) { s.NextStamp = stamp; s.SplitRequested = true; }
     }
 
     void Ended(Session s, string? failure)
@@ -89,6 +92,8 @@ public sealed class Recorder
         const long NominalAudio = 1024;
         volatile bool _stopping;
         public volatile bool SplitRequested;
+        /// <summary>The time in the next file's name, when a press or split set it for all channels at once.</summary>
+        public DateTimeOffset? NextStamp;
         HubReader? _reader;
         StreamInfo _info = null!;
         long _nominalVideo;
@@ -209,7 +214,9 @@ public sealed class Recorder
             _a0 = AudioTime(key.Pts);
             if (_pendingAudio is { } a && a.Pts < _a0) { a.Release(); _pendingAudio = null; }
             _fileTicks = 0; _fileBytes = 0;
-            CurrentFile = r._library.Create(r._hub.Name, r._time.GetLocalNow(), _mux.Extension);
+            DateTimeOffset stamp;
+            lock (r._lock) { stamp = NextStamp ?? r._time.GetLocalNow(); NextStamp = null; }
+            CurrentFile = r._library.Create(r._hub.Name, stamp, _mux.Extension);
             var op = await Writer.RentAsync(WriteKind.Create);
             op.Path = CurrentFile;
             _mux.WriteHeader(op, _info);

@@ -19,7 +19,8 @@ public sealed class RecordingOptions
     public TimeSpan QueueTime { get; init; } = TimeSpan.FromSeconds(10);
 }
 
-public sealed record RecordingEntry(string Name, long Bytes, DateTime Modified, string State);
+/// <summary>A recording as the operator sees it: <paramref name="Started"/> from its name, <paramref name="Duration"/> when known.</summary>
+public sealed record RecordingEntry(string Name, long Bytes, DateTime Modified, string State, DateTimeOffset? Started = null, TimeSpan? Duration = null);
 
 /// <summary>
 /// The recordings directory: names, the space policy and crash recovery. A file being written has a marker in
@@ -152,6 +153,34 @@ public sealed class RecordingLibrary
         catch (IOException) { return long.MaxValue; }
     }
 
+    /// <summary>The local time in a recording's name (<c>…_YYYYMMDD-HHMMSS[-N].ext</c>), as pearl2d named it.</summary>
+    public static DateTimeOffset? StartOf(string name)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(name, @"_(\d{8}-\d{6})(-\d+)?\.[a-z0-9]+$");
+        return m.Success && DateTime.TryParseExact(m.Groups[1].Value, "yyyyMMdd-HHmmss", System.Globalization.CultureInfo.InvariantCulture,
+            System.Globalization.DateTimeStyles.AssumeLocal, out var t) ? new DateTimeOffset(t) : null;
+    }
+
+    readonly Dictionary<string, (long Length, TimeSpan? Duration)> _durations = new();
+
+    /// <summary>A finished MP4's duration from its mvhd (read once per file size); unknown for TS and unfinished files.</summary>
+    TimeSpan? DurationOf(FileInfo f)
+    {
+        if (!f.Name.EndsWith(".mp4", StringComparison.Ordinal)) return null;
+        if (_durations.TryGetValue(f.Name, out var known) && known.Length == f.Length) return known.Duration;
+        TimeSpan? d = null;
+        try
+        {
+            using var s = f.OpenRead();
+            var head = new byte[(int)Math.Min(f.Length, 64 * 1024)];
+            s.ReadExactly(head);
+            if (Pearl2.Formats.Mp4.FragmentedMp4.TryReadDuration(head, out var t)) d = t;
+        }
+        catch (IOException) { }
+        _durations[f.Name] = (f.Length, d);
+        return d;
+    }
+
     public IReadOnlyList<RecordingEntry> List()
     {
         var list = new List<RecordingEntry>();
@@ -163,7 +192,9 @@ public sealed class RecordingLibrary
                 string state = _open.Contains(f.Name) ? "recording"
                     : File.Exists(f.FullName + UploadPendingSuffix) ? "upload-pending"
                     : _recovered.Contains(f.Name) ? "recovered" : "complete";
-                list.Add(new RecordingEntry(f.Name, f.Length, f.LastWriteTimeUtc, state));
+                var started = StartOf(f.Name);
+                TimeSpan? duration = state == "recording" && started is { } st ? DateTimeOffset.Now - st : DurationOf(f);
+                list.Add(new RecordingEntry(f.Name, f.Length, f.LastWriteTimeUtc, state, started, duration));
             }
         }
         list.Sort((a, b) => string.CompareOrdinal(a.Name, b.Name));
