@@ -34,7 +34,9 @@ rm -rf "$WORK"; mkdir -p "$WORK"
 ROOT=$WORK/rootfs
 
 step "debootstrap first stage ($SUITE arm64, $MIRROR)"
-debootstrap --foreign --arch=arm64 --variant=minbase --include="$PACKAGES" "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
+# The downloaded .debs are kept (debootstrap checks each against the Release file's hashes), so a rebuild fetches nothing.
+mkdir -p "$CACHE/debs"
+debootstrap --foreign --arch=arm64 --variant=minbase --cache-dir="$CACHE/debs" --include="$PACKAGES" "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
   || { tail -20 "$WORK/debootstrap.log" >&2; exit 1; }
 # The first stage may leave /proc as a symlink to the host's; the guest needs a real directory.
 if [ -L "$ROOT/proc" ]; then rm "$ROOT/proc"; mkdir "$ROOT/proc"; fi
