@@ -22,7 +22,7 @@ BENCH_PKGS   := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 pyt
 # SD images: debootstrap and qemu for the base, the partition tools, the cross compiler for kernel modules,
 # and for the image test qemu's U-Boot.
 IMAGE_PKGS   := debootstrap qemu-system-arm qemu-utils u-boot-qemu dosfstools mtools e2fsprogs fdisk bmap-tools \
-                cpio busybox-static kmod curl xz-utils file make gcc-aarch64-linux-gnu libc6-dev-arm64-cross openssl
+                cpio busybox-static kmod curl xz-utils file make gcc-aarch64-linux-gnu libc6-dev-arm64-cross openssl python3
 
 BOARD   ?= qemu-virt
 VERSION := $(shell sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' firmware/Pearl2.Host/Pearl2.Host.csproj)
@@ -53,7 +53,7 @@ fuzz: deps-build
 	$(DOTNET) tests/Pearl2.Fuzz/bin/Release/net10.0/pearl2-fuzz.dll campaign --inputs $(FUZZ_INPUTS) --out out/fuzz
 	scripts/fuzz-afl.sh $(FUZZ_SECONDS)
 
-.PHONY: all deps deps-runtime deps-build deps-test deps-bench deps-image build publish run test bench clean image image-test test-images test-key update-bundle
+.PHONY: all deps deps-runtime deps-build deps-test deps-bench deps-image build publish run test bench clean image image-test test-images test-key update-bundle release-key check-update-key
 
 all: build
 
@@ -107,14 +107,34 @@ bench: deps-bench publish
 # The SD-card image of BOARD (qemu-virt, rpi4-hdmi): out/pearl2-BOARD-VERSION.img, .bmap and .sha256.
 # The first build makes the Debian base root file system (about 30 min on 2 cores, cached in
 # /var/cache/pearl2-image); every later one takes about a minute.
-# UPDATE_KEY: the PEM public key the image trusts for updates (none: the image takes no updates).
-image: deps-image
-	$(MAKE) --no-print-directory publish RID=linux-arm64
-	PEARL2_UPDATE_KEY=$(UPDATE_KEY) PEARL2_SLOT=1 image/build-image.sh $(BOARD) $(VERSION) out/linux-arm64/pearl2d out
+# The release key: made once by make release-key, kept by the developer (back up the private half; every device
+# made with an image of this key takes updates signed with it and no other).
+RELEASE_KEY ?= $(HOME)/.config/pearl2/release-key
+# UPDATE_KEY: the PEM public key the image trusts for updates; KEY: the private key update-bundle signs with.
+UPDATE_KEY ?= $(RELEASE_KEY).pem
+KEY ?= $(RELEASE_KEY).private.pem
+# UPDATE_URL: the update server the image's default config polls (update.url); NO_UPDATES=1: an image that never updates.
 
-# An update for the update server: make update-bundle BOARD=qemu-virt KEY=/path/private.pem [VERSION=x.y.z] [OUT=out/update]
+release-key:
+	@if [ -f "$(RELEASE_KEY).private.pem" ]; then echo "release key: $(RELEASE_KEY).private.pem (exists; kept)"; else \
+	  mkdir -p "$$(dirname "$(RELEASE_KEY)")" && umask 077 && openssl ecparam -genkey -name prime256v1 -noout -out "$(RELEASE_KEY).private.pem" \
+	  && openssl ec -in "$(RELEASE_KEY).private.pem" -pubout -out "$(RELEASE_KEY).pem" 2>/dev/null && chmod 644 "$(RELEASE_KEY).pem" \
+	  && echo "release key made: $(RELEASE_KEY).private.pem (keep it safe and back it up: devices flashed with images made now take only updates signed with it)"; fi
+
+# Refuses, before anything is built, to make an image that could never be updated without saying so.
+check-update-key:
+	@if [ -n "$(NO_UPDATES)" ]; then echo "WARNING: NO_UPDATES is set: this image will never take a firmware update"; \
+	 elif [ ! -f "$(UPDATE_KEY)" ]; then echo "make image: no update key at $(UPDATE_KEY)."; \
+	  echo "  An image without one can never be updated. Run 'make release-key' once (and keep the key it makes),"; \
+	  echo "  or pass UPDATE_KEY=/path/public.pem, or NO_UPDATES=1 for an image that never updates."; exit 2; fi
+
+image: check-update-key deps-image
+	$(MAKE) --no-print-directory publish RID=linux-arm64
+	PEARL2_UPDATE_KEY=$(if $(NO_UPDATES),,$(UPDATE_KEY)) PEARL2_UPDATE_URL=$(UPDATE_URL) PEARL2_SLOT=1 image/build-image.sh $(BOARD) $(VERSION) out/linux-arm64/pearl2d out
+
+# An update for the update server: make update-bundle BOARD=qemu-virt [VERSION=x.y.z] [KEY=/path/private.pem] [OUT=out/update]
 update-bundle: publish
-	@[ -n "$(KEY)" ] || { echo "make update-bundle: KEY=/path/to/private-key.pem is required"; exit 2; }
+	@[ -f "$(KEY)" ] || { echo "make update-bundle: no signing key at $(KEY): run 'make release-key' once, or pass KEY=/path/private.pem"; exit 2; }
 	scripts/update-bundle.sh $(BOARD) $(VERSION) $(KEY) $(or $(OUT),out/update)
 
 test-key:

@@ -34,6 +34,7 @@ rm -rf "$WORK"; mkdir -p "$WORK"
 ROOT=$WORK/rootfs
 
 step "debootstrap first stage ($SUITE arm64, $MIRROR)"
+# (-nic none: no network is needed, and the default NIC wants an option ROM that --no-install-recommends leaves out.)
 # The downloaded .debs are kept (debootstrap checks each against the Release file's hashes), so a rebuild fetches nothing.
 mkdir -p "$CACHE/debs"
 debootstrap --foreign --arch=arm64 --variant=minbase --cache-dir="$CACHE/debs" --include="$PACKAGES" "$SUITE" "$ROOT" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
@@ -101,7 +102,7 @@ mkfs.ext4 -q -F -L pearl2-base -d "$ROOT" "$WORK/root.img" 3G
 truncate -s 1G "$WORK/out.img"
 
 step "debootstrap second stage in qemu-system-aarch64 (about 15 min on 2 cores; the guest's console goes to $WORK/console.log)"
-qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 2048 -nographic -no-reboot \
+qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 2048 -nographic -no-reboot -nic none \
   -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.gz" -append "console=ttyAMA0 panic=-1 quiet" \
   -drive file="$WORK/root.img",if=virtio,format=raw,cache=unsafe \
   -drive file="$WORK/out.img",if=virtio,format=raw,cache=unsafe \

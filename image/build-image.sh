@@ -54,10 +54,16 @@ install -m 0755 "$PEARL2D" "$ROOT/usr/lib/pearl2/pearl2d"
 ln -sf /usr/lib/pearl2/pearl2d "$ROOT/usr/bin/pearl2d"
 install -m 0644 "$BOARD_DIR/board.json" "$ROOT/etc/pearl2/board.json"
 install -m 0644 "$BOARD_DIR/config.json" "$ROOT/usr/share/pearl2/config.json"
+# PEARL2_UPDATE_URL: the update server the default config polls (update.url), written into the board's config.
+if [ -n "${PEARL2_UPDATE_URL:-}" ]; then
+  /usr/bin/python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); c.setdefault("update", {})["url"]=sys.argv[2]; json.dump(c, open(sys.argv[1], "w"), indent=2)' \
+    "$ROOT/usr/share/pearl2/config.json" "$PEARL2_UPDATE_URL"
+fi
 install -m 0644 "$REPO/README.md" "$ROOT/usr/share/pearl2/README.md"
 printf 'version=%s\nboard=%s\n' "$VERSION" "$BOARD" >"$ROOT/etc/pearl2/release"
 # The key update manifests must be signed with (PEARL2_UPDATE_KEY: a PEM public key; without it, no updates).
-if [ -n "${PEARL2_UPDATE_KEY:-}" ]; then install -m 0644 "$PEARL2_UPDATE_KEY" "$ROOT/etc/pearl2/update-key.pem"; fi
+if [ -n "${PEARL2_UPDATE_KEY:-}" ]; then install -m 0644 "$PEARL2_UPDATE_KEY" "$ROOT/etc/pearl2/update-key.pem"
+else echo "WARNING: no PEARL2_UPDATE_KEY: this image will never take a firmware update" >&2; fi
 printf 'Pearl2 %s (%s)\n' "$VERSION" "$BOARD" >"$ROOT/etc/issue"
 
 # The firmware's own user (fixed ids, so the data partition's owners survive an update), and the groups

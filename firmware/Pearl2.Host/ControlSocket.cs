@@ -87,7 +87,9 @@ public sealed class ControlSocket : IAsyncDisposable
             case ["update", "check"]:
                 if (Updater is null) throw new InvalidOperationException("updates are off (no update.url in the config, or no A/B boot control)");
                 _log.LogInformation("control.update_check");
-                return await Updater.CheckAsync(_stop.Token) + "\n";
+                var result = await Updater.CheckAsync(_stop.Token);
+                // A failed or refused check is an error answer, so the command exits non-zero.
+                return (Pearl2.Services.Update.Updater.Failed(result) ? "error: update " : "") + result + "\n";
             case ["recordings"]:
                 var list = _device.Library.List();
                 if (list.Count == 0) return $"no recordings in {_device.Library.Options.Directory}\n";

@@ -116,4 +116,30 @@ public sealed class CommandLineTests(ITestOutputHelper output)
         }
         finally { squatter.Stop(); }
     }
+
+    [Fact]
+    public async Task MakeImageRefusesAnImageThatCouldNeverUpdateUntilAReleaseKeyIsMade()
+    {
+        var keyDir = NewWorkDir();
+        string key = Path.Combine(keyDir, "keys", "release");
+        // check-update-key is what make image runs first, before anything is built.
+        var refused = await Peers.RunAsync("make", ["-s", "-C", Peers.RepoRoot, "check-update-key", $"RELEASE_KEY={key}"], Quick);
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains($"no update key at {key}.pem", refused.Stdout);
+        Assert.Contains("make release-key", refused.Stdout);
+
+        var made = await Peers.RunAsync("make", ["-s", "-C", Peers.RepoRoot, "release-key", $"RELEASE_KEY={key}"], Quick);
+        Assert.True(made.ExitCode == 0, made.Stdout + made.Stderr);
+        Assert.Contains("keep it safe", made.Stdout);
+        if (OperatingSystem.IsLinux()) Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(key + ".private.pem"));
+        // openssl agrees the two halves are one P-256 key.
+        var pub = await Peers.RunAsync("openssl", ["ec", "-in", key + ".private.pem", "-pubout"], Quick);
+        Assert.Equal(File.ReadAllText(key + ".pem").Trim(), pub.Stdout.Trim());
+        var again = await Peers.RunAsync("make", ["-s", "-C", Peers.RepoRoot, "release-key", $"RELEASE_KEY={key}"], Quick);
+        Assert.Contains("exists; kept", again.Stdout);
+        Assert.Equal(0, (await Peers.RunAsync("make", ["-s", "-C", Peers.RepoRoot, "check-update-key", $"RELEASE_KEY={key}"], Quick)).ExitCode);
+        var none = await Peers.RunAsync("make", ["-s", "-C", Peers.RepoRoot, "check-update-key", $"RELEASE_KEY={key}x", "NO_UPDATES=1"], Quick);
+        Assert.Equal(0, none.ExitCode);
+        Assert.Contains("will never take a firmware update", none.Stdout);
+    }
 }

@@ -255,6 +255,18 @@ public sealed class Pearl2dProcess : IAsyncDisposable
         return r.Stdout;
     }
 
+    /// <summary>Runs a control command and returns what it printed and its exit code, failing or not.</summary>
+    public Task<ProcessResult> ControlResultAsync(params string[] words) => Peers.RunAsync(Peers.Pearl2d, [.. words, "--data-dir", DataDir], TimeSpan.FromSeconds(60));
+
+    /// <summary><c>pearl2d update check</c> that must fail: asserts exit code 1 and returns the answer after "error: update ".</summary>
+    public async Task<string> FailedUpdateCheckAsync()
+    {
+        var r = await ControlResultAsync("update", "check");
+        if (r.ExitCode != 1 || !r.Stdout.StartsWith("error: update ", StringComparison.Ordinal))
+            throw new Xunit.Sdk.XunitException($"pearl2d update check should have failed with exit 1 and 'error: update …', got {r.ExitCode}: {r.Stdout}{r.Stderr}");
+        return r.Stdout["error: update ".Length..];
+    }
+
     public async Task KillAsync()
     {
         Signal(9);

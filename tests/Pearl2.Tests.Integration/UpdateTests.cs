@@ -142,7 +142,7 @@ public sealed class UpdateTests(ITestOutputHelper output)
             Assert.Contains("boot.decision slot=a version=0.1.0 try=no reason=\"slot b was booted once and never confirmed: back to slot a\" bad=0.3.0", device.Log);
             Assert.Contains("firmware version=0.1.0 slot=a", await device.ControlAsync("status"));
             Assert.Equal(["0.3.0"], cycle.Boot.Bad);
-            Assert.Equal("refused: version 0.3.0 failed its health check on this device before\n", await device.ControlAsync("update", "check"));
+            Assert.Equal("refused: version 0.3.0 failed its health check on this device before\n", await device.FailedUpdateCheckAsync());
         }
         finally { await device.DisposeAsync(); }
     }
@@ -153,12 +153,12 @@ public sealed class UpdateTests(ITestOutputHelper output)
         await using var cycle = await UpdateCycle.StartAsync();
         await using var device = await Pearl2dProcess.StartInAsync(null, cycle.Config, 1, cycle.Slots);
         // Nothing published yet: the server answers 404.
-        Assert.StartsWith("check failed: ", await device.ControlAsync("update", "check"));
+        Assert.StartsWith("check failed: ", await device.FailedUpdateCheckAsync());
         // A tampered manifest: signed, then one byte changed.
         await cycle.PublishAsync("0.2.0", File.ReadAllBytes(Peers.Pearl2d));
         var manifest = Path.Combine(cycle.Www, "host", "manifest.json");
         File.WriteAllText(manifest, File.ReadAllText(manifest).Replace("0.2.0", "0.2.1"));
-        Assert.Equal("refused: the manifest's signature does not verify with this device's key\n", await device.ControlAsync("update", "check"));
+        Assert.Equal("refused: the manifest's signature does not verify with this device's key\n", await device.FailedUpdateCheckAsync());
         // A signed release whose payload was changed on the server afterwards (http.server ignores Range: the whole
         // payload comes, and the changed chunk is refused before it is written).
         await cycle.PublishAsync("0.2.0", RandomNumberGenerator.GetBytes(3 << 20));   // nothing of it is in slot a
@@ -167,17 +167,17 @@ public sealed class UpdateTests(ITestOutputHelper output)
         // Inside a chunk's data, not on a block header's padding bits (a flip there changes nothing the image holds).
         bytes[bytes.Length / 2 + 1000] ^= 0x20;
         File.WriteAllBytes(payload, bytes);
-        Assert.Matches(@"^refused: chunk \d+ \(payload bytes \d+-\d+\) does not inflate to its signed hash\n$", await device.ControlAsync("update", "check"));
+        Assert.Matches(@"^refused: chunk \d+ \(payload bytes \d+-\d+\) does not inflate to its signed hash\n$", await device.FailedUpdateCheckAsync());
         // A signed manifest whose chunk index was swapped.
         await cycle.PublishAsync("0.2.0", File.ReadAllBytes(Peers.Pearl2d));
         var index = Path.Combine(cycle.Www, "host", "pearl2-host-0.2.0.index");
         bytes = File.ReadAllBytes(index);
         bytes[^1] ^= 1;
         File.WriteAllBytes(index, bytes);
-        Assert.StartsWith("refused: the chunk index http://", await device.ControlAsync("update", "check"));
+        Assert.StartsWith("refused: the chunk index http://", await device.FailedUpdateCheckAsync());
         // An older version.
         await cycle.PublishAsync("0.0.9", File.ReadAllBytes(Peers.Pearl2d));
-        Assert.Equal("refused: version 0.0.9 is not newer than the running 0.1.0\n", await device.ControlAsync("update", "check"));
+        Assert.Equal("refused: version 0.0.9 is not newer than the running 0.1.0\n", await device.FailedUpdateCheckAsync());
 
         Assert.Contains("firmware version=0.1.0 slot=a", await device.ControlAsync("status"));
         Assert.Equal(("a", (string?)null), (cycle.Boot.Active, cycle.Boot.Trying));

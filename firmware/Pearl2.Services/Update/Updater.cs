@@ -102,6 +102,11 @@ public sealed class Updater : IAsyncDisposable
     }
 
     /// <summary>One check, now (the control command's "update check"); a check already running is waited for.</summary>
+    /// <summary>Whether a check's answer is a failure (unreachable server, refusal, failed download) rather than "up to date" or an install.</summary>
+    public static bool Failed(string result) =>
+        result.StartsWith("check failed", StringComparison.Ordinal) || result.StartsWith("refused", StringComparison.Ordinal)
+        || (result.StartsWith("download of", StringComparison.Ordinal) && result.Contains(" failed", StringComparison.Ordinal));
+
     public async Task<string> CheckAsync(CancellationToken ct)
     {
         await _one.WaitAsync(ct);
