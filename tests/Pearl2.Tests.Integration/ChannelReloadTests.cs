@@ -34,6 +34,10 @@ public sealed class ChannelReloadTests(ITestOutputHelper output)
         File.WriteAllText(device.ConfigPath, Rewrite(3));
         device.Signal(1);
         await device.WaitForLogAsync("channel.started channel=3", TimeSpan.FromSeconds(20));
+        // Every channel that started gets its stream.url line, with the preview and page; the untouched one does not.
+        await device.WaitForLogAsync("stream.url channel=3", TimeSpan.FromSeconds(20));
+        Assert.Matches(@"stream\.url channel=2 name=""Ch 2"" rtsp=rtsp://\S+:\d+/stream\.sdp flv=\S+ ts=\S+ preview=http://\S+/preview\.jpg page=http://\S+/ ", device.Log);
+        Assert.Equal(1, device.CountInLog("stream.url channel=1 "));
         foreach (var (ch, w) in new[] { (2, 480), (3, 640) })
         {
             var r = await Peers.RunAsync("ffprobe", ["-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v", "-count_frames", "-read_intervals", "%+2",
@@ -47,6 +51,13 @@ public sealed class ChannelReloadTests(ITestOutputHelper output)
         File.WriteAllText(device.ConfigPath, Rewrite(3).Replace("\"width\":320", "\"width\":321"));
         device.Signal(1);
         await device.WaitForLogAsync("config.reload_refused error=\"channels[0].video.width: 321", TimeSpan.FromSeconds(10));
+
+        // A changed name restarts channel 2 alone and prints its URLs again; a changed login prints them too.
+        File.WriteAllText(device.ConfigPath, Rewrite(3).Replace("\"Ch 2\"", "\"Renamed\"").Replace("\"name\":\"Ch 3\"", "\"name\":\"Ch 3\",\"auth\":{\"username\":\"v\",\"password\":\"pass1\"}"));
+        device.Signal(1);
+        await device.WaitForLogAsync("stream.url channel=2 name=\"Renamed\"", TimeSpan.FromSeconds(20));
+        await device.WaitForLogAsync("login=required", TimeSpan.FromSeconds(20));
+        Assert.Equal(1, device.CountInLog("stream.url channel=1 "));
 
         // Back to one channel: ports 2 and 3 close.
         File.WriteAllText(device.ConfigPath, Rewrite(1));
