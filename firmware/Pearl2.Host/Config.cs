@@ -1,4 +1,6 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.Json.Serialization.Metadata;
 using System.Text.Json.Serialization;
 
 namespace Pearl2.Host;
@@ -197,16 +199,23 @@ public static class ConfigLoader
 {
     public static FirmwareConfig Load(string? path)
     {
-        var config = path is null ? new FirmwareConfig() : Parse(File.ReadAllText(path), ConfigJson.Default.FirmwareConfig, path);
-        var errors = Validate(config);
+        var errors = new List<string>();
+        var config = path is null ? new FirmwareConfig() : Parse(File.ReadAllText(path), ConfigJson.Default.FirmwareConfig, path, errors);
+        errors.AddRange(Validate(config));
         if (errors.Count > 0) throw new ConfigException(errors);
         // A relative key path means the working directory's, fixed now so a reload or a reboot reads the same file.
         config.Update.PublicKey = Path.GetFullPath(config.Update.PublicKey);
         return config;
     }
 
-    public static BoardProfile LoadBoard(string? path) =>
-        path is null ? new BoardProfile() : Parse(File.ReadAllText(path), ConfigJson.Default.BoardProfile, path);
+    public static BoardProfile LoadBoard(string? path)
+    {
+        if (path is null) return new BoardProfile();
+        var errors = new List<string>();
+        var board = Parse(File.ReadAllText(path), ConfigJson.Default.BoardProfile, path, errors, "board.");
+        if (errors.Count > 0) throw new ConfigException(errors);
+        return board;
+    }
 
     public static List<string> ValidateBoard(BoardProfile b)
     {
@@ -247,27 +256,93 @@ public static class ConfigLoader
 
     public static FirmwareConfig ParseText(string json)
     {
-        var config = Parse(json, ConfigJson.Default.FirmwareConfig, "config");
-        var errors = Validate(config);
+        var errors = new List<string>();
+        var config = Parse(json, ConfigJson.Default.FirmwareConfig, "config", errors);
+        errors.AddRange(Validate(config));
         if (errors.Count > 0) throw new ConfigException(errors);
         return config;
     }
 
-    static T Parse<T>(string json, System.Text.Json.Serialization.Metadata.JsonTypeInfo<T> type, string source)
+    static readonly JsonDocumentOptions DocumentOptions = new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true };
+
+    /// <summary>
+    /// Reads a config document. Broken JSON is refused at once with its line and column. Otherwise every field the
+    /// document has is checked against the config's shape: each unknown field and each value of the wrong kind is one
+    /// error in <paramref name="errors"/> (path: reason, in the config's words), left out, and the rest is read, so
+    /// that the range checks after it can report their errors in the same go.
+    /// </summary>
+    static T Parse<T>(string json, JsonTypeInfo<T> type, string source, List<string> errors, string prefix = "")
     {
-        try
-        {
-            return JsonSerializer.Deserialize(json, type) ?? throw new ConfigException([$"{source}: empty document"]);
-        }
+        JsonNode? root;
+        try { root = JsonNode.Parse(json, documentOptions: DocumentOptions); }
         catch (JsonException e)
         {
-            var field = string.IsNullOrEmpty(e.Path) || e.Path == "$" ? "(document)" : e.Path.TrimStart('$', '.');
             var reason = e.Message;
             int cut = reason.IndexOf(" Path:", StringComparison.Ordinal);
+            if (cut < 0) cut = reason.IndexOf(" LineNumber:", StringComparison.Ordinal);
             if (cut > 0) reason = reason[..cut];
-            throw new ConfigException([$"{field}: {reason}"]);
+            throw new ConfigException([$"{source}: line {(e.LineNumber ?? 0) + 1}, column {(e.BytePositionInLine ?? 0) + 1}: {reason.TrimEnd('.')} (the file is not valid JSON)"]);
+        }
+        if (root is not JsonObject) throw new ConfigException([$"{source}: must be a JSON object ({{ … }})"]);
+        CheckShape(root, type, prefix, errors);
+        try { return root.Deserialize(type) ?? throw new ConfigException([$"{source}: empty document"]); }
+        catch (JsonException e) { throw new ConfigException([$"{prefix}{(e.Path ?? "$").TrimStart('$', '.')}: cannot be read ({e.Message.Split(" Path:")[0]})"]); }
+    }
+
+    static void CheckShape(JsonNode node, JsonTypeInfo type, string path, List<string> errors)
+    {
+        if (type.Kind == JsonTypeInfoKind.Object && node is JsonObject obj)
+        {
+            foreach (var (name, child) in obj.ToList())
+            {
+                var field = type.Properties.FirstOrDefault(p => p.Name == name);
+                string at = path.Length == 0 || path.EndsWith('.') ? path + name : $"{path}.{name}";
+                if (field is null)
+                {
+                    errors.Add($"{at}: unknown field (known here: {string.Join(", ", type.Properties.Select(p => p.Name))})");
+                    obj.Remove(name);
+                    continue;
+                }
+                if (!CheckValue(child, field.PropertyType, at, errors)) obj.Remove(name);
+            }
+        }
+        else if (type.Kind == JsonTypeInfoKind.Enumerable && node is JsonArray array && type.ElementType is { } element)
+        {
+            for (int i = 0; i < array.Count; i++)
+                if (!CheckValue(array[i], element, $"{path}[{i}]", errors)) array[i] = null;
         }
     }
+
+    /// <summary>False (and one error) when <paramref name="value"/> is not of the kind <paramref name="t"/> needs.</summary>
+    static bool CheckValue(JsonNode? value, Type t, string at, List<string> errors)
+    {
+        var nullable = Nullable.GetUnderlyingType(t);
+        if (value is null)
+        {
+            if (t.IsValueType && nullable is null) { errors.Add($"{at}: must be {Kind(t)}, not null"); return false; }
+            return true;
+        }
+        var under = nullable ?? t;
+        var kind = value.GetValueKind();
+        string shown = kind is JsonValueKind.Object ? "an object" : kind is JsonValueKind.Array ? "a list" : value.ToJsonString();
+        bool ok = under == typeof(string) ? kind == JsonValueKind.String
+            : under == typeof(bool) ? kind is JsonValueKind.True or JsonValueKind.False
+            : under == typeof(int) ? kind == JsonValueKind.Number && value.AsValue().TryGetValue<int>(out _)
+            : under == typeof(long) ? kind == JsonValueKind.Number && value.AsValue().TryGetValue<long>(out _)
+            : under == typeof(double) ? kind == JsonValueKind.Number
+            : true;
+        if (!ok) { errors.Add($"{at}: {shown} is not {Kind(under)}"); return false; }
+        if (under.IsPrimitive || under == typeof(string)) return true;
+        var info = ConfigJson.Default.GetTypeInfo(under);
+        if (info is null) return true;
+        if (info.Kind == JsonTypeInfoKind.Object && kind != JsonValueKind.Object) { errors.Add($"{at}: {shown} is not an object ({{ … }})"); return false; }
+        if (info.Kind == JsonTypeInfoKind.Enumerable && kind != JsonValueKind.Array) { errors.Add($"{at}: {shown} is not a list ([ … ])"); return false; }
+        CheckShape(value, info, at, errors);
+        return true;
+    }
+
+    static string Kind(Type t) => t == typeof(string) ? "text (in quotes)" : t == typeof(bool) ? "true or false"
+        : t == typeof(int) || t == typeof(long) ? "a whole number" : t == typeof(double) ? "a number" : "a value";
 
     public static List<string> Validate(FirmwareConfig c)
     {

@@ -43,12 +43,45 @@ public class ConfigTests
     [InlineData("""{"rtsp":{"port":"abc"}}""", "rtsp.port")]
     [InlineData("""{"rtsp":{"portt":1}}""", "rtsp")]
     [InlineData("""{"channels":[{"name":"a","video":{"width":1.5}}]}""", "channels[0].video.width")]
-    [InlineData("""{"device":""", "device")]
     public void TypeErrorsNameTheField(string json, string field)
     {
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.ParseText(json));
         var err = Assert.Single(e.Errors);
         Assert.StartsWith(field, err);
+    }
+
+    [Fact]
+    public void EveryShapeErrorIsReportedAtOnceInTheConfigsWordsWithTheRangeErrors()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.ParseText("""
+            { "channels": [ { "name": "a", "colour": "red", "video": { "width": "wide", "fps": 0, "bitrateKbps": 1.5 }, "audio": { "enabled": "yes" } } ],
+              "rtsp": { "portt": 1, "port": null }, "recording": [] }
+            """));
+        Assert.Equal([
+            "channels[0].colour: unknown field (known here: name, streaming, source, video, audio, auth, record)",
+            "channels[0].video.width: \"wide\" is not a whole number",
+            "channels[0].video.bitrateKbps: 1.5 is not a whole number",
+            "channels[0].audio.enabled: \"yes\" is not true or false",
+            "rtsp.portt: unknown field (known here: port, sessionTimeoutSeconds, stallTimeoutSeconds, maxRtpPayload, viewerQueueUnits, statsIntervalSeconds, udpPortBase)",
+            "rtsp.port: must be a whole number, not null",
+            "recording: a list is not an object ({ … })",
+            "channels[0].video.fps: 0 is not from 1 to 60",
+        ], e.Errors);
+        Assert.All(e.Errors, err => Assert.DoesNotContain("System.", err));
+        Assert.All(e.Errors, err => Assert.DoesNotContain("Pearl2.", err));
+    }
+
+    [Theory]
+    [InlineData("{\n  \"device\": { \"name\": \"x\" }\n  \"rtsp\": {}\n}", "config: line 3, column 3: ")]
+    [InlineData("{ \"device\": ", "config: line 1, column 13: ")]
+    [InlineData("{ \"rtsp\": { \"port\": 554, } , }", null)] // trailing commas are allowed
+    public void BrokenJsonGivesTheLineAndColumn(string json, string? expected)
+    {
+        if (expected is null) { Assert.Equal(554, ConfigLoader.ParseText(json).Rtsp.Port); return; }
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.ParseText(json));
+        var err = Assert.Single(e.Errors);
+        Assert.StartsWith(expected, err);
+        Assert.EndsWith("(the file is not valid JSON)", err);
     }
 
     [Fact]
