@@ -285,6 +285,10 @@ public sealed class Device : IAsyncDisposable, IPanelActions
         foreach (var c in _view) c.Recorder.Split(stamp);
     }
 
+    /// <summary>Each channel as the status display shows it.</summary>
+    public IEnumerable<StatusDisplay.ChannelGlance> Glances => _view.Select((c, i) => new StatusDisplay.ChannelGlance(i + 1, c.Recorder.IsRecording,
+        c.Recorder.State is RecorderState.DiskFull or RecorderState.Failed, c.Rtsp.StreamingEnabled, c.Rtsp.Credentials is not null));
+
     /// <summary>Who watches each channel now: RTSP (TCP, UDP, tunnel) and HTTP (FLV, TS) viewers.</summary>
     public IEnumerable<(int Index, int Rtsp, int Http)> Viewers => _view.Select((c, i) => (i, Rtsp.ViewerCount(c.Rtsp), _http.ViewerCount(i + 1)));
 

@@ -60,9 +60,17 @@ public sealed class Panel : IAsyncDisposable
         int tick = Interlocked.Increment(ref _displayTick);
         if (tick % 5 != 1) return;
         if (tick % 100 == 1) _shownAddress = _address();
+        Redraw(s);
+    }
+
+    /// <summary>Composes and shows the display now (after a press, so the answer to it shows the new state).</summary>
+    void Redraw(PanelStatus s)
+    {
+        if (_display is null) return;
+        if (_shownAddress.Length == 0) _shownAddress = _address();
         var started = _device.Recorders.Select(r => r.Recorder.StartedAt).Where(t => t is not null).Min();
         TimeSpan? recordingFor = started is { } t ? _time.GetLocalNow() - t : null;
-        _display!.Show(StatusDisplay.Compose(_deviceName, _shownAddress, s, recordingFor, _device.Recorders.Select(r => (r.Index + 1, r.Recorder.IsRecording))));
+        _display.Show(StatusDisplay.Compose(_deviceName, _shownAddress, s, recordingFor, _device.Glances));
     }
 
     /// <summary>Presses a button on the simulated panel: the line goes active for <paramref name="hold"/>, then back, then the action runs.</summary>
@@ -76,6 +84,7 @@ public sealed class Panel : IAsyncDisposable
         _simulated.SetInput(line.Line, line.ActiveLow ? PinValue.High : PinValue.Low);
         await Task.Delay(FrontPanel.Debounce * 3);
         await Front.Idle;
+        Redraw(_device.Status);
     }
 
     public async ValueTask DisposeAsync()

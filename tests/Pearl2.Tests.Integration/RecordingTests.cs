@@ -73,7 +73,10 @@ public sealed class PanelRecordingTests(ITestOutputHelper output)
                             { "name": "C", "video": { "width": 320, "height": 240, "keyFrameIntervalFrames": 25 } } ] }
             """, channels: 3);
         await d.WaitForLogAsync("panel.led led=status pattern=on", TimeSpan.FromSeconds(10));
-        await d.ControlAsync("panel", "press", "record");
+        var pressed = await d.ControlAsync("panel", "press", "record");
+        Assert.Contains("display: CH   1 2 3\n", pressed);
+        Assert.Contains("display: REC  R R R\n", pressed);
+        Assert.Contains("display: LIVE Y Y Y\n", pressed);
         for (int i = 0; i < 100 && d.CountInLog("recording.file_started") < 3; i++) await Task.Delay(100);
         await Task.Delay(1500);
         await d.ControlAsync("panel", "press", "record", "--hold", "3.2"); // hold: split every channel now
@@ -99,6 +102,7 @@ public sealed class PanelRecordingTests(ITestOutputHelper output)
         var on = await d.ControlAsync("panel", "press", "record");
         Assert.Contains("recording=on", on);
         Assert.Contains("led_record=on", on);
+        Assert.Contains("display: REC  R\n", on); // the answer shows the display after the press
         var pressed = Recordings.LogTime(d.Log, "panel.press button=record");
         var lit = Recordings.LogTime(d.Log, "panel.led led=record pattern=on");
         var started = Recordings.LogTime(d.Log, "recording.file_started");
@@ -111,7 +115,8 @@ public sealed class PanelRecordingTests(ITestOutputHelper output)
         var lines = status.Split('\n').Where(l => l.StartsWith("display: ")).Select(l => l["display: ".Length..]).ToArray();
         Assert.Matches(@"^IP \d+\.\d+\.\d+\.\d+$", lines[1]);
         Assert.Matches(@"^REC 00:00:0[5-9]$", lines[2]);
-        Assert.Equal("CH1:REC", lines[4]);
+        Assert.Equal("CH   1", lines[3]);
+        Assert.Equal("REC  R", lines[4]);
         await DisplayAssert.ShowsAsync(Path.Combine(d.DataDir, "status-display.png"), lines);
 
         var off = await d.ControlAsync("panel", "press", "record");

@@ -119,6 +119,9 @@ public sealed class ViewerLoginTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Contains("http.auth_failed channel=1 remote=192.0.2.2", _device.Log);
         Assert.Contains("reason=\"token not issued for this channel and login\"", _device.Log);
         Assert.DoesNotContain(Password, _device.Log);
+        // A player's first request without a login gets the challenge: the normal start of a session, not a warning.
+        Assert.DoesNotContain(_device.Log.Split('\n'), l => l.Contains("warn:") && l.Contains("status=401") && !l.Contains("auth_failed"));
+        Assert.DoesNotContain("[0]", _device.Log); // one line per event, without .NET's event ids
         Assert.DoesNotContain("wrong-one", _device.Log);
     }
 }

@@ -290,10 +290,20 @@ public class StatusDisplayTests
     public void TextModel_ShowsNameAddressRecordingAndChannels()
     {
         var lines = StatusDisplay.Compose("Pearl2 lab", "192.168.1.20", new PanelStatus(DeviceState.Ready, true, false, true), TimeSpan.FromSeconds(83),
-            [(1, true), (2, false)]);
-        Assert.Equal(["PEARL2 LAB", "IP 192.168.1.20", "REC 00:01:23", "LIVE ON", "CH1:REC CH2:--", "READY"], lines);
-        var full = StatusDisplay.Compose("x", "10.0.0.1", new PanelStatus(DeviceState.Ready, false, true, false), null, [(1, false)]);
+            [new(1, true), new(2, false, Live: false), new(3, true, Login: true)]);
+        Assert.Equal(["PEARL2 LAB", "IP 192.168.1.20", "REC 00:01:23", "CH   1 2 3", "REC  R - R", "LIVE Y - L", "READY"], lines);
+        var full = StatusDisplay.Compose("x", "10.0.0.1", new PanelStatus(DeviceState.Ready, false, true, false), null, [new(1, false, Fault: true, Live: false)]);
         Assert.Equal("REC ERROR: DISK FULL", full[2]);
-        Assert.Equal("LIVE OFF", full[3]);
+        Assert.Equal("REC  !", full[4]);
+        Assert.Equal("LIVE -", full[5]);
+        // Eight channels fit the 128-pixel line (21 characters), and seven lines the 64-pixel display.
+        var eight = StatusDisplay.Compose("a very long device name indeed", "192.168.100.200", new PanelStatus(DeviceState.Ready, true, false, true), TimeSpan.Zero,
+            Enumerable.Range(1, 8).Select(i => new StatusDisplay.ChannelGlance(i, i % 2 == 0)));
+        Assert.Equal("CH   1 2 3 4 5 6 7 8", eight[3]);
+        Assert.Equal("REC  - R - R - R - R", eight[4]);
+        Assert.All(eight, l => Assert.True(l.Length <= 21, l));
+        var frame = new MonoFrame(128, 64);
+        StatusDisplay.Draw(frame, eight);
+        Assert.True(StatusDisplay.LineTop(eight.Length - 1) + 7 <= 64);
     }
 }

@@ -106,22 +106,35 @@ public sealed class StatusDisplay : IDisposable
     public IReadOnlyList<string> Lines => _shown;
     public MonoFrame Frame => _frame;
 
-    public static string[] Compose(string device, string ip, PanelStatus s, TimeSpan? recordingFor, IEnumerable<(int Channel, bool Recording)> channels)
+    /// <summary>What the display shows of one channel: recording (or failed), and how it is live on the LAN.</summary>
+    public readonly record struct ChannelGlance(int Channel, bool Recording, bool Fault = false, bool Live = true, bool Login = false);
+
+    /// <summary>
+    /// The text, 21 characters a line at most (128 px): name, address, the recording clock, then a grid of up to 8
+    /// channels — one column each, a REC row (R recording, ! failed, - not) and a LIVE row (Y open to the LAN,
+    /// L open with the viewer login, - private) — and the device state.
+    /// </summary>
+    public static string[] Compose(string device, string ip, PanelStatus s, TimeSpan? recordingFor, IEnumerable<ChannelGlance> channels)
     {
         string rec = s.RecordingFault ? "REC ERROR: DISK FULL"
             : s.Recording ? $"REC {(recordingFor ?? TimeSpan.Zero).ToString(@"hh\:mm\:ss", CultureInfo.InvariantCulture)}"
             : "REC OFF";
         string state = s.State switch { DeviceState.Starting => "STARTING", DeviceState.Updating => "UPDATING", DeviceState.Fatal => "FAULT", _ => "READY" };
+        var list = channels.Take(8).ToList();
         return
         [
-            device.ToUpperInvariant(),
-            $"IP {ip}",
+            Fit(device.ToUpperInvariant()),
+            Fit($"IP {ip}"),
             rec,
-            $"LIVE {(s.Streaming ? "ON" : "OFF")}",
-            string.Join(" ", channels.Select(c => $"CH{c.Channel}:{(c.Recording ? "REC" : "--")}")),
+            "CH  " + string.Concat(list.Select(c => $" {c.Channel}")),
+            "REC " + string.Concat(list.Select(c => c.Fault ? " !" : c.Recording ? " R" : " -")),
+            "LIVE" + string.Concat(list.Select(c => !c.Live ? " -" : c.Login ? " L" : " Y")),
             state,
         ];
     }
+
+    /// <summary>A line cut to the display's 21 characters.</summary>
+    static string Fit(string line) => line.Length <= 21 ? line : line[..21];
 
     /// <summary>Top row of text line <paramref name="i"/>: the first line (the device name) stands apart from the rest.</summary>
     public static int LineTop(int i) => i * Font5x7.LineHeight + 1 + (i > 0 ? 2 : 0);
