@@ -45,8 +45,10 @@ public sealed class RtspTransportTests(TwoChannelDevice fixture, ITestOutputHelp
     {
         var r = await Peers.RunAsync("gst-launch-1.0", ["-m", "rtspsrc", $"location={location}", .. props, "!", "rtph264depay", "!", "h264parse", "!",
             "avdec_h264", "!", "fakesink", "num-buffers=50"], PeerTimeout);
-        Assert.False(r.TimedOut, "gst-launch timed out: " + r.Stderr);
-        Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr);
+        // On a failure, what the server said of this player's connections (why it closed one, if it did).
+        string ServerSide() => string.Join("\n", _device.Log.Split('\n').Where(l => l.Contains("rtsp.") && (l.Contains("disconnect") || l.Contains("abort") || l.Contains("internal") || l.Contains("teardown"))).TakeLast(8));
+        Assert.False(r.TimedOut, "gst-launch timed out: " + r.Stderr + "\nserver: " + ServerSide());
+        Assert.True(r.ExitCode == 0, r.Stdout + r.Stderr + "\nserver: " + ServerSide());
         Assert.Contains("Got EOS from element \"pipeline0\"", r.Stdout);
     }
 
