@@ -284,9 +284,35 @@ public static class ConfigLoader
             throw new ConfigException([$"{source}: line {(e.LineNumber ?? 0) + 1}, column {(e.BytePositionInLine ?? 0) + 1}: {reason.TrimEnd('.')} (the file is not valid JSON)"]);
         }
         if (root is not JsonObject) throw new ConfigException([$"{source}: must be a JSON object ({{ … }})"]);
+        using (var doc = JsonDocument.Parse(json, DocumentOptions))
+        {
+            var twice = new List<string>();
+            FindDuplicates(doc.RootElement, prefix, twice);
+            if (twice.Count > 0) throw new ConfigException(twice);
+        }
         CheckShape(root, type, prefix, errors);
         try { return root.Deserialize(type) ?? throw new ConfigException([$"{source}: empty document"]); }
         catch (JsonException e) { throw new ConfigException([$"{prefix}{(e.Path ?? "$").TrimStart('$', '.')}: cannot be read ({e.Message.Split(" Path:")[0]})"]); }
+    }
+
+    /// <summary>A field given twice in one object is an error (which one was meant?); JSON itself does not forbid it.</summary>
+    static void FindDuplicates(JsonElement e, string path, List<string> errors)
+    {
+        if (e.ValueKind == JsonValueKind.Object)
+        {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var p in e.EnumerateObject())
+            {
+                string at = path.Length == 0 || path.EndsWith('.') ? path + p.Name : $"{path}.{p.Name}";
+                if (!seen.Add(p.Name)) errors.Add($"{at}: given twice in the same object");
+                FindDuplicates(p.Value, at, errors);
+            }
+        }
+        else if (e.ValueKind == JsonValueKind.Array)
+        {
+            int i = 0;
+            foreach (var item in e.EnumerateArray()) FindDuplicates(item, $"{path}[{i++}]", errors);
+        }
     }
 
     static void CheckShape(JsonNode node, JsonTypeInfo type, string path, List<string> errors)

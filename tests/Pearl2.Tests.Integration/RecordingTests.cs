@@ -11,9 +11,9 @@ public sealed record ProbedFile(string Path, double VideoDuration, int VideoFram
 public static class Recordings
 {
     /// <summary>One channel, small picture, so several recording tests fit the CI budget.</summary>
-    public static string Config(string format = "mp4", int rotateSeconds = 1800, int keyFrameInterval = 60, string extraRecording = "", string video = "") => $$"""
+    public static string Config(string format = "mp4", int rotateSeconds = 1800, int keyFrameInterval = 60, string extraRecording = "", string video = "", int bitrateKbps = 800) => $$"""
         {
-          "channels": [ { "name": "Channel 1", "video": { "width": 640, "height": 360, "bitrateKbps": 800, "keyFrameIntervalFrames": {{keyFrameInterval}} {{video}} } } ],
+          "channels": [ { "name": "Channel 1", "video": { "width": 640, "height": 360, "bitrateKbps": {{bitrateKbps}}, "keyFrameIntervalFrames": {{keyFrameInterval}} {{video}} } } ],
           "recording": { "format": "{{format}}", "rotateSeconds": {{rotateSeconds}} {{extraRecording}} }
         }
         """;
@@ -273,7 +273,7 @@ public sealed class SizeRotationTests(ITestOutputHelper output)
     public async Task OneMegabyteRotation_FilesSplitAtKeyFramesPastTheSize()
     {
         await using var d = await Pearl2dProcess.StartAsync(Recordings.Config(keyFrameInterval: 30, extraRecording: ", \"rotateMegabytes\": 1",
-            video: ", \"bitrateKbps\": 8000, \"rateControl\": \"cbr\""), channels: 1);
+            bitrateKbps: 8000, video: ", \"rateControl\": \"cbr\""), channels: 1);
         await d.WaitForLogAsync("panel.led led=status pattern=on", TimeSpan.FromSeconds(10));
         await d.ControlAsync("panel", "press", "record");
         await Task.Delay(6500);
@@ -380,7 +380,7 @@ public sealed class DiskFullTests(ITestOutputHelper output)
     }
 
     static string Config(string dir, string space) =>
-        Recordings.Config(rotateSeconds: 5, keyFrameInterval: 30, extraRecording: $", \"directory\": \"{dir}\" {space}", video: ", \"bitrateKbps\": 8000, \"rateControl\": \"cbr\"");
+        Recordings.Config(rotateSeconds: 5, keyFrameInterval: 30, extraRecording: $", \"directory\": \"{dir}\" {space}", bitrateKbps: 8000, video: ", \"rateControl\": \"cbr\"");
 
     static void OldFile(string dir, string name, int megabytes, bool uploadPending, DateTime modified)
     {

@@ -71,6 +71,13 @@ public class ConfigTests
         Assert.All(e.Errors, err => Assert.DoesNotContain("Pearl2.", err));
     }
 
+    [Fact]
+    public void AFieldGivenTwiceIsRefused()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.ParseText("""{"channels":[{"name":"a","video":{"width":640,"width":320}}],"rtsp":{"port":1,"port":2}}"""));
+        Assert.Equal(["channels[0].video.width: given twice in the same object", "rtsp.port: given twice in the same object"], e.Errors);
+    }
+
     [Theory]
     [InlineData("{\n  \"device\": { \"name\": \"x\" }\n  \"rtsp\": {}\n}", "config: line 3, column 3: ")]
     [InlineData("{ \"device\": ", "config: line 1, column 13: ")]
