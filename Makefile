@@ -89,11 +89,11 @@ publish: deps-build
 run: deps-runtime publish
 	$(PEARL2D) --port-offset auto --data-dir data
 
-# The image tests always run: on a machine without the Debian base, make test builds it first (about 30 min, once;
+# The image tests always run: on a machine without the Debian base, make test builds it first (30-45 min, once;
 # cached in /var/cache/pearl2-image with its .debs). PEARL2_SKIP_IMAGES=1 leaves the images out, and says so.
 test: deps-test publish
 	@if [ -n "$${PEARL2_SKIP_IMAGES:-}" ]; then echo "image tests left out: PEARL2_SKIP_IMAGES is set"; \
-	 else $(MAKE) --no-print-directory deps-image && { image/build-base.sh --cached >/dev/null || { echo "the Debian base rootfs is not cached: building it (about 30 min, once)"; image/build-base.sh; }; } && $(MAKE) --no-print-directory test-images; fi
+	 else $(MAKE) --no-print-directory deps-image && { image/build-base.sh --cached >/dev/null || { echo "the Debian base rootfs is not cached: building it (30-45 min, once)"; image/build-base.sh; }; } && $(MAKE) --no-print-directory test-images; fi
 	$(DOTNET) test tests/Pearl2.Tests.Unit/Pearl2.Tests.Unit.csproj -c Release --logger "console;verbosity=normal"
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) test tests/Pearl2.Tests.Integration/Pearl2.Tests.Integration.csproj -c Release --logger "console;verbosity=normal"
 
