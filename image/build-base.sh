@@ -101,7 +101,7 @@ step "root image ($(du -sh "$ROOT" | cut -f1) unpacked) and the output disk"
 mkfs.ext4 -q -F -L pearl2-base -d "$ROOT" "$WORK/root.img" 3G
 truncate -s 1G "$WORK/out.img"
 
-step "debootstrap second stage in qemu-system-aarch64 (about 15 min on 2 cores; the guest's console goes to $WORK/console.log)"
+step "debootstrap second stage in qemu-system-aarch64 (25-40 min on 2 cores, one vCPU busy most of it; the guest's console goes to $WORK/console.log)"
 qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 2048 -nographic -no-reboot -nic none \
   -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.gz" -append "console=ttyAMA0 panic=-1 quiet" \
   -drive file="$WORK/root.img",if=virtio,format=raw,cache=unsafe \
