@@ -270,7 +270,7 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
             Assert.Equal("0", await board.ShellAsync($"{sim}; cat $S/sim_gpio2/value"));
             var listing = await board.ShellAsync("pearl2d recordings --data-dir /data/pearl2");
             output.WriteLine(listing);
-            var file = Regex.Match(listing, @"(Camera_\d{8}-\d{6}\.mp4)\t\d+\t\S+\tcomplete").Groups[1].Value;
+            var file = Regex.Match(listing, @"(Camera_\d{8}-\d{6}\.mp4)\t[\d-]+ [\d:]+\t\d+:\d\d\t\d+\tcomplete").Groups[1].Value;   // name, start, duration, bytes, state
             Assert.NotEqual("", file);
 
             // A hung pearl2d (stopped, so it cannot feed the watchdog) is killed by systemd and started again.
