@@ -140,37 +140,16 @@ public sealed class RtspAuthTests(ITestOutputHelper output) : IAsyncLifetime
 /// </summary>
 public sealed class StreamingDisabledAcrossNetworkTests(ITestOutputHelper output) : IAsyncLifetime
 {
-    readonly string _dev = $"p2dev{Environment.ProcessId % 100000}", _ext = $"p2ext{Environment.ProcessId % 100000}";
-    readonly string _vethDev = $"p2d{Environment.ProcessId % 100000}", _vethExt = $"p2e{Environment.ProcessId % 100000}";
-
-    static async Task Ip(params string[] args)
-    {
-        var r = await Peers.RunAsync("ip", args, TimeSpan.FromSeconds(20));
-        if (r.ExitCode != 0) throw new InvalidOperationException($"ip {string.Join(' ', args)} failed (this test needs root to make network namespaces): {r.Stderr}");
-    }
+    NetworkPair _net = null!;
+    string _dev = "", _ext = "";
 
     public async Task InitializeAsync()
     {
-        await DisposeAsync();
-        await Ip("netns", "add", _dev);
-        await Ip("netns", "add", _ext);
-        await Ip("link", "add", _vethDev, "type", "veth", "peer", "name", _vethExt);
-        await Ip("link", "set", _vethDev, "netns", _dev);
-        await Ip("link", "set", _vethExt, "netns", _ext);
-        await Ip("-n", _dev, "addr", "add", "192.0.2.1/24", "dev", _vethDev);
-        await Ip("-n", _ext, "addr", "add", "192.0.2.2/24", "dev", _vethExt);
-        foreach (var (ns, link) in new[] { (_dev, _vethDev), (_ext, _vethExt) })
-        {
-            await Ip("-n", ns, "link", "set", link, "up");
-            await Ip("-n", ns, "link", "set", "lo", "up");
-        }
+        _net = await NetworkPair.CreateAsync();
+        (_dev, _ext) = (_net.Device, _net.External);
     }
 
-    public async Task DisposeAsync()
-    {
-        await Peers.RunAsync("ip", ["netns", "del", _dev], TimeSpan.FromSeconds(20));
-        await Peers.RunAsync("ip", ["netns", "del", _ext], TimeSpan.FromSeconds(20));
-    }
+    public async Task DisposeAsync() => await _net.DisposeAsync();
 
     Task<ProcessResult> ProbeIn(string ns, string url, string transport) => Peers.RunAsync("ip", ["netns", "exec", ns, "ffprobe", "-v", "error", "-rtsp_transport", transport,
         "-count_frames", "-read_intervals", "%+2", "-select_streams", "v", "-show_entries", "stream=nb_read_frames", "-of", "json", url], TimeSpan.FromSeconds(60));
