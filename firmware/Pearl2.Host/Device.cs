@@ -49,7 +49,7 @@ public sealed class Device : IAsyncDisposable, IPanelActions
             RotateBytes = (long)rec.RotateMegabytes << 20,
             SpaceLimitBytes = (long)rec.SpaceLimitMegabytes << 20,
             MinFreeBytes = (long)rec.MinFreeMegabytes << 20,
-        }, loggers.CreateLogger("Pearl2.Recording"));
+        }, loggers.CreateLogger("Pearl2.Recording"), time);
         Rtsp = new RtspServer(new RtspOptions
         {
             SessionTimeoutSeconds = config.Rtsp.SessionTimeoutSeconds,

@@ -38,10 +38,13 @@ public sealed class RecordingLibrary
     readonly string _markers;
     long _total;
 
-    public RecordingLibrary(RecordingOptions options, ILogger log)
+    readonly TimeProvider _time;
+
+    public RecordingLibrary(RecordingOptions options, ILogger log, TimeProvider? time = null)
     {
         Options = options;
         _log = log;
+        _time = time ?? TimeProvider.System;
         Directory.CreateDirectory(options.Directory);
         _markers = Path.Combine(options.Directory, ".open");
         Directory.CreateDirectory(_markers);
@@ -193,7 +196,7 @@ public sealed class RecordingLibrary
                     : File.Exists(f.FullName + UploadPendingSuffix) ? "upload-pending"
                     : _recovered.Contains(f.Name) ? "recovered" : "complete";
                 var started = StartOf(f.Name);
-                TimeSpan? duration = state == "recording" && started is { } st ? DateTimeOffset.Now - st : DurationOf(f);
+                TimeSpan? duration = state == "recording" && started is { } st ? _time.GetLocalNow() - st : DurationOf(f);
                 list.Add(new RecordingEntry(f.Name, f.Length, f.LastWriteTimeUtc, state, started, duration));
             }
         }
