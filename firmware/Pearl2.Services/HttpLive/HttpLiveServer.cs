@@ -329,5 +329,5 @@ public sealed class HttpLiveServer
     }
 
     static Task Reply(Socket socket, string status) =>
-        SocketSend.AllAsync(socket, Encoding.ASCII.GetBytes($"HTTP/1.1 {status}\r\nServer: pearl2d\r\nContent-Length: 0\r\nConnection: close\r\n").Concat(Cors.ToArray()).Concat("\r\n"u8.ToArray()).ToArray()).AsTask();
+        SocketSend.AllAsync(socket, Join(Encoding.ASCII.GetBytes($"HTTP/1.1 {status}\r\nServer: pearl2d\r\nContent-Length: 0\r\nConnection: close\r\n"), Cors.ToArray(), "\r\n"u8.ToArray())).AsTask();
 }
