@@ -38,7 +38,7 @@ public sealed class Device : IAsyncDisposable, IPanelActions
     public Device(FirmwareConfig config, BoardProfile board, int portOffset, string dataDir, ILoggerFactory loggers, TimeProvider time)
     {
         _config = config; _board = board; _offset = portOffset; _loggers = loggers; _time = time;
-        Auth = new ViewerAuth(time, TimeSpan.FromMinutes(5));
+        Auth = new ViewerAuth(time, ViewerAuth.DefaultNonceLifetime, new LoginThrottle(time, loggers.CreateLogger("Pearl2.Auth")));
         _log = loggers.CreateLogger("pearl2d");
         var rec = config.Recording;
         Library = new RecordingLibrary(new RecordingOptions

@@ -11,7 +11,9 @@ namespace Pearl2.Tests.Integration;
 /// </summary>
 public sealed class RtspTestClient : IAsyncDisposable
 {
-    readonly TcpClient _tcp = new();
+    readonly TcpClient _tcp;
+
+    RtspTestClient(System.Net.IPAddress? local = null) => _tcp = local is null ? new TcpClient() : new TcpClient(new System.Net.IPEndPoint(local, 0));
     NetworkStream _stream = null!;
     readonly byte[] _buf = new byte[256 * 1024];
     int _start, _end, _cseq;
@@ -24,9 +26,10 @@ public sealed class RtspTestClient : IAsyncDisposable
     public string? LastPlayResponse;
     public long FirstFrameTicks;
 
-    public static async Task<RtspTestClient> ConnectAsync(string host, int port)
+    /// <param name="local">The address to connect from (another loopback address is another host to the device).</param>
+    public static async Task<RtspTestClient> ConnectAsync(string host, int port, System.Net.IPAddress? local = null)
     {
-        var c = new RtspTestClient();
+        var c = new RtspTestClient(local);
         await c._tcp.ConnectAsync(host, port);
         c._tcp.NoDelay = true;
         c._stream = c._tcp.GetStream();

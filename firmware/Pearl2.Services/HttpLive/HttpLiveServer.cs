@@ -67,7 +67,7 @@ public sealed class HttpLiveServer
     /// <param name="auth">The login shared with RTSP (one nonce and token key per device); a new one when null.</param>
     public HttpLiveServer(ILoggerFactory loggers, TimeProvider time, int viewerQueueUnits = 512, int stallTimeoutSeconds = 10, ViewerAuth? auth = null)
     {
-        _auth = auth ?? new ViewerAuth(time, TimeSpan.FromMinutes(5));
+        _auth = auth ?? new ViewerAuth(time, ViewerAuth.DefaultNonceLifetime);
         this.loggers = loggers;
         this.viewerQueueUnits = viewerQueueUnits;
         _log = loggers.CreateLogger("Pearl2.Http");
@@ -174,7 +174,7 @@ public sealed class HttpLiveServer
             if (!(flv || ts || path is "/" or "/index.html" or "/preview.jpg" or "/token")) { await Reply(socket, "404 Not Found"); return; }
             // Every other door here shows the channel's pictures (or hands out a key to them): the viewer login first.
             // A token opens the streams and the preview; the page and /token itself want the login.
-            if (channel.Credentials is { } creds && !await AuthorizeAsync(socket, request, channel, creds, who, tokenAllowed: flv || ts || path == "/preview.jpg")) return;
+            if (channel.Credentials is { } creds && !await AuthorizeAsync(socket, request, channel, creds, peer, tokenAllowed: flv || ts || path == "/preview.jpg")) return;
             if (path is "/" or "/index.html") { await PageAsync(socket, request, channel, connection); return; }
             if (path == "/token") { await TokenAsync(socket, request, channel); return; }
             if (path == "/preview.jpg") { await PreviewAsync(socket, channel, request); return; }
@@ -265,17 +265,32 @@ public sealed class HttpLiveServer
     }
 
     /// <summary>True when the request may go on; otherwise the 401 (challenges, or the token's refusal) has been sent.</summary>
-    async Task<bool> AuthorizeAsync(Socket socket, RtspRequest request, HttpLiveChannel channel, ViewerCredentials creds, string who, bool tokenAllowed)
+    async Task<bool> AuthorizeAsync(Socket socket, RtspRequest request, HttpLiveChannel channel, ViewerCredentials creds, PeerAddress peer, bool tokenAllowed)
     {
         int ch = channel.Hub.Index + 1;
+        string who = peer.ToString();
+        // One request per connection here: the connection number only tells a nonce's first use from a replay.
+        var asker = new AuthPeer(AuthPeer.NewConnection(), peer.Address);
         var outcome = tokenAllowed
-            ? _auth.Authorize(request, ch, creds, out var user, out var why)
-            : _auth.Check(request, creds, out user, out why);
+            ? _auth.Authorize(request, ch, creds, asker, out var user, out var why)
+            : _auth.Check(request, creds, asker, out user, out why);
         if (outcome == AuthOutcome.Accepted) return true;
+        if (outcome == AuthOutcome.Throttled)
+        {
+            // Blocked for failed logins (the throttle logs the block once): no challenge, no guess is judged.
+            int retry = _auth.Throttle.RetryAfterSeconds(peer.Address);
+            await SocketSend.AllAsync(socket, Join(Encoding.ASCII.GetBytes($"HTTP/1.1 429 Too Many Requests\r\nServer: pearl2d\r\nRetry-After: {retry}\r\nContent-Length: 0\r\nConnection: close\r\n"), Cors.ToArray(), "\r\n"u8.ToArray()));
+            return false;
+        }
         if (outcome == AuthOutcome.Missing)
             _log.LogDebug("http.challenge channel={Channel} remote={Remote} path={Path} status=401", ch, who, request.Path);
+        else if (outcome == AuthOutcome.Stale)
+            _log.LogDebug("http.auth_stale channel={Channel} remote={Remote} path={Path} reason=\"{Reason}\" status=401", ch, who, request.Path, why);
         else
+        {
             _log.LogWarning("http.auth_failed channel={Channel} remote={Remote} path={Path} user=\"{User}\" reason=\"{Reason}\" status=401", ch, who, request.Path, user ?? "", why);
+            if (_auth.Throttle.DelayFor(peer.Address) is { } delay && delay > TimeSpan.Zero) await Task.Delay(delay, _time);
+        }
         var head = new StringBuilder("HTTP/1.1 401 Unauthorized\r\nServer: pearl2d\r\nContent-Type: text/plain; charset=utf-8\r\nCache-Control: no-store\r\nConnection: close\r\n");
         foreach (var challenge in _auth.Challenges(creds, outcome == AuthOutcome.Stale)) head.Append("WWW-Authenticate: ").Append(challenge).Append("\r\n");
         var body = Encoding.UTF8.GetBytes($"channel {ch} needs the viewer login{(why is null ? "" : ": " + why)}\n");

@@ -31,6 +31,9 @@ public sealed class RtspConnection
     readonly SemaphoreSlim _sendLock = new(1, 1);
     readonly PeerAddress _peer;
     readonly string _remote;
+    /// <summary>This connection as the login sees it (a nonce answered here without qop opens only this connection).</summary>
+    readonly long _connectionId = AuthPeer.NewConnection();
+    bool _blocked;
     readonly byte[] _rtcpBuffer = new byte[128];
     byte[] _rewriteBuffer = [];
 
@@ -119,6 +122,7 @@ public sealed class RtspConnection
                     var response = await HandleAsync(request!);
                     await SendResponseAsync(response);
                     if (response.StatusCode == 403) { reason = "streaming disabled for external viewers"; close = true; }
+                    if (_blocked) { reason = "too many failed logins"; close = true; }
                     if (request!.Method == "PLAY" && response.StatusCode == 200) StartPlaying();
                 }
                 input.AdvanceTo(buffer.Start, buffer.End);
@@ -199,11 +203,23 @@ public sealed class RtspConnection
         if (!_channel.StreamingEnabled && !_peer.IsLoopback) return new RtspResponse(403) { CSeq = req.CSeq };
         if (_channel.Credentials is { } creds && req.Method != "OPTIONS")
         {
-            var outcome = _server.Auth.Check(req, creds, out var user, out var why);
+            var outcome = _server.Auth.Check(req, creds, new AuthPeer(_connectionId, _peer.Address), out var user, out var why);
+            if (outcome == AuthOutcome.Throttled)
+            {
+                // Blocked for failed logins (logged once by the throttle): the answer says when to come back, and the connection ends.
+                _blocked = true;
+                return new RtspResponse(503) { CSeq = req.CSeq }.Add("Retry-After", _server.Auth.Throttle.RetryAfterSeconds(_peer.Address).ToString(CultureInfo.InvariantCulture));
+            }
             if (outcome != AuthOutcome.Accepted)
             {
-                if (outcome != AuthOutcome.Missing)
+                if (outcome == AuthOutcome.Refused)
+                {
                     _log.LogWarning("rtsp.auth_failed channel={Channel} remote={Remote} method={Method} user=\"{User}\" reason=\"{Reason}\"", ChannelNumber, _remote, req.Method, user ?? "", why);
+                    // Each guess past the first few waits longer (this connection only; the others carry on).
+                    if (_server.Auth.Throttle.DelayFor(_peer.Address) is { } delay && delay > TimeSpan.Zero) await Task.Delay(delay, _server.Time);
+                }
+                else if (outcome == AuthOutcome.Stale)
+                    _log.LogDebug("rtsp.auth_stale channel={Channel} remote={Remote} method={Method} reason=\"{Reason}\"", ChannelNumber, _remote, req.Method, why);
                 return _server.Auth.Challenge(req.CSeq, creds, outcome == AuthOutcome.Stale);
             }
         }

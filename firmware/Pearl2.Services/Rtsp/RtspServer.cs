@@ -20,7 +20,7 @@ public sealed record RtspOptions
     public int SocketSendBufferBytes { get; init; } = 512 * 1024;
     /// <summary>RTSP/UDP server ports: channel i, track t (0 video, 1 audio) uses base + 4i + 2t (RTP) and the next odd port (RTCP); 0 turns UDP off.</summary>
     public int UdpPortBase { get; init; } = 6970;
-    public int NonceLifetimeSeconds { get; init; } = 300;
+    public int NonceLifetimeSeconds { get; init; } = 60;
 }
 
 /// <summary>One channel as the RTSP server sees it: its hub, its RTP packaging and its viewers' latency.</summary>
@@ -106,7 +106,7 @@ public sealed class RtspServer : IAsyncDisposable
         _lastStats = time.GetTimestamp();
         _lastAllocated = GC.GetTotalAllocatedBytes();
         _tunnels = new RtspTunnels(this, log);
-        Auth = auth ?? new ViewerAuth(time, TimeSpan.FromSeconds(options.NonceLifetimeSeconds));
+        Auth = auth ?? new ViewerAuth(time, TimeSpan.FromSeconds(options.NonceLifetimeSeconds), new LoginThrottle(time, log));
         _heartbeat = time.CreateTimer(_ => Heartbeat(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
     }
 

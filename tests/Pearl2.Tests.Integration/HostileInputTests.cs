@@ -1,0 +1,131 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.RegularExpressions;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Pearl2.Tests.Integration;
+
+/// <summary>
+/// A running pearl2d attacked from loopback as a hostile LAN host would (127.0.0.2 and 127.0.0.3 are other hosts to
+/// the device): captured Digest answers played again, passwords guessed in a loop. Each attack is bounded in count
+/// and time; what is asserted is what the attacker and an honest viewer saw on the wire.
+/// </summary>
+public sealed partial class HostileInputTests(ITestOutputHelper output) : IAsyncLifetime
+{
+    const string Password = "Pa55-word";
+    Pearl2dProcess _device = null!;
+    int _http;
+
+    public async Task InitializeAsync()
+    {
+        _http = Peers.FreePortBase(1);
+        _device = await Pearl2dProcess.StartAsync($$"""
+            { "channels": [ { "name": "Guarded", "video": { "width": 320, "height": 240, "bitrateKbps": 300 }, "auth": { "username": "viewer", "password": "{{Password}}" } } ],
+              "http": { "port": {{_http}} } }
+            """, channels: 1);
+    }
+
+    public async Task DisposeAsync() => await _device.DisposeAsync();
+
+    static string Md5(string s) => Convert.ToHexStringLower(MD5.HashData(Encoding.UTF8.GetBytes(s)));
+
+    [GeneratedRegex("nonce=\"([0-9a-f]+)\"")] private static partial Regex NonceRegex();
+
+    /// <summary>The Authorization an RFC 2069 client (no qop, as RTSP players send it) or an RFC 7616 one (qop=auth, nc) makes.</summary>
+    static string Digest(string method, string uri, string nonce, string password, string? nc = null, string digestUri = "")
+    {
+        if (digestUri == "") digestUri = uri;
+        string ha1 = Md5($"viewer:Pearl2:{password}"), ha2 = Md5($"{method}:{digestUri}");
+        return nc is null
+            ? $"Authorization: Digest username=\"viewer\", realm=\"Pearl2\", nonce=\"{nonce}\", uri=\"{digestUri}\", response=\"{Md5($"{ha1}:{nonce}:{ha2}")}\""
+            : $"Authorization: Digest username=\"viewer\", realm=\"Pearl2\", nonce=\"{nonce}\", uri=\"{digestUri}\", qop=auth, nc={nc}, cnonce=\"abc123\", response=\"{Md5($"{ha1}:{nonce}:{nc}:abc123:auth:{ha2}")}\"";
+    }
+
+    static async Task<string> NonceAsync(RtspTestClient c, string url)
+    {
+        var challenge = await c.RequestAsync("DESCRIBE", url);
+        Assert.Equal(401, RtspTestClient.Status(challenge));
+        Assert.Contains("qop=\"auth\"", challenge);
+        return NonceRegex().Match(challenge).Groups[1].Value;
+    }
+
+    [Fact]
+    public async Task ACapturedDigestAnswerOpensNothingOnAnotherConnection()
+    {
+        string url = _device.Url();
+        await using var victim = await RtspTestClient.ConnectAsync("127.0.0.1", _device.RtspBase);
+        var nonce = await NonceAsync(victim, url);
+        // The victim's player logs in without qop (as RTSP players do) and again with qop: both work on its connection.
+        var plain = Digest("DESCRIBE", url, nonce, Password);
+        Assert.Equal(200, RtspTestClient.Status(await victim.RequestAsync("DESCRIBE", url, plain)));
+        Assert.Equal(200, RtspTestClient.Status(await victim.RequestAsync("DESCRIBE", url, plain)));
+        var counted = Digest("DESCRIBE", url, await NonceAsync(victim, url), Password, nc: "00000001");
+        Assert.Equal(200, RtspTestClient.Status(await victim.RequestAsync("DESCRIBE", url, counted)));
+
+        // The attacker replays both captured headers from another host, on new connections: told the nonce is stale.
+        foreach (var header in new[] { plain, counted })
+        {
+            await using var attacker = await RtspTestClient.ConnectAsync("127.0.0.1", _device.RtspBase, IPAddress.Parse("127.0.0.2"));
+            var replay = await attacker.RequestAsync("DESCRIBE", url, header);
+            output.WriteLine(replay);
+            Assert.Equal(401, RtspTestClient.Status(replay));
+            Assert.Contains("stale=true", replay);
+            Assert.DoesNotContain("v=0", replay);
+        }
+        // An answer made for another URL does not open this one.
+        await using var other = await RtspTestClient.ConnectAsync("127.0.0.1", _device.RtspBase, IPAddress.Parse("127.0.0.2"));
+        var n = await NonceAsync(other, url);
+        var wrongUri = await other.RequestAsync("DESCRIBE", url, Digest("DESCRIBE", url, n, Password, digestUri: url.Replace("/stream.sdp", "/other")));
+        Assert.Equal(401, RtspTestClient.Status(wrongUri));
+        Assert.DoesNotContain("stale=true", wrongUri);
+        await _device.WaitForLogAsync("reason=\"uri does not match the request\"", TimeSpan.FromSeconds(10));
+        // The victim's connection carries on.
+        Assert.Equal(200, RtspTestClient.Status(await victim.RequestAsync("DESCRIBE", url, plain)));
+    }
+
+    [Fact]
+    public async Task GuessingPasswordsOnOneConnectionIsSlowedThenCutOffAndLoggedOnce()
+    {
+        string url = _device.Url();
+        var guesser = IPAddress.Parse("127.0.0.3");
+        await using var c = await RtspTestClient.ConnectAsync("127.0.0.1", _device.RtspBase, guesser);
+        int guesses = 0;
+        string last = "";
+        var started = DateTime.UtcNow;
+        while (guesses < 100)
+        {
+            var nonce = NonceRegex().Match(last).Groups[1].Value;
+            if (nonce == "") nonce = await NonceAsync(c, url);
+            try { last = await c.RequestAsync("DESCRIBE", url, Digest("DESCRIBE", url, nonce, $"guess-{guesses}")); }
+            catch (Exception e) when (e is IOException or InvalidOperationException) { last = "closed"; break; }
+            guesses++;
+            if (RtspTestClient.Status(last) != 401) break;
+        }
+        var took = DateTime.UtcNow - started;
+        output.WriteLine($"{guesses} guesses in {took.TotalSeconds:F1} s; last answer:\n{last}");
+        // Blocked after a handful of guesses (not thousands a second): 503 with Retry-After, then the connection ends.
+        Assert.Equal(503, RtspTestClient.Status(last));
+        Assert.True(int.Parse(RtspTestClient.Header(last, "Retry-After")!) > 0);
+        Assert.InRange(guesses, 5, 12);
+        await Assert.ThrowsAnyAsync<IOException>(() => c.RequestAsync("OPTIONS", url)); // closed by the server
+
+        // The block covers every door from that host, the right password included: HTTP says 429.
+        var curl = await Peers.RunAsync("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--interface", "127.0.0.3", "--digest", "-u", $"viewer:{Password}",
+            "--max-time", "10", $"http://127.0.0.1:{_http}/preview.jpg"], TimeSpan.FromSeconds(30));
+        Assert.Equal("429", curl.Stdout.Trim());
+        // Another host still plays, over RTSP and HTTP.
+        var probe = await Peers.RunAsync("ffprobe", ["-v", "error", "-rtsp_transport", "tcp", "-show_entries", "stream=codec_name", "-of", "csv=p=0",
+            $"rtsp://viewer:{Password}@127.0.0.1:{_device.RtspBase}/stream.sdp"], TimeSpan.FromSeconds(60));
+        Assert.Contains("h264", probe.Stdout);
+        var honest = await Peers.RunAsync("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--interface", "127.0.0.2", "--digest", "-u", $"viewer:{Password}",
+            "--max-time", "10", $"http://127.0.0.1:{_http}/preview.jpg"], TimeSpan.FromSeconds(30));
+        Assert.Equal("200", honest.Stdout.Trim());
+        // One line for the block, not one per refused request; each judged guess logged once.
+        await _device.WaitForLogAsync("auth.blocked remote=127.0.0.3", TimeSpan.FromSeconds(10));
+        await Task.Delay(500);
+        Assert.Equal(1, _device.CountInLog("auth.blocked remote=127.0.0.3"));
+        Assert.InRange(_device.CountInLog("rtsp.auth_failed"), guesses - 1, guesses);
+    }
+}
