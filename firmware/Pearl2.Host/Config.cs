@@ -200,7 +200,7 @@ public static class ConfigLoader
     public static FirmwareConfig Load(string? path)
     {
         var errors = new List<string>();
-        var config = path is null ? new FirmwareConfig() : Parse(File.ReadAllText(path), ConfigJson.Default.FirmwareConfig, path, errors);
+        var config = path is null ? new FirmwareConfig() : Parse(ReadText(path), ConfigJson.Default.FirmwareConfig, path, errors);
         errors.AddRange(Validate(config));
         if (errors.Count > 0) throw new ConfigException(errors);
         // A relative key path means the working directory's, fixed now so a reload or a reboot reads the same file.
@@ -208,11 +208,20 @@ public static class ConfigLoader
         return config;
     }
 
+    /// <summary>The file's text, or a ConfigException that names it and says why it cannot be read (a directory, no permission, gone).</summary>
+    static string ReadText(string path)
+    {
+        if (Directory.Exists(path)) throw new ConfigException([$"{path}: is a directory, not a config file"]);
+        try { return File.ReadAllText(path); }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        { throw new ConfigException([$"{path}: cannot be read ({(e is FileNotFoundException ? "no such file" : e.Message)})"]); }
+    }
+
     public static BoardProfile LoadBoard(string? path)
     {
         if (path is null) return new BoardProfile();
         var errors = new List<string>();
-        var board = Parse(File.ReadAllText(path), ConfigJson.Default.BoardProfile, path, errors, "board.");
+        var board = Parse(ReadText(path), ConfigJson.Default.BoardProfile, path, errors, "board.");
         if (errors.Count > 0) throw new ConfigException(errors);
         return board;
     }
@@ -329,7 +338,7 @@ public static class ConfigLoader
                     obj.Remove(name);
                     continue;
                 }
-                if (!CheckValue(child, field.PropertyType, at, errors)) obj.Remove(name);
+                if (!CheckValue(child, field.PropertyType, at, errors, field.IsSetNullable)) obj.Remove(name);
             }
         }
         else if (type.Kind == JsonTypeInfoKind.Enumerable && node is JsonArray array && type.ElementType is { } element)
@@ -340,12 +349,13 @@ public static class ConfigLoader
     }
 
     /// <summary>False (and one error) when <paramref name="value"/> is not of the kind <paramref name="t"/> needs.</summary>
-    static bool CheckValue(JsonNode? value, Type t, string at, List<string> errors)
+    static bool CheckValue(JsonNode? value, Type t, string at, List<string> errors, bool nullAllowed = false)
     {
         var nullable = Nullable.GetUnderlyingType(t);
         if (value is null)
         {
-            if (t.IsValueType && nullable is null) { errors.Add($"{at}: must be {Kind(t)}, not null"); return false; }
+            // null only where the field may be absent (a nullable one); elsewhere it would reach the code as a hole.
+            if ((t.IsValueType && nullable is null) || (!t.IsValueType && !nullAllowed)) { errors.Add($"{at}: must be {Kind(t)}, not null"); return false; }
             return true;
         }
         var under = nullable ?? t;
@@ -368,7 +378,8 @@ public static class ConfigLoader
     }
 
     static string Kind(Type t) => t == typeof(string) ? "text (in quotes)" : t == typeof(bool) ? "true or false"
-        : t == typeof(int) || t == typeof(long) ? "a whole number" : t == typeof(double) ? "a number" : "a value";
+        : t == typeof(int) || t == typeof(long) ? "a whole number" : t == typeof(double) ? "a number"
+        : ConfigJson.Default.GetTypeInfo(t)?.Kind switch { JsonTypeInfoKind.Object => "an object ({ … })", JsonTypeInfoKind.Enumerable => "a list ([ … ])", _ => "a value" };
 
     public static List<string> Validate(FirmwareConfig c)
     {

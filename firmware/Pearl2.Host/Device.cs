@@ -34,10 +34,13 @@ public sealed class Device : IAsyncDisposable, IPanelActions
 
     void Publish() => _view = _channels.ToArray();
     FirmwareConfig _config;
+    readonly RecordingConfig _startedRecording;
+    readonly UpdateConfig _startedUpdate;
 
     public Device(FirmwareConfig config, BoardProfile board, int portOffset, string dataDir, ILoggerFactory loggers, TimeProvider time)
     {
         _config = config; _board = board; _offset = portOffset; _loggers = loggers; _time = time;
+        _startedRecording = config.Recording; _startedUpdate = config.Update;
         Auth = new ViewerAuth(time, ViewerAuth.DefaultNonceLifetime, new LoginThrottle(time, loggers.CreateLogger("Pearl2.Auth")));
         _log = loggers.CreateLogger("pearl2d");
         var rec = config.Recording;
@@ -182,6 +185,17 @@ public sealed class Device : IAsyncDisposable, IPanelActions
     /// </summary>
     public async Task ApplyAsync(FirmwareConfig next)
     {
+        // What is read once at start says so on every reload that changes it, against what is running, not the last file.
+        var started = _startedRecording;
+        foreach (var (field, was, now) in new (string, object, object)[]
+                 {
+                     ("recording.directory", started.Directory, next.Recording.Directory), ("recording.format", started.Format, next.Recording.Format),
+                     ("recording.rotateSeconds", started.RotateSeconds, next.Recording.RotateSeconds), ("recording.rotateMegabytes", started.RotateMegabytes, next.Recording.RotateMegabytes),
+                     ("recording.spaceLimitMegabytes", started.SpaceLimitMegabytes, next.Recording.SpaceLimitMegabytes), ("recording.minFreeMegabytes", started.MinFreeMegabytes, next.Recording.MinFreeMegabytes),
+                 })
+            if (!was.Equals(now)) _log.LogWarning("config.needs_restart field={Field} running={Running} new={New} reason=\"recording settings apply at the next start\"", field, was, now);
+        if (JsonSerializer.Serialize(next.Update, ConfigJson.Default.UpdateConfig) != JsonSerializer.Serialize(_startedUpdate, ConfigJson.Default.UpdateConfig))
+            _log.LogWarning("config.needs_restart field=update reason=\"the update settings apply at the next start\"");
         if (JsonSerializer.Serialize(next.Rtsp, ConfigJson.Default.RtspConfig) != JsonSerializer.Serialize(_config.Rtsp, ConfigJson.Default.RtspConfig))
             _log.LogWarning("config.needs_restart field=rtsp reason=\"RTSP ports and limits change at the next start\"");
         if (next.Http.Port != _config.Http.Port)

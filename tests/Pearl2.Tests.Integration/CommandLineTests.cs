@@ -58,6 +58,12 @@ public sealed class CommandLineTests(ITestOutputHelper output)
         await using var first = await Pearl2dProcess.StartRawAsync(work, Path.Combine(work, "data"), 554 + offset, "--data-dir", "data", "--port-offset", offset.ToString());
         var socket = Path.Combine(work, "data", "pearl2d.sock");
         var before = File.GetLastWriteTimeUtc(socket);
+        // The first is recording: its files in progress are marked in .open/, which crash recovery would act on.
+        await first.ControlAsync("panel", "press", "record");
+        var markers = Path.Combine(work, "data", "recordings", ".open");
+        for (int i = 0; i < 100 && !(Directory.Exists(markers) && Directory.GetFiles(markers).Length > 0); i++) await Task.Delay(100);
+        var openBefore = Directory.GetFiles(markers).Order().ToArray();
+        Assert.NotEmpty(openBefore);
 
         // Another offset, so that only the data directory is shared.
         int other = Peers.FreeOffset(2);
@@ -68,6 +74,9 @@ public sealed class CommandLineTests(ITestOutputHelper output)
         Assert.False(Peers.TcpListening(554 + other), "the refused instance must not open its ports");
 
         Assert.True(File.Exists(socket), "the first instance's control socket must stay");
+        // No crash recovery ran on the first one's live files: their markers are all still there.
+        Assert.Equal(openBefore, Directory.GetFiles(markers).Order().Where(openBefore.Contains).ToArray());
+        Assert.DoesNotContain("recording.recovered", second.Stderr + second.Stdout);
         Assert.Equal(before, File.GetLastWriteTimeUtc(socket));
         Assert.Contains("state=ready", await first.ControlAsync("status"));
         Assert.False(first.HasExited);

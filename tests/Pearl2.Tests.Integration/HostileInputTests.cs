@@ -128,4 +128,39 @@ public sealed partial class HostileInputTests(ITestOutputHelper output) : IAsync
         Assert.Equal(1, _device.CountInLog("auth.blocked remote=127.0.0.3"));
         Assert.InRange(_device.CountInLog("rtsp.auth_failed"), guesses - 1, guesses);
     }
+
+    [Fact]
+    public async Task ANullLoginOrADirectoryIsRefusedByFieldAndReloadsSayWhatWaitsForARestart()
+    {
+        string good = File.ReadAllText(_device.ConfigPath);
+        var json = System.Text.Json.Nodes.JsonNode.Parse(good)!;
+        json["channels"]![0]!["auth"]!["username"] = null;
+        var nullUser = json.ToJsonString();
+        json["channels"]![0]!["auth"]!["username"] = "viewer";
+        json["recording"] = System.Text.Json.Nodes.JsonNode.Parse("""{ "format": "ts", "minFreeMegabytes": 200 }""");
+        var newRecording = json.ToJsonString();
+        var file = Path.Combine(Path.GetDirectoryName(_device.ConfigPath)!, "null-user.json");
+        File.WriteAllText(file, nullUser);
+        foreach (var path in new[] { file, Path.GetDirectoryName(_device.ConfigPath)! })
+        {
+            var check = await Peers.RunAsync(Peers.Pearl2d, ["--check-config", "--config", path], TimeSpan.FromSeconds(30));
+            output.WriteLine(check.Stderr);
+            Assert.Equal(2, check.ExitCode);
+            Assert.Contains("pearl2d: config refused: ", check.Stderr);
+            Assert.DoesNotContain("Exception", check.Stderr);
+        }
+
+        // The same file given to the running device: refused whole, by field, and the device carries on.
+        File.WriteAllText(_device.ConfigPath, nullUser);
+        _device.Signal(1);
+        await _device.WaitForLogAsync("config.reload_refused error=\"channels[0].auth.username: must be text (in quotes), not null\"", TimeSpan.FromSeconds(20));
+        Assert.Contains("state=ready", await _device.ControlAsync("status"));
+
+        // Recording settings are read at start: a reload that changes them says so instead of claiming them applied.
+        File.WriteAllText(_device.ConfigPath, newRecording);
+        _device.Signal(1);
+        await _device.WaitForLogAsync("config.needs_restart field=recording.format running=mp4 new=ts", TimeSpan.FromSeconds(20));
+        await _device.WaitForLogAsync("config.needs_restart field=recording.minFreeMegabytes", TimeSpan.FromSeconds(5));
+        Assert.False(_device.HasExited);
+    }
 }

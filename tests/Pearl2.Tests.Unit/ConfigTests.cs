@@ -26,6 +26,10 @@ public class ConfigTests
     [InlineData("""{"recording":{"rotateSeconds":2}}""", "recording.rotateSeconds: 2 is not from 5 to 86400")]
     [InlineData("""{"recording":{"spaceLimitMegabytes":3}}""", "recording.spaceLimitMegabytes: 3 is not 0 (no limit) or at least 16")]
     [InlineData("""{"recording":{"directory":""}}""", "recording.directory: must be a path")]
+    [InlineData("""{"channels":[{"name":"a","auth":{"username":null,"password":"secret1"}}]}""", "channels[0].auth.username: must be text (in quotes), not null")]
+    [InlineData("""{"channels":[{"name":"a","auth":{"username":"v","password":null}}]}""", "channels[0].auth.password: must be text (in quotes), not null")]
+    [InlineData("""{"recording":null}""", "recording: must be an object ({ … }), not null")]
+    [InlineData("""{"channels":[{"name":null}]}""", "channels[0].name: must be text (in quotes), not null")]
     public void BadValuesAreRefusedWithFieldPathAndReason(string json, string expected)
     {
         var e = Assert.Throws<ConfigException>(() => ConfigLoader.ParseText(json));
@@ -69,6 +73,16 @@ public class ConfigTests
         ], e.Errors);
         Assert.All(e.Errors, err => Assert.DoesNotContain("System.", err));
         Assert.All(e.Errors, err => Assert.DoesNotContain("Pearl2.", err));
+    }
+
+    [Fact]
+    public void AConfigPathThatIsADirectoryOrMissingIsRefusedByName()
+    {
+        var dir = Directory.CreateTempSubdirectory("pearl2-config-").FullName;
+        Assert.Equal($"{dir}: is a directory, not a config file", Assert.Throws<ConfigException>(() => ConfigLoader.Load(dir)).Errors.Single());
+        Assert.Equal($"{dir}/none.json: cannot be read (no such file)", Assert.Throws<ConfigException>(() => ConfigLoader.Load($"{dir}/none.json")).Errors.Single());
+        // An auth whose login is absent altogether ("auth": null) is a channel without a login, as before.
+        Assert.Null(ConfigLoader.ParseText("""{"channels":[{"name":"a","auth":null}]}""").Channels[0].Auth);
     }
 
     [Fact]
