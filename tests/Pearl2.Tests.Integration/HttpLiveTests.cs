@@ -107,6 +107,31 @@ public sealed class HttpLiveTests(ITestOutputHelper output) : IAsyncLifetime
         Assert.Equal(System.Net.HttpStatusCode.BadRequest, bad.StatusCode);
     }
 
+    static long RssKilobytes(int pid) => long.Parse(File.ReadAllLines($"/proc/{pid}/status").First(l => l.StartsWith("VmRSS:")).Split(' ', StringSplitOptions.RemoveEmptyEntries)[1]);
+
+    [Fact]
+    public async Task PreviewsAtThousandsOfWidthsKeepMemoryBounded()
+    {
+        using var http = new HttpClient();
+        async Task Ask(int width)
+        {
+            var r = await http.GetAsync(Url($"preview.jpg?width={width}"));
+            Assert.Equal(System.Net.HttpStatusCode.OK, r.StatusCode);
+            await r.Content.ReadAsByteArrayAsync();
+        }
+        // Warm up with the same mix, so the managed heap and the allocator's arenas reach their working size first.
+        for (int i = 0; i < 2000; i++) await Ask(64 + (i * 104729) % 1857);
+        long before = RssKilobytes(_device.Pid);
+        var widths = new HashSet<int>();
+        for (int i = 0; i < 5000; i++) { int w = 64 + (i * 7919) % 1857; widths.Add(w); await Ask(w); }
+        long after = RssKilobytes(_device.Pid);
+        output.WriteLine($"{widths.Count} distinct widths asked in 5000 previews: RSS {before / 1024} MB -> {after / 1024} MB");
+        // Each width used to leave its scaler behind (about 195 MB per 5,000 requests); now what is kept is a few encoders.
+        Assert.True(after - before < 30 * 1024, $"RSS grew by {(after - before) / 1024} MB over 5000 previews");
+        var sizes = await Peers.RunAsync("ffprobe", ["-v", "error", "-show_entries", "stream=width", "-of", "csv=p=0", Url("preview.jpg?width=1000")], TimeSpan.FromSeconds(30));
+        Assert.Equal("640", sizes.Stdout.Trim()); // the source is 640 wide: a preview is never wider
+    }
+
     static async Task<string> ReadAll(NetworkStream s)
     {
         var buf = new byte[65536];

@@ -129,8 +129,12 @@ public abstract unsafe partial class AvEncoder : IDisposable
 
     protected abstract void OnPacket(TrackKind track, ReadOnlySpan<byte> data, long pts, bool key, IEncodedSink sink);
 
+    /// <summary>Frees what a subclass holds beside the codec (a scaler); called once, from <see cref="Dispose"/>.</summary>
+    protected virtual void OnDispose() { }
+
     public void Dispose()
     {
+        if (Context != 0) OnDispose();
         var c = Context; var f = Frame; var p = Packet;
         if (c != 0) avcodec_free_context(&c);
         if (f != 0) av_frame_free(&f);

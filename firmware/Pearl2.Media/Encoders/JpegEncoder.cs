@@ -50,6 +50,12 @@ public sealed unsafe partial class JpegEncoder : AvEncoder
         return _last;
     }
 
+    protected override void OnDispose()
+    {
+        if (_scaler != 0) sws_freeContext(_scaler);
+        _scaler = 0;
+    }
+
     protected override void OnPacket(TrackKind track, ReadOnlySpan<byte> data, long pts, bool key, IEncodedSink sink) => _last = data.ToArray();
 
     sealed class NullSink : IEncodedSink

@@ -5,7 +5,9 @@ namespace Pearl2.Services.HttpLive;
 
 /// <summary>
 /// JPEG previews of a channel: a picture is encoded at most once per raw picture copied (4 a second at
-/// most) and per width, however many ask; everyone else gets the cached bytes. Up to four widths are kept.
+/// most) and per width, however many ask; everyone else gets the cached bytes. Widths snap to a short ladder
+/// (<see cref="Widths"/>), so a client asking for thousands of sizes makes at most that many encoders; up to four are
+/// kept, the least recently used freed with its scaler.
 /// </summary>
 public sealed class PreviewCache(PreviewFrames frames, TimeProvider time)
 {
@@ -23,7 +25,16 @@ public sealed class PreviewCache(PreviewFrames frames, TimeProvider time)
 
     public long Encodes { get; private set; }
 
-    public static int ClampWidth(int? requested, int sourceWidth) => Math.Clamp(requested ?? 320, 64, Math.Min(1920, sourceWidth)) & ~15;
+    /// <summary>The widths a preview comes in: the largest that is not wider than asked (and than the source).</summary>
+    public static readonly int[] Widths = [64, 96, 128, 160, 192, 240, 320, 384, 480, 640, 720, 960, 1280, 1600, 1920];
+
+    public static int ClampWidth(int? requested, int sourceWidth)
+    {
+        int limit = Math.Clamp(Math.Min(requested ?? 320, sourceWidth), 64, 1920);
+        int w = 64;
+        foreach (int step in Widths) if (step <= limit) w = step;
+        return w & ~15;
+    }
 
     /// <summary>The latest picture as a JPEG <paramref name="width"/> wide, or null when the channel shows nothing yet.</summary>
     public async Task<(byte[] Jpeg, long Frame)?> GetAsync(int? width)
