@@ -38,11 +38,19 @@ public sealed class ControlSocket : IAsyncDisposable
 
     async Task AcceptAsync()
     {
+        var backoff = new Pearl2.Services.AcceptBackoff(_log, "control");
         while (!_stop.IsCancellationRequested)
         {
             Socket s;
             try { s = await _listen.AcceptAsync(_stop.Token); }
-            catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException) { return; }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException) { return; }
+            catch (SocketException e)
+            {
+                // Out of descriptors (EMFILE) must not end the control socket for good: wait and accept again.
+                try { await backoff.FailedAsync(e, _stop.Token); } catch (OperationCanceledException) { return; }
+                continue;
+            }
+            backoff.Accepted();
             _ = ServeAsync(s);
         }
     }
@@ -141,11 +149,16 @@ public sealed class ControlSocket : IAsyncDisposable
         try { File.Delete(_path); } catch (IOException) { }
     }
 
-    /// <summary>The client side: sends one command line, prints the answer; exit code 1 on an error answer.</summary>
-    public static async Task<int> ClientAsync(string path, string command, string notRunning)
+    /// <summary>How long the client waits for an answer: an update check goes to the update server, the rest is local.</summary>
+    public static TimeSpan ClientTimeout(string command) => command.StartsWith("update", StringComparison.Ordinal) ? TimeSpan.FromSeconds(120) : TimeSpan.FromSeconds(15);
+
+    /// <summary>The client side: sends one command line, prints the answer; exit code 1 on an error answer or no answer in time.</summary>
+    public static async Task<int> ClientAsync(string path, string command, string notRunning, TimeSpan? timeout = null)
     {
+        var limit = timeout ?? ClientTimeout(command);
+        using var cts = new CancellationTokenSource(limit);
         using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try { await s.ConnectAsync(new UnixDomainSocketEndPoint(path)); }
+        try { await s.ConnectAsync(new UnixDomainSocketEndPoint(path), cts.Token); }
         catch (SocketException e)
         {
             // No socket file, or one a crash left behind with nobody listening.
@@ -154,11 +167,29 @@ public sealed class ControlSocket : IAsyncDisposable
                 : $"pearl2d: cannot reach the running pearl2d at {path}: {e.Message}");
             return 1;
         }
-        await s.SendAsync(Encoding.UTF8.GetBytes(command + "\n"));
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine($"pearl2d: the running pearl2d at {path} did not take the connection within {limit.TotalSeconds:0} s (is it overloaded or out of file descriptors?)");
+            return 1;
+        }
         var answer = new MemoryStream();
-        var buf = new byte[4096];
-        int n;
-        while ((n = await s.ReceiveAsync(buf)) > 0) answer.Write(buf, 0, n);
+        try
+        {
+            await s.SendAsync(Encoding.UTF8.GetBytes(command + "\n"), cts.Token);
+            var buf = new byte[4096];
+            int n;
+            while ((n = await s.ReceiveAsync(buf, cts.Token)) > 0) answer.Write(buf, 0, n);
+        }
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine($"pearl2d: no answer from the running pearl2d at {path} within {limit.TotalSeconds:0} s (is it overloaded or out of file descriptors?)");
+            return 1;
+        }
+        catch (SocketException e)
+        {
+            Console.Error.WriteLine($"pearl2d: the running pearl2d at {path} closed the connection: {e.Message}");
+            return 1;
+        }
         string text = Encoding.UTF8.GetString(answer.ToArray());
         Console.Write(text);
         return text.StartsWith("error:", StringComparison.Ordinal) ? 1 : 0;

@@ -163,4 +163,64 @@ public sealed partial class HostileInputTests(ITestOutputHelper output) : IAsync
         await _device.WaitForLogAsync("config.needs_restart field=recording.minFreeMegabytes", TimeSpan.FromSeconds(5));
         Assert.False(_device.HasExited);
     }
+
+    [Fact]
+    public async Task RunningOutOfFileDescriptorsNeitherKillsTheControlSocketNorAPlayingViewer()
+    {
+        var viewer = Peers.RunAsync("ffmpeg", ["-nostdin", "-v", "error", "-rtsp_transport", "tcp", "-i", $"rtsp://viewer:{Password}@127.0.0.1:{_device.RtspBase}/stream.sdp",
+            "-t", "14", "-f", "null", "-"], TimeSpan.FromSeconds(90));
+        await _device.WaitForLogAsync("rtsp.play", TimeSpan.FromSeconds(30));
+        int linesBefore = _device.Log.Split('\n').Length;
+
+        // Lower the device's descriptor limit to a little above what it uses, then fill the rest with connections.
+        int inUse = Directory.GetFiles($"/proc/{_device.Pid}/fd").Length;
+        var limit = await Peers.RunAsync("prlimit", ["--pid", _device.Pid.ToString(), $"--nofile={inUse + 40}:{inUse + 40}"], TimeSpan.FromSeconds(10));
+        Assert.Equal(0, limit.ExitCode);
+        var flood = new List<System.Net.Sockets.TcpClient>();
+        try
+        {
+            for (int i = 0; i < 200; i++)
+            {
+                var t = new System.Net.Sockets.TcpClient();
+                await t.ConnectAsync("127.0.0.1", i % 2 == 0 ? _device.RtspBase : _http);
+                flood.Add(t);
+            }
+            await _device.WaitForLogAsync("Too many open files", TimeSpan.FromSeconds(20));
+            // While out of descriptors the control client answers within its time limit, never hangs.
+            var during = await Peers.RunAsync(Peers.Pearl2d, ["status", "--data-dir", _device.DataDir], TimeSpan.FromSeconds(40));
+            output.WriteLine($"status while out of descriptors: exit {during.ExitCode} {during.Stderr.Trim()}");
+            Assert.Equal(1, during.ExitCode);
+            Assert.Contains("no answer from the running pearl2d", during.Stderr);
+            await _device.WaitForLogAsync("accept.failing listener=control", TimeSpan.FromSeconds(10));
+        }
+        finally
+        {
+            foreach (var t in flood) t.Dispose();
+            await Peers.RunAsync("prlimit", ["--pid", _device.Pid.ToString(), "--nofile=65536:65536"], TimeSpan.FromSeconds(10));
+        }
+        // Descriptors back: the control socket and the ports accept again.
+        string status = "";
+        for (int i = 0; i < 50 && !status.Contains("state=ready"); i++)
+        {
+            var r = await Peers.RunAsync(Peers.Pearl2d, ["status", "--data-dir", _device.DataDir], TimeSpan.FromSeconds(30));
+            status = r.Stdout;
+            if (!status.Contains("state=ready")) await Task.Delay(200);
+        }
+        Assert.Contains("state=ready", status);
+        var probe = await Peers.RunAsync("ffprobe", ["-v", "error", "-rtsp_transport", "tcp", "-show_entries", "stream=codec_name", "-of", "csv=p=0",
+            $"rtsp://viewer:{Password}@127.0.0.1:{_device.RtspBase}/stream.sdp"], TimeSpan.FromSeconds(60));
+        Assert.Contains("h264", probe.Stdout);
+
+        // The viewer that was playing decoded cleanly through it all.
+        var played = await viewer;
+        output.WriteLine($"viewer: exit {played.ExitCode} {played.Stderr.Trim()}");
+        Assert.Equal(0, played.ExitCode);
+        Assert.Equal("", played.Stderr.Trim());
+        // A bounded log: a line when accepting starts failing and one when it recovers per listener, not one per try.
+        int added = _device.Log.Split('\n').Length - linesBefore;
+        output.WriteLine($"log lines during the episode: {added}");
+        Assert.InRange(_device.CountInLog("accept.failing"), 1, 6);
+        await _device.WaitForLogAsync("accept.recovered listener=control", TimeSpan.FromSeconds(10));
+        Assert.True(added < 600, $"{added} log lines");
+    }
 }

@@ -130,12 +130,15 @@ public sealed class HttpLiveServer
 
     async Task AcceptLoopAsync(IConnectionListener listener, HttpLiveChannel channel)
     {
+        var backoff = new AcceptBackoff(_log, $"http:{channel.Port}", _time);
         while (true)
         {
             ConnectionContext? c;
             try { c = await listener.AcceptAsync(); }
             catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException) { return; }
+            catch (Exception e) { await backoff.FailedAsync(e); continue; } // out of descriptors: wait, never spin or stop
             if (c is null) return;
+            backoff.Accepted();
             _ = ServeAsync(c, channel);
         }
     }

@@ -32,13 +32,15 @@ public sealed class RtspListener : IAsyncDisposable
 
     async Task AcceptLoopAsync(RtspServer server, RtspChannel channel)
     {
+        var backoff = new AcceptBackoff(_log, $"rtsp:{channel.Port}");
         while (true)
         {
             ConnectionContext? connection;
             try { connection = await _listener.AcceptAsync(); }
             catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException) { return; }
-            catch (Exception e) { _log.LogWarning("rtsp.accept_failed port={Port} error=\"{Error}\"", channel.Port, e.Message); continue; }
+            catch (Exception e) { await backoff.FailedAsync(e); continue; } // out of descriptors: wait, never spin or stop
             if (connection is null) return; // unbound
+            backoff.Accepted();
             _ = ServeAsync(server, channel, connection);
         }
     }
