@@ -226,6 +226,58 @@ public class RecordingLibraryTests : IDisposable
         Assert.Equal("complete", lib.List().Single(e => e.Name.StartsWith("Channel_1")).State);
     }
 
+    sealed class SteppedTime : TimeProvider
+    {
+        public long Ticks = 1;
+        public override long GetTimestamp() => Ticks;
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+    }
+
+    [Fact]
+    public void Reserve_NeverDeletesAFileJustClosedOrTheEndOfARecordingStoppedForSpace()
+    {
+        Old("old_20200101-000000.mp4", 3, 0);
+        var time = new SteppedTime();
+        var lib = new RecordingLibrary(new RecordingOptions { Directory = _dir, SpaceLimitBytes = 10L << 20, MinFreeBytes = 0 }, NullLogger.Instance, time);
+        lib.Recover();
+        // Channel 1 stops at disk-full with what it has; channel 2 then needs room 9 ms later (as it was seen).
+        string one = lib.Create("Channel 1", new DateTimeOffset(2026, 12, 3, 8, 0, 0, TimeSpan.Zero), "mp4");
+        File.WriteAllBytes(one, new byte[3 << 20]);
+        Assert.True(lib.Reserve(3L << 20));
+        lib.Closed(one, stoppedForSpace: true);
+        string two = lib.Create("Channel 2", new DateTimeOffset(2026, 12, 3, 8, 0, 0, TimeSpan.Zero), "mp4");
+        File.WriteAllBytes(two, new byte[3 << 20]);
+        Assert.True(lib.Reserve(3L << 20));
+        Assert.True(lib.Reserve(2L << 20));                   // 9 + 2 > 10: the old file goes, never channel 1's
+        Assert.False(File.Exists(Path.Combine(_dir, "old_20200101-000000.mp4")));
+        Assert.False(lib.Reserve(5L << 20));                  // nothing else may go
+        Assert.True(File.Exists(one));
+        time.Ticks += (long)TimeSpan.FromMinutes(10).TotalSeconds * TimeSpan.TicksPerSecond;
+        Assert.False(lib.Reserve(5L << 20));                  // kept for good, not only for a minute
+        Assert.True(File.Exists(one));
+
+        // A file closed the ordinary way is spared for a minute, then it is the oldest and may go.
+        lib.Closed(two);
+        Assert.False(lib.Reserve(5L << 20));
+        Assert.True(File.Exists(two));
+        time.Ticks += (long)(RecordingLibrary.JustClosed.TotalSeconds + 1) * TimeSpan.TicksPerSecond;
+        Assert.True(lib.Reserve(5L << 20));
+        Assert.False(File.Exists(two));
+    }
+
+    [Fact]
+    public void Reserve_MeasuresWhenTheCountSaysFull_SoFilesRemovedByHandAreSeen()
+    {
+        Old("a_20200101-000000.mp4", 4, 0, pending: true);
+        Old("b_20200101-010000.mp4", 4, 1, pending: true);
+        var lib = new RecordingLibrary(new RecordingOptions { Directory = _dir, SpaceLimitBytes = 10L << 20, MinFreeBytes = 0 }, NullLogger.Instance);
+        lib.Recover();
+        Assert.False(lib.Reserve(3L << 20));                  // 8 + 3 > 10 and both wait for upload
+        File.Delete(Path.Combine(_dir, "a_20200101-000000.mp4")); // the operator makes room by hand
+        Assert.True(lib.Reserve(3L << 20));                   // 4 + 3 <= 10, measured
+        Assert.True(File.Exists(Path.Combine(_dir, "b_20200101-010000.mp4")));
+    }
+
     [Fact]
     public void Create_MakesNamesUnique_AndMarksTheFileOpenUntilClosed()
     {

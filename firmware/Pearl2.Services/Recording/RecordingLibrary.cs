@@ -35,6 +35,12 @@ public sealed class RecordingLibrary
     readonly ILogger _log;
     readonly HashSet<string> _open = new(StringComparer.Ordinal);
     readonly HashSet<string> _recovered = new(StringComparer.Ordinal);
+    /// <summary>When each file of this run was closed: one closed just now is never deleted to make room.</summary>
+    readonly Dictionary<string, long> _closedAt = new(StringComparer.Ordinal);
+    /// <summary>Files whose recorder stopped because the disk was full: what is left of that recording, kept.</summary>
+    readonly HashSet<string> _keep = new(StringComparer.Ordinal);
+    /// <summary>A file closed less than this long ago is not deleted to make room (another channel's just-finished file).</summary>
+    public static readonly TimeSpan JustClosed = TimeSpan.FromSeconds(60);
     readonly string _markers;
     long _total;
 
@@ -100,11 +106,19 @@ public sealed class RecordingLibrary
         }
     }
 
-    /// <summary>The file is finished (or given up): it no longer needs recovery.</summary>
-    public void Closed(string path)
+    /// <summary>
+    /// The file is finished (or given up): it no longer needs recovery. <paramref name="stoppedForSpace"/>: its recorder
+    /// stopped because the disk was full, so it is the end of a recording and is never deleted to make room.
+    /// </summary>
+    public void Closed(string path, bool stoppedForSpace = false)
     {
         string name = Path.GetFileName(path);
-        lock (_lock) _open.Remove(name);
+        lock (_lock)
+        {
+            _open.Remove(name);
+            _closedAt[name] = _time.GetTimestamp();
+            if (stoppedForSpace) _keep.Add(name);
+        }
         try { File.Delete(Path.Combine(_markers, name)); }
         catch (IOException e) { _log.LogError("recording.marker_failed file={File} error=\"{Error}\"", name, e.Message); }
     }
@@ -124,12 +138,23 @@ public sealed class RecordingLibrary
             {
                 long free = FreeBytes();
                 bool underLimit = Options.SpaceLimitBytes == 0 || _total + bytes <= Options.SpaceLimitBytes;
+                if (!underLimit)
+                {
+                    // The count is only a count: files removed by hand are not in it. Measure before deleting or refusing.
+                    // (What is reserved but not yet written is at most one write per recorder.)
+                    long measured = List().Sum(e => e.Bytes);
+                    if (measured < _total) _total = measured;
+                    underLimit = _total + bytes <= Options.SpaceLimitBytes;
+                }
                 bool enoughFree = free - bytes >= Options.MinFreeBytes;
                 if (underLimit && enoughFree) { _total += bytes; return true; }
-                var victim = List().Where(e => e.State is "complete" or "recovered").OrderBy(e => e.Modified).FirstOrDefault();
+                long now = _time.GetTimestamp();
+                var victim = List().Where(e => e.State is "complete" or "recovered" && !_keep.Contains(e.Name)
+                        && !(_closedAt.TryGetValue(e.Name, out long closed) && _time.GetElapsedTime(closed, now) < JustClosed))
+                    .OrderBy(e => e.Modified).FirstOrDefault();
                 if (victim is null)
                 {
-                    _log.LogError("recording.no_space need_bytes={Need} free_bytes={Free} used_bytes={Used} limit_bytes={Limit} reason=\"{Reason}; nothing left that may be deleted (the rest is being written or waits for upload)\"",
+                    _log.LogError("recording.no_space need_bytes={Need} free_bytes={Free} used_bytes={Used} limit_bytes={Limit} reason=\"{Reason}; nothing left that may be deleted (the rest is being written, was just finished, ended a recording at disk-full or waits for upload)\"",
                         bytes, free, _total, Options.SpaceLimitBytes, underLimit ? "filesystem nearly full" : "recording space limit reached");
                     return false;
                 }

@@ -172,7 +172,7 @@ sealed class RecordingWriter : IDisposable
     {
         _file!.Dispose();
         _file = null;
-        _library.Closed(_path);
+        _library.Closed(_path, stoppedForSpace: how == "disk_full");
         if (_mediaBytes == 0)
         {
             // Nothing but a header: not a recording anyone could play.
