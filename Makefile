@@ -22,7 +22,8 @@ BENCH_PKGS   := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 pyt
 # SD images: debootstrap and qemu for the base, the partition tools, the cross compiler for kernel modules,
 # and for the image test qemu's U-Boot.
 IMAGE_PKGS   := debootstrap qemu-system-arm qemu-utils u-boot-qemu dosfstools mtools e2fsprogs fdisk bmap-tools \
-                cpio busybox-static kmod curl xz-utils file make gcc-aarch64-linux-gnu libc6-dev-arm64-cross openssl python3
+                cpio busybox-static kmod curl xz-utils file make gcc-aarch64-linux-gnu libc6-dev-arm64-cross openssl python3 \
+                proot qemu-user-static
 
 BOARD   ?= qemu-virt
 VERSION := $(shell sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' firmware/Pearl2.Host/Pearl2.Host.csproj)

@@ -200,6 +200,8 @@ public class RecordingLibraryTests : IDisposable
         if (pending) File.WriteAllBytes(p + RecordingLibrary.UploadPendingSuffix, []);
     }
 
+    static void Grow(string path, int megabytes) { using var f = File.OpenWrite(path); f.Seek(0, SeekOrigin.End); f.Write(new byte[megabytes << 20]); }
+
     [Fact]
     public void Reserve_DeletesOldestFirst_NeverWhatWaitsForUploadOrIsBeingWritten_ThenRefuses()
     {
@@ -213,8 +215,10 @@ public class RecordingLibraryTests : IDisposable
         File.WriteAllBytes(open, new byte[1 << 20]);
 
         Assert.True(lib.Reserve(2L << 20));   // 9 + 2 > 10: a goes
+        Grow(open, 2);                        // what was reserved is written, as the writer does
         Assert.False(File.Exists(Path.Combine(_dir, "a_20200101-000000.mp4")));
         Assert.True(lib.Reserve(3L << 20));   // c goes (b waits for upload)
+        Grow(open, 3);
         Assert.False(File.Exists(Path.Combine(_dir, "c_20200101-020000.ts")));
         Assert.False(lib.Reserve(6L << 20));  // only b and the open file are left
         Assert.True(File.Exists(Path.Combine(_dir, "b_20200101-010000.mp4")));
