@@ -149,16 +149,21 @@ public sealed class ControlSocket : IAsyncDisposable
         try { File.Delete(_path); } catch (IOException) { }
     }
 
-    /// <summary>How long the client waits for an answer: an update check goes to the update server, the rest is local.</summary>
-    public static TimeSpan ClientTimeout(string command) => command.StartsWith("update", StringComparison.Ordinal) ? TimeSpan.FromSeconds(120) : TimeSpan.FromSeconds(15);
+    /// <summary>
+    /// How long the client waits for an answer. An update check downloads and writes a whole slot (minutes on a slow
+    /// link or card; the downloader gives up by itself on a stalled server), so it waits an hour; the rest is local.
+    /// </summary>
+    public static TimeSpan ClientTimeout(string command) => command.StartsWith("update", StringComparison.Ordinal) ? TimeSpan.FromHours(1) : TimeSpan.FromSeconds(15);
 
     /// <summary>The client side: sends one command line, prints the answer; exit code 1 on an error answer or no answer in time.</summary>
     public static async Task<int> ClientAsync(string path, string command, string notRunning, TimeSpan? timeout = null)
     {
         var limit = timeout ?? ClientTimeout(command);
+        var connectLimit = limit < TimeSpan.FromSeconds(15) ? limit : TimeSpan.FromSeconds(15);
         using var cts = new CancellationTokenSource(limit);
+        using var connecting = new CancellationTokenSource(connectLimit);
         using var s = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try { await s.ConnectAsync(new UnixDomainSocketEndPoint(path), cts.Token); }
+        try { await s.ConnectAsync(new UnixDomainSocketEndPoint(path), connecting.Token); }
         catch (SocketException e)
         {
             // No socket file, or one a crash left behind with nobody listening.
@@ -169,7 +174,7 @@ public sealed class ControlSocket : IAsyncDisposable
         }
         catch (OperationCanceledException)
         {
-            Console.Error.WriteLine($"pearl2d: the running pearl2d at {path} did not take the connection within {limit.TotalSeconds:0} s (is it overloaded or out of file descriptors?)");
+            Console.Error.WriteLine($"pearl2d: the running pearl2d at {path} did not take the connection within {connectLimit.TotalSeconds:0} s (is it overloaded or out of file descriptors?)");
             return 1;
         }
         var answer = new MemoryStream();

@@ -260,13 +260,31 @@ public class RecordingLibraryTests : IDisposable
         Assert.False(lib.Reserve(5L << 20));                  // kept for good, not only for a minute
         Assert.True(File.Exists(one));
 
-        // A file closed the ordinary way is spared for a minute, then it is the oldest and may go.
+        // A file closed the ordinary way is spared from other channels for a minute, then it is the oldest and may go.
         lib.Closed(two);
-        Assert.False(lib.Reserve(5L << 20));
+        string three = lib.Create("Channel 3", new DateTimeOffset(2026, 12, 3, 8, 0, 1, TimeSpan.Zero), "mp4");
+        Assert.False(lib.Reserve(5L << 20, three));
         Assert.True(File.Exists(two));
         time.Ticks += (long)(RecordingLibrary.JustClosed.TotalSeconds + 1) * TimeSpan.TicksPerSecond;
-        Assert.True(lib.Reserve(5L << 20));
+        Assert.True(lib.Reserve(5L << 20, three));
         Assert.False(File.Exists(two));
+    }
+
+    [Fact]
+    public void Reserve_LoopRecordingMayTakeItsOwnChannelsJustClosedFile()
+    {
+        var lib = new RecordingLibrary(new RecordingOptions { Directory = _dir, SpaceLimitBytes = 10L << 20, MinFreeBytes = 0 }, NullLogger.Instance, new SteppedTime());
+        lib.Recover();
+        string first = lib.Create("Channel 1", new DateTimeOffset(2026, 12, 3, 8, 0, 0, TimeSpan.Zero), "mp4");
+        File.WriteAllBytes(first, new byte[6 << 20]);
+        Assert.True(lib.Reserve(6L << 20, first));
+        lib.Closed(first);                                      // rotated a moment ago
+        string next = lib.Create("Channel 1", new DateTimeOffset(2026, 12, 3, 8, 0, 5, TimeSpan.Zero), "mp4");
+        string other = lib.Create("Channel 2", new DateTimeOffset(2026, 12, 3, 8, 0, 5, TimeSpan.Zero), "mp4");
+        Assert.False(lib.Reserve(5L << 20, other));             // channel 2 may not take channel 1's new file
+        Assert.True(File.Exists(first));
+        Assert.True(lib.Reserve(5L << 20, next));               // channel 1's own loop recording may
+        Assert.False(File.Exists(first));
     }
 
     [Fact]

@@ -35,11 +35,13 @@ public sealed class RecordingLibrary
     readonly ILogger _log;
     readonly HashSet<string> _open = new(StringComparer.Ordinal);
     readonly HashSet<string> _recovered = new(StringComparer.Ordinal);
-    /// <summary>When each file of this run was closed: one closed just now is never deleted to make room.</summary>
+    /// <summary>When each file of this run was closed: one another channel closed just now is never deleted to make room.</summary>
     readonly Dictionary<string, long> _closedAt = new(StringComparer.Ordinal);
+    /// <summary>The channel that made each file of this run: a channel's own loop recording may take its own latest file.</summary>
+    readonly Dictionary<string, string> _ownerOf = new(StringComparer.Ordinal);
     /// <summary>Files whose recorder stopped because the disk was full: what is left of that recording, kept.</summary>
     readonly HashSet<string> _keep = new(StringComparer.Ordinal);
-    /// <summary>A file closed less than this long ago is not deleted to make room (another channel's just-finished file).</summary>
+    /// <summary>A file another channel closed less than this long ago is not deleted to make room.</summary>
     public static readonly TimeSpan JustClosed = TimeSpan.FromSeconds(60);
     readonly string _markers;
     long _total;
@@ -101,6 +103,7 @@ public sealed class RecordingLibrary
             string name = $"{stem}.{extension}";
             for (int i = 2; File.Exists(Path.Combine(Options.Directory, name)) || _open.Contains(name); i++) name = $"{stem}-{i}.{extension}";
             _open.Add(name);
+            _ownerOf[name] = channel;
             File.WriteAllBytes(Path.Combine(_markers, name), []);
             return Path.Combine(Options.Directory, name);
         }
@@ -129,11 +132,14 @@ public sealed class RecordingLibrary
     /// <summary>
     /// Makes room for <paramref name="bytes"/> more: while the space limit or the free-space floor would be crossed,
     /// deletes the oldest finished recording that does not wait for upload. False when nothing more may go.
+    /// <paramref name="forFile"/> is the file the room is for: its channel's own files may go however recent (loop
+    /// recording), another channel's only once closed for <see cref="JustClosed"/>.
     /// </summary>
-    public bool Reserve(long bytes)
+    public bool Reserve(long bytes, string? forFile = null)
     {
         lock (_lock)
         {
+            string? owner = forFile is null ? null : _ownerOf.GetValueOrDefault(Path.GetFileName(forFile));
             while (true)
             {
                 long free = FreeBytes();
@@ -150,7 +156,8 @@ public sealed class RecordingLibrary
                 if (underLimit && enoughFree) { _total += bytes; return true; }
                 long now = _time.GetTimestamp();
                 var victim = List().Where(e => e.State is "complete" or "recovered" && !_keep.Contains(e.Name)
-                        && !(_closedAt.TryGetValue(e.Name, out long closed) && _time.GetElapsedTime(closed, now) < JustClosed))
+                        && !(_closedAt.TryGetValue(e.Name, out long closed) && _time.GetElapsedTime(closed, now) < JustClosed
+                             && (owner is null || _ownerOf.GetValueOrDefault(e.Name) != owner)))
                     .OrderBy(e => e.Modified).FirstOrDefault();
                 if (victim is null)
                 {
@@ -162,6 +169,8 @@ public sealed class RecordingLibrary
                 {
                     File.Delete(Path.Combine(Options.Directory, victim.Name));
                     _recovered.Remove(victim.Name);
+                    _closedAt.Remove(victim.Name);
+                    _ownerOf.Remove(victim.Name);
                     _total -= victim.Bytes;
                     _log.LogWarning("recording.deleted file={File} bytes={Bytes} reason=\"{Reason}\"", victim.Name, victim.Bytes,
                         underLimit ? "free space below the floor" : "recording space limit");

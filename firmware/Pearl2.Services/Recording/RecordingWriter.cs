@@ -107,7 +107,7 @@ sealed class RecordingWriter : IDisposable
         switch (op.Kind)
         {
             case WriteKind.Create:
-                if (Failure is not null || !_library.Reserve(op.Length))
+                if (Failure is not null || !_library.Reserve(op.Length, op.Path))
                 {
                     _library.Closed(op.Path); // never created: no marker may outlive it
                     Failure ??= "disk_full";
@@ -122,13 +122,13 @@ sealed class RecordingWriter : IDisposable
                 break;
             case WriteKind.Append:
                 if (_file is null || Failure is not null) return;
-                if (!_library.Reserve(op.Length)) { Fail("disk_full", null); return; }
+                if (!_library.Reserve(op.Length, _path)) { Fail("disk_full", null); return; }
                 Append(op);
                 _mediaBytes += op.Length;
                 break;
             case WriteKind.Finish:
                 if (_file is null) return;
-                if (op.Length > 0 && _library.Reserve(op.Length)) Append(op);
+                if (op.Length > 0 && _library.Reserve(op.Length, _path)) Append(op);
                 if (_file is null) return; // the trailer's write failed: the file was cut back and closed
                 foreach (var (offset, bytes) in op.Patches) RandomAccess.Write(_file, bytes, offset);
                 RandomAccess.FlushToDisk(_file);
