@@ -116,6 +116,10 @@ public sealed class RtspConfig
     public int StatsIntervalSeconds { get; set; } = 10;
     /// <summary>RTSP/UDP server ports: channel i uses udpPortBase + 4i … + 4i + 3 (video RTP/RTCP, audio RTP/RTCP); 0 turns UDP off.</summary>
     public int UdpPortBase { get; set; } = 6970;
+    /// <summary>Connections one channel port (RTSP, and HTTP alike) holds in all; more are reset at once.</summary>
+    public int MaxConnectionsPerPort { get; set; } = Pearl2.Services.ConnectionLimits.DefaultPerPort;
+    /// <summary>Connections one host (IPv6: one /64) may hold on one channel port; the device itself (loopback) is not limited.</summary>
+    public int MaxConnectionsPerHost { get; set; } = Pearl2.Services.ConnectionLimits.DefaultPerHost;
 }
 
 /// <summary>Board profile data (board/&lt;name&gt;/board.json): what differs between boards, with no board names in code.</summary>
@@ -445,6 +449,8 @@ public static class ConfigLoader
             Check(r.UdpPortBase == 0 || (r.UdpPortBase is >= 1024 && r.UdpPortBase % 2 == 0 && r.UdpPortBase + 4 * c.Channels.Count <= 65535), "rtsp.udpPortBase",
                 $"{r.UdpPortBase} is not 0 or an even UDP port from 1024 with room for 4 ports per channel");
             Check(r.StatsIntervalSeconds is >= 1 and <= 3600, "rtsp.statsIntervalSeconds", $"{r.StatsIntervalSeconds} is not from 1 to 3600");
+            Check(r.MaxConnectionsPerPort is >= 16 and <= 100000, "rtsp.maxConnectionsPerPort", $"{r.MaxConnectionsPerPort} is not from 16 to 100000");
+            Check(r.MaxConnectionsPerHost >= 1 && r.MaxConnectionsPerHost <= r.MaxConnectionsPerPort, "rtsp.maxConnectionsPerHost", $"{r.MaxConnectionsPerHost} is not from 1 to rtsp.maxConnectionsPerPort ({r.MaxConnectionsPerPort})");
         }
         if (c.Http is null) e.Add("http: must be an object");
         else

@@ -21,7 +21,7 @@ public sealed class PortBindException(string message, Exception inner) : IOExcep
 
 public sealed class Device : IAsyncDisposable, IPanelActions
 {
-    sealed record RunningChannel(ChannelConfig Config, ChannelHub Hub, EncodePipeline Pipeline, RtspChannel Rtsp, RtspListener Listener, HttpLiveChannel Live, IAsyncDisposable LiveListener, Recorder Recorder);
+    sealed record RunningChannel(ChannelConfig Config, ChannelHub Hub, EncodePipeline Pipeline, RtspChannel Rtsp, RtspListener Listener, HttpLiveChannel Live, ViewerPort LiveListener, Recorder Recorder);
 
     readonly BoardProfile _board;
     readonly int _offset;
@@ -53,6 +53,7 @@ public sealed class Device : IAsyncDisposable, IPanelActions
             SpaceLimitBytes = (long)rec.SpaceLimitMegabytes << 20,
             MinFreeBytes = (long)rec.MinFreeMegabytes << 20,
         }, loggers.CreateLogger("Pearl2.Recording"), time);
+        var limits = new ConnectionLimits(config.Rtsp.MaxConnectionsPerPort, config.Rtsp.MaxConnectionsPerHost);
         Rtsp = new RtspServer(new RtspOptions
         {
             SessionTimeoutSeconds = config.Rtsp.SessionTimeoutSeconds,
@@ -61,8 +62,9 @@ public sealed class Device : IAsyncDisposable, IPanelActions
             ViewerQueueUnits = config.Rtsp.ViewerQueueUnits,
             StatsIntervalSeconds = config.Rtsp.StatsIntervalSeconds,
             UdpPortBase = config.Rtsp.UdpPortBase == 0 ? 0 : config.Rtsp.UdpPortBase + portOffset,
+            Limits = limits,
         }, time, loggers.CreateLogger("Pearl2.Rtsp"), Auth);
-        _http = new HttpLiveServer(loggers, time, config.Rtsp.ViewerQueueUnits, config.Rtsp.StallTimeoutSeconds, Auth);
+        _http = new HttpLiveServer(loggers, time, config.Rtsp.ViewerQueueUnits, config.Rtsp.StallTimeoutSeconds, Auth) { Limits = limits };
     }
 
     public RtspServer Rtsp { get; }
@@ -160,13 +162,21 @@ public sealed class Device : IAsyncDisposable, IPanelActions
         }
     }
 
-    static void Apply(RtspChannel rtsp, HttpLiveChannel live, ChannelConfig cc, bool? streamingOverride)
+    /// <summary>
+    /// Sets a channel's streaming switch and login on every door, then ends at once the sessions they no longer let in
+    /// (viewers from other hosts when streaming goes off; those not under the new login when it changes).
+    /// </summary>
+    void Apply(RtspChannel rtsp, HttpLiveChannel live, ChannelConfig cc, bool? streamingOverride)
     {
         rtsp.StreamingEnabled = streamingOverride ?? cc.Streaming;
         live.StreamingEnabled = streamingOverride ?? cc.Streaming;
         var creds = cc.Auth is { } a ? new ViewerCredentials(a.Username, a.Password, a.AllowBasic) : null;
         rtsp.Credentials = creds;
         live.Credentials = creds;
+        int cutRtsp = Rtsp.Revoke(rtsp), cutHttp = _http.Revoke(live);
+        if (cutRtsp + cutHttp > 0)
+            _log.LogInformation("viewers.revoked channel={Channel} rtsp={Rtsp} http={Http} streaming={Streaming} login={Login}",
+                rtsp.Hub.Index + 1, cutRtsp, cutHttp, rtsp.StreamingEnabled ? "on" : "off", creds is null ? "none" : "required");
     }
 
     async Task StopChannelAsync(RunningChannel rc, string why)

@@ -37,15 +37,7 @@ public sealed class LoginThrottle(TimeProvider time, ILogger? log = null)
 
     readonly Dictionary<IPAddress, Entry> _entries = [];
 
-    static IPAddress Key(IPAddress address)
-    {
-        if (address.IsIPv4MappedToIPv6) return address.MapToIPv4();
-        if (address.AddressFamily != AddressFamily.InterNetworkV6) return address;
-        Span<byte> b = stackalloc byte[16];
-        address.TryWriteBytes(b, out _);
-        b[8..].Clear();
-        return new IPAddress(b);
-    }
+    static IPAddress Key(IPAddress address) => PeerAddress.HostKey(address);
 
     /// <summary>Throttled while the address is blocked (whatever <paramref name="outcome"/> was); else the outcome, with a failure counted.</summary>
     public AuthOutcome Record(IPAddress? address, AuthOutcome outcome)

@@ -12,5 +12,19 @@ public readonly record struct PeerAddress(IPAddress? Address, int Port)
     /// <summary>The device itself: served even when streaming is off for other hosts.</summary>
     public bool IsLoopback => Address is not null && IPAddress.IsLoopback(Address);
 
+    /// <summary>
+    /// One host as limits count it: an IPv4 address, or an IPv6 address by its /64 (which one host can fill with
+    /// addresses of its own).
+    /// </summary>
+    public static IPAddress HostKey(IPAddress address)
+    {
+        if (address.IsIPv4MappedToIPv6) return address.MapToIPv4();
+        if (address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6) return address;
+        Span<byte> b = stackalloc byte[16];
+        address.TryWriteBytes(b, out _);
+        b[8..].Clear();
+        return new IPAddress(b);
+    }
+
     public override string ToString() => Address is null ? "?" : new IPEndPoint(Address, Port).ToString();
 }

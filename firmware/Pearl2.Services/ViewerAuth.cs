@@ -226,5 +226,24 @@ public sealed class ViewerAuth(TimeProvider time, TimeSpan nonceLifetime, LoginT
         return r;
     }
 
+    /// <summary>
+    /// Why a viewer playing a channel must stop now that its streaming switch or login changed; null while it may go on.
+    /// Viewers on loopback (the device's own) always may; others need streaming on and, when the channel has a login,
+    /// to have come in under that same login (by Basic only while Basic is still allowed).
+    /// </summary>
+    /// <param name="admitted">The login the viewer passed when it started (null: the channel had none then).</param>
+    public static string? Revoked(bool streaming, ViewerCredentials? login, PeerAddress peer, ViewerCredentials? admitted, bool byBasic)
+    {
+        if (peer.IsLoopback) return null;
+        if (!streaming) return "streaming switched off";
+        if (login is null) return null;
+        bool still = admitted is not null && admitted.Username == login.Username && admitted.Password == login.Password && (!byBasic || login.AllowBasic);
+        return still ? null : "the channel's viewer login changed";
+    }
+
+    /// <summary>Whether the Authorization of <paramref name="req"/> (the one just accepted) is Basic.</summary>
+    public static bool IsBasic(RtspRequest req) =>
+        req.Query("token") is null && req["Authorization"] is { } a && a.TrimStart().StartsWith("Basic", StringComparison.OrdinalIgnoreCase);
+
     static bool Same(string a, string b) => CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(a), Encoding.UTF8.GetBytes(b));
 }

@@ -48,11 +48,16 @@ public sealed class HttpLiveServer
     readonly ITimer _heartbeat;
 
     /// <summary>A playing viewer as the heartbeat sees it: when its current write began (0: none in flight).</summary>
-    sealed class Viewer(ConnectionContext connection, string who, int channel)
+    sealed class Viewer(ConnectionContext connection, string who, int channel, HttpLiveChannel live, PeerAddress peer)
     {
         public readonly ConnectionContext Connection = connection;
         public readonly string Who = who;
         public readonly int Channel = channel;
+        public readonly HttpLiveChannel Live = live;
+        public readonly PeerAddress Peer = peer;
+        /// <summary>The login the request passed (null: none was asked), and whether by Basic: a changed login cuts it.</summary>
+        public ViewerCredentials? AdmittedUnder;
+        public bool AdmittedByBasic;
         public long SendStartedAt;
         /// <summary>Set once the stream started (a preview, page or refusal is no viewer).</summary>
         public volatile bool Playing;
@@ -77,16 +82,31 @@ public sealed class HttpLiveServer
         _heartbeat = time.CreateTimer(_ => Heartbeat(), null, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1));
     }
 
+    int _inHeartbeat;
+
     void Heartbeat()
     {
+        // One heartbeat at a time: under a flood a late one must not walk (and close, and log) the same connections again.
+        if (Interlocked.Exchange(ref _inHeartbeat, 1) == 1) return;
+        try { CheckViewers(); }
+        catch (Exception e) { _log.LogError("http.heartbeat_failed error=\"{Error}\"", e.Message); }
+        finally { Volatile.Write(ref _inHeartbeat, 0); }
+    }
+
+    void CheckViewers()
+    {
         long now = _time.GetTimestamp();
+        int idle = 0;
+        Viewer? firstIdle = null;
         foreach (var v in Volatile.Read(ref _viewers))
         {
             long waiting = Volatile.Read(ref v.WaitingSince);
             if (waiting != 0 && _time.GetElapsedTime(waiting, now) > RequestTimeout)
             {
                 Volatile.Write(ref v.WaitingSince, 0);
-                _log.LogInformation("http.abort channel={Channel} remote={Remote} reason=\"no request\"", v.Channel, v.Who);
+                // A few are logged one by one; a flood of them as one line.
+                if (++idle <= 3) _log.LogInformation("http.abort channel={Channel} remote={Remote} reason=\"no request\"", v.Channel, v.Who);
+                firstIdle ??= v;
                 v.Connection.Abort(new ConnectionAbortedException("no request"));
                 continue;
             }
@@ -98,6 +118,23 @@ public sealed class HttpLiveServer
                 v.Connection.Abort(new ConnectionAbortedException("viewer stopped reading"));
             }
         }
+        if (idle > 3)
+            _log.LogWarning("http.idle_closed count={Count} more_than_logged={More} first_remote={Remote} reason=\"no request in {Seconds} s\"", idle, idle - 3, firstIdle!.Who, RequestTimeout.TotalSeconds);
+    }
+
+    /// <summary>Ends at once every stream of <paramref name="channel"/> that its new streaming switch or login no longer lets in; returns how many.</summary>
+    public int Revoke(HttpLiveChannel channel)
+    {
+        int n = 0;
+        foreach (var v in Volatile.Read(ref _viewers))
+        {
+            if (v.Live != channel || !v.Playing) continue;
+            if (ViewerAuth.Revoked(channel.StreamingEnabled, channel.Credentials, v.Peer, v.AdmittedUnder, v.AdmittedByBasic) is not { } why) continue;
+            _log.LogInformation("http.abort channel={Channel} remote={Remote} reason=\"{Reason}\"", v.Channel, v.Who, why);
+            v.Connection.Abort(new ConnectionAbortedException(why));
+            n++;
+        }
+        return n;
     }
 
     /// <summary>HTTP viewers playing channel <paramref name="channel"/> (1-based) now.</summary>
@@ -110,38 +147,12 @@ public sealed class HttpLiveServer
         return new HttpLiveChannel(hub, port, flv, ts);
     }
 
-    public async Task<IAsyncDisposable> ListenAsync(HttpLiveChannel channel)
-    {
-        var factory = new SocketTransportFactory(Options.Create(new SocketTransportOptions { NoDelay = true }), loggers);
-        var listener = await factory.BindAsync(new IPEndPoint(IPAddress.IPv6Any, channel.Port));
-        var loop = AcceptLoopAsync(listener, channel);
-        return new Listening(listener, loop);
-    }
+    /// <summary>Connections per channel port, in all and from one host (the ports bound from now on).</summary>
+    public ConnectionLimits Limits { get; set; } = new();
 
-    sealed class Listening(IConnectionListener listener, Task loop) : IAsyncDisposable
-    {
-        public async ValueTask DisposeAsync()
-        {
-            await listener.UnbindAsync();
-            await listener.DisposeAsync();
-            await loop;
-        }
-    }
-
-    async Task AcceptLoopAsync(IConnectionListener listener, HttpLiveChannel channel)
-    {
-        var backoff = new AcceptBackoff(_log, $"http:{channel.Port}", _time);
-        while (true)
-        {
-            ConnectionContext? c;
-            try { c = await listener.AcceptAsync(); }
-            catch (Exception e) when (e is ObjectDisposedException or OperationCanceledException) { return; }
-            catch (Exception e) { await backoff.FailedAsync(e); continue; } // out of descriptors: wait, never spin or stop
-            if (c is null) return;
-            backoff.Accepted();
-            _ = ServeAsync(c, channel);
-        }
-    }
+    /// <summary>Binds the channel's port (a <see cref="ViewerPort"/>); disposing it unbinds.</summary>
+    public Task<ViewerPort> ListenAsync(HttpLiveChannel channel) =>
+        Task.FromResult(ViewerPort.Bind(channel.Port, $"http:{channel.Port}", Limits, c => ServeAsync(c, channel), loggers, _time));
 
     static ReadOnlySpan<byte> Cors => "Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: GET, HEAD, OPTIONS\r\nAccess-Control-Allow-Headers: *\r\nAccess-Control-Expose-Headers: Content-Type\r\n"u8;
 
@@ -152,7 +163,7 @@ public sealed class HttpLiveServer
         string who = peer.ToString();
         int ch = channel.Hub.Index + 1;
         // Every connection answers to the heartbeat from the start: one that never sends a request is closed.
-        var viewer = new Viewer(connection, who, ch) { WaitingSince = _time.GetTimestamp() };
+        var viewer = new Viewer(connection, who, ch, channel, peer) { WaitingSince = _time.GetTimestamp() };
         lock (_viewersLock) _viewers = [.. _viewers, viewer];
         try
         {
@@ -177,7 +188,12 @@ public sealed class HttpLiveServer
             if (!(flv || ts || path is "/" or "/index.html" or "/preview.jpg" or "/token")) { await Reply(socket, "404 Not Found"); return; }
             // Every other door here shows the channel's pictures (or hands out a key to them): the viewer login first.
             // A token opens the streams and the preview; the page and /token itself want the login.
-            if (channel.Credentials is { } creds && !await AuthorizeAsync(socket, request, channel, creds, peer, tokenAllowed: flv || ts || path == "/preview.jpg")) return;
+            if (channel.Credentials is { } creds)
+            {
+                if (!await AuthorizeAsync(socket, request, channel, creds, peer, tokenAllowed: flv || ts || path == "/preview.jpg")) return;
+                viewer.AdmittedUnder = creds;
+                viewer.AdmittedByBasic = ViewerAuth.IsBasic(request);
+            }
             if (path is "/" or "/index.html") { await PageAsync(socket, request, channel, connection); return; }
             if (path == "/token") { await TokenAsync(socket, request, channel); return; }
             if (path == "/preview.jpg") { await PreviewAsync(socket, channel, request); return; }

@@ -34,6 +34,9 @@ public sealed class RtspConnection
     /// <summary>This connection as the login sees it (a nonce answered here without qop opens only this connection).</summary>
     readonly long _connectionId = AuthPeer.NewConnection();
     bool _blocked;
+    /// <summary>The login this connection last passed (null: none was asked), and whether by Basic: a changed login cuts it.</summary>
+    ViewerCredentials? _admittedUnder;
+    bool _admittedByBasic;
     readonly byte[] _rtcpBuffer = new byte[128];
     byte[] _rewriteBuffer = [];
 
@@ -173,6 +176,10 @@ public sealed class RtspConnection
             Abort(_sessionId is null ? "idle connection" : "session timeout");
     }
 
+    /// <summary>After the channel's streaming switch or login changed: why this session must end now, or null.</summary>
+    internal string? RevokedBecause() => _sessionId is null ? null
+        : ViewerAuth.Revoked(_channel.StreamingEnabled, _channel.Credentials, _peer, _admittedUnder, _admittedByBasic);
+
     public void Abort(string reason)
     {
         if (_closing) return;
@@ -222,6 +229,8 @@ public sealed class RtspConnection
                     _log.LogDebug("rtsp.auth_stale channel={Channel} remote={Remote} method={Method} reason=\"{Reason}\"", ChannelNumber, _remote, req.Method, why);
                 return _server.Auth.Challenge(req.CSeq, creds, outcome == AuthOutcome.Stale);
             }
+            _admittedUnder = creds;
+            _admittedByBasic = ViewerAuth.IsBasic(req);
         }
 
         var response = req.Method switch

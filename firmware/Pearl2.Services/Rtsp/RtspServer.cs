@@ -21,6 +21,10 @@ public sealed record RtspOptions
     /// <summary>RTSP/UDP server ports: channel i, track t (0 video, 1 audio) uses base + 4i + 2t (RTP) and the next odd port (RTCP); 0 turns UDP off.</summary>
     public int UdpPortBase { get; init; } = 6970;
     public int NonceLifetimeSeconds { get; init; } = 60;
+    /// <summary>Connections per channel port, in all and from one host.</summary>
+    public ConnectionLimits Limits { get; init; } = new();
+    /// <summary>A connection that has sent no request (or tunnel command) for this long is closed.</summary>
+    public int FirstRequestSeconds { get; init; } = 10;
 }
 
 /// <summary>One channel as the RTSP server sees it: its hub, its RTP packaging and its viewers' latency.</summary>
@@ -147,6 +151,8 @@ public sealed class RtspServer : IAsyncDisposable
         public readonly ConnectionContext Connection = connection;
         public readonly int Channel = channel;
         public long LastActivity = now;
+        /// <summary>Quiet for longer than this and it is closed: the first-request limit, then a tunnel POST's session timeout.</summary>
+        public int LimitSeconds;
         public void Touch(TimeProvider time) => Volatile.Write(ref LastActivity, time.GetTimestamp());
     }
 
@@ -162,7 +168,7 @@ public sealed class RtspServer : IAsyncDisposable
     {
         var socket = context.Features.Get<IConnectionSocketFeature>()?.Socket
             ?? throw new InvalidOperationException("RTSP needs Kestrel's socket transport (IConnectionSocketFeature)");
-        var pending = new Pending(context, channel.Hub.Index + 1, _time.GetTimestamp());
+        var pending = new Pending(context, channel.Hub.Index + 1, _time.GetTimestamp()) { LimitSeconds = Options.FirstRequestSeconds };
         lock (_connectionsLock) _pending = [.. _pending, pending];
         try
         {
@@ -205,28 +211,54 @@ public sealed class RtspServer : IAsyncDisposable
         finally { lock (_connectionsLock) _connections = Array.FindAll(_connections, c => c != conn); }
     }
 
+    int _inHeartbeat;
+
     void Heartbeat()
     {
+        // One heartbeat at a time: under a flood a late one must not walk (and close, and log) the same connections again.
+        if (Interlocked.Exchange(ref _inHeartbeat, 1) == 1) return;
         try
         {
             long now = _time.GetTimestamp();
             foreach (var c in Volatile.Read(ref _connections)) c.OnHeartbeat(now);
-            foreach (var p in Volatile.Read(ref _pending))
-                if (_time.GetElapsedTime(Volatile.Read(ref p.LastActivity), now).TotalSeconds > Options.SessionTimeoutSeconds)
-                {
-                    Settle(p);
-                    _log.LogInformation("rtsp.abort channel={Channel} remote={Remote} reason=\"idle connection\"", p.Channel, p.Connection.RemoteEndPoint);
-                    p.Connection.Abort(new ConnectionAbortedException("idle connection"));
-                }
+            var idle = Array.FindAll(Volatile.Read(ref _pending),
+                p => _time.GetElapsedTime(Volatile.Read(ref p.LastActivity), now).TotalSeconds > p.LimitSeconds);
+            if (idle.Length > 0)
+            {
+                var closing = new HashSet<Pending>(idle);
+                lock (_connectionsLock) _pending = Array.FindAll(_pending, x => !closing.Contains(x));
+                foreach (var p in idle) p.Connection.Abort(new ConnectionAbortedException("idle connection"));
+                // A few are logged one by one; a flood of them as one line per channel.
+                if (idle.Length <= 3)
+                    foreach (var p in idle)
+                        _log.LogInformation("rtsp.abort channel={Channel} remote={Remote} reason=\"idle connection\"", p.Channel, p.Connection.RemoteEndPoint);
+                else
+                    foreach (var g in idle.GroupBy(p => p.Channel))
+                        _log.LogWarning("rtsp.idle_closed channel={Channel} count={Count} first_remote={Remote} reason=\"no request in time\"",
+                            g.Key, g.Count(), g.First().Connection.RemoteEndPoint);
+            }
             if (_time.GetElapsedTime(_lastStats, now).TotalSeconds >= Options.StatsIntervalSeconds) LogStats(now);
         }
         catch (Exception e) { _log.LogError("rtsp.heartbeat_failed error=\"{Error}\"", e.Message); }
+        finally { Volatile.Write(ref _inHeartbeat, 0); }
     }
 
     static int ViewerCount(RtspChannel ch, RtspConnection[] connections)
     {
         int n = 0;
         foreach (var c in connections) if (c.Channel == ch && c.IsPlaying) n++;
+        return n;
+    }
+
+    /// <summary>
+    /// Ends at once every session of <paramref name="ch"/> that its new streaming switch or login no longer lets in
+    /// (TCP, UDP and tunnelled alike); returns how many.
+    /// </summary>
+    public int Revoke(RtspChannel ch)
+    {
+        int n = 0;
+        foreach (var c in Volatile.Read(ref _connections))
+            if (c.Channel == ch && c.RevokedBecause() is { } why) { c.Abort(why); n++; }
         return n;
     }
 

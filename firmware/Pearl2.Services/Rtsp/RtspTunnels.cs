@@ -16,11 +16,17 @@ namespace Pearl2.Services.Rtsp;
 /// </summary>
 public sealed class RtspTunnels(RtspServer server, ILogger log)
 {
-    const int MaxTunnels = 1024;
-    readonly Dictionary<string, Tunnel> _byCookie = new();
+    /// <summary>Open tunnels one channel holds, and one host on one channel (loopback, the device itself, only the first).</summary>
+    public const int MaxPerChannel = 256, MaxPerHost = 16;
+    /// <summary>Tunnels by channel and x-sessioncookie: a cookie names a tunnel on its own port only.</summary>
+    readonly Dictionary<(RtspChannel, string), Tunnel> _byCookie = new();
+    readonly Dictionary<RtspChannel, int> _perChannel = new();
+    readonly Dictionary<(RtspChannel, IPAddress), int> _perHost = new();
 
-    sealed class Tunnel
+    sealed class Tunnel(IPAddress? owner)
     {
+        /// <summary>The GET's peer: only POSTs from the same address feed this tunnel.</summary>
+        public readonly IPAddress? Owner = owner;
         public readonly Pipe Requests = new(new PipeOptions(pauseWriterThreshold: 256 * 1024, resumeWriterThreshold: 128 * 1024, useSynchronizationContext: false));
         public readonly SemaphoreSlim PostLock = new(1, 1);
         public Base64Stream Decoder = new();
@@ -59,21 +65,34 @@ public sealed class RtspTunnels(RtspServer server, ILogger log)
         if (request.Method == "GET")
         {
             server.Settle(pending); // from here on the tunnel's RtspConnection answers to the heartbeat
-            await RunGetAsync(context, socket, channel, cookie, who);
+            await RunGetAsync(context, socket, channel, cookie, peer);
         }
-        else await RunPostAsync(context, socket, channel, cookie, who, pending);
+        else await RunPostAsync(context, socket, channel, cookie, peer, pending);
     }
 
-    async Task RunGetAsync(ConnectionContext context, Socket socket, RtspChannel channel, string cookie, string who)
+    async Task RunGetAsync(ConnectionContext context, Socket socket, RtspChannel channel, string cookie, PeerAddress peer)
     {
-        var tunnel = new Tunnel();
+        string who = peer.ToString();
+        var host = peer.Address is null || peer.IsLoopback ? null : PeerAddress.HostKey(peer.Address);
+        var tunnel = new Tunnel(peer.Address);
+        string? refused;
         lock (_byCookie)
         {
-            if (_byCookie.Count >= MaxTunnels || _byCookie.ContainsKey(cookie)) tunnel = null!;
-            else _byCookie[cookie] = tunnel;
+            int onChannel = _perChannel.GetValueOrDefault(channel), fromHost = host is null ? 0 : _perHost.GetValueOrDefault((channel, host));
+            refused = _byCookie.ContainsKey((channel, cookie)) ? "x-sessioncookie already in use"
+                : onChannel >= MaxPerChannel ? $"{onChannel} tunnels open on this channel (limit {MaxPerChannel})"
+                : fromHost >= MaxPerHost ? $"{fromHost} tunnels open from this host (limit {MaxPerHost})"
+                : null;
+            if (refused is null)
+            {
+                _byCookie[(channel, cookie)] = tunnel;
+                _perChannel[channel] = onChannel + 1;
+                if (host is not null) _perHost[(channel, host)] = fromHost + 1;
+            }
         }
-        if (tunnel is null)
+        if (refused is not null)
         {
+            log.LogWarning("rtsp.tunnel_refused channel={Channel} remote={Remote} status=503 reason=\"{Reason}\"", channel.Hub.Index + 1, who, refused);
             await SocketSend.AllAsync(socket, Http(503, "Service Unavailable").ToArray());
             return;
         }
@@ -91,21 +110,31 @@ public sealed class RtspTunnels(RtspServer server, ILogger log)
         }
         finally
         {
-            lock (_byCookie) _byCookie.Remove(cookie);
+            lock (_byCookie)
+            {
+                _byCookie.Remove((channel, cookie));
+                if (_perChannel[channel] <= 1) _perChannel.Remove(channel); else _perChannel[channel]--;
+                if (host is not null) { if (_perHost[(channel, host)] <= 1) _perHost.Remove((channel, host)); else _perHost[(channel, host)]--; }
+            }
             await tunnel.Requests.Writer.CompleteAsync();
         }
     }
 
-    async Task RunPostAsync(ConnectionContext context, Socket socket, RtspChannel channel, string cookie, string who, RtspServer.Pending pending)
+    async Task RunPostAsync(ConnectionContext context, Socket socket, RtspChannel channel, string cookie, PeerAddress peer, RtspServer.Pending pending)
     {
+        string who = peer.ToString();
         Tunnel? tunnel;
-        lock (_byCookie) _byCookie.TryGetValue(cookie, out tunnel);
-        if (tunnel is null)
+        lock (_byCookie) _byCookie.TryGetValue((channel, cookie), out tunnel);
+        // A POST feeds only the tunnel its own host opened: another host that learnt the cookie is told nothing more
+        // than for a cookie that does not exist.
+        if (tunnel is null || !Equals(tunnel.Owner, peer.Address))
         {
-            log.LogWarning("rtsp.tunnel_refused channel={Channel} remote={Remote} status=404 reason=\"POST for an unknown x-sessioncookie\"", channel.Hub.Index + 1, who);
+            log.LogWarning("rtsp.tunnel_refused channel={Channel} remote={Remote} status=404 reason=\"{Reason}\"", channel.Hub.Index + 1, who,
+                tunnel is null ? "POST for an unknown x-sessioncookie" : "POST from another host than the tunnel's GET");
             await SocketSend.AllAsync(socket, Http(404, "Not Found").ToArray());
             return;
         }
+        pending.LimitSeconds = server.Options.SessionTimeoutSeconds; // a POST may rest between commands as long as a session
         var input = context.Transport.Input;
         await tunnel.PostLock.WaitAsync();
         try
