@@ -51,6 +51,68 @@ public sealed partial class HostileInputTests(ITestOutputHelper output) : IAsync
         return NonceRegex().Match(challenge).Groups[1].Value;
     }
 
+    static byte[] Post(string cookie, string body) =>
+        Encoding.ASCII.GetBytes($"POST /stream.sdp HTTP/1.0\r\nx-sessioncookie: {cookie}\r\nContent-Type: application/x-rtsp-tunnelled\r\nContent-Length: 32767\r\n\r\n{body}");
+
+    static async Task<RtspTestClient> TunnelGetAsync(int port, string cookie, IPAddress from)
+    {
+        var get = await RtspTestClient.ConnectAsync("127.0.0.1", port, from);
+        await get.SendRawAsync(Encoding.ASCII.GetBytes($"GET /stream.sdp HTTP/1.0\r\nx-sessioncookie: {cookie}\r\nAccept: application/x-rtsp-tunnelled\r\n\r\n"));
+        return get;
+    }
+
+    [Fact]
+    public async Task ATunnelPostFromAnotherHostIsRefusedAndItsGarbageCannotBreakTheTunnel()
+    {
+        string url = $"rtsp://127.0.0.1:{_device.RtspBase}/stream.sdp";
+        string Options(int cseq) => Convert.ToBase64String(Encoding.ASCII.GetBytes($"OPTIONS {url} RTSP/1.0\r\nCSeq: {cseq}\r\n\r\n"));
+        var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(20)).Token;
+        await using var get = await TunnelGetAsync(_device.RtspBase, "victim-cookie-7", IPAddress.Parse("127.0.0.2"));
+        Assert.StartsWith("HTTP/1.0 200", await get.ReadResponseAsync(timeout));
+
+        // Another host that learnt the cookie: told 404, as for a cookie that does not exist, and nothing reaches the GET.
+        foreach (var body in new[] { Options(1), "!!!! not base64 at all ~~~~" })
+        {
+            await using var attacker = await RtspTestClient.ConnectAsync("127.0.0.1", _device.RtspBase, IPAddress.Parse("127.0.0.3"));
+            await attacker.SendRawAsync(Post("victim-cookie-7", body));
+            Assert.StartsWith("HTTP/1.0 404", await attacker.ReadResponseAsync(timeout));
+        }
+        // The victim's own POST still works, and the first answer on its GET is for its own request.
+        await using var post = await RtspTestClient.ConnectAsync("127.0.0.1", _device.RtspBase, IPAddress.Parse("127.0.0.2"));
+        await post.SendRawAsync(Post("victim-cookie-7", Options(5)));
+        var answer = await get.ReadResponseAsync(timeout);
+        output.WriteLine(answer);
+        Assert.StartsWith("RTSP/1.0 200", answer);
+        Assert.Equal("5", RtspTestClient.Header(answer, "CSeq"));
+        Assert.Contains("reason=\"POST from another host than the tunnel's GET\"", _device.Log);
+    }
+
+    [Fact]
+    public async Task OneHostFillingTheTunnelTableLocksOutOnlyItself()
+    {
+        var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30)).Token;
+        var mine = new List<RtspTestClient>();
+        try
+        {
+            int ok = 0, busy = 0;
+            for (int i = 0; i < 24; i++)
+            {
+                var c = await TunnelGetAsync(_device.RtspBase, $"flood-{i}", IPAddress.Parse("127.0.0.4"));
+                mine.Add(c);
+                var r = await c.ReadResponseAsync(timeout);
+                if (r.StartsWith("HTTP/1.0 200")) ok++;
+                else if (r.StartsWith("HTTP/1.0 503")) busy++;
+            }
+            output.WriteLine($"one host: {ok} tunnels, {busy} refused");
+            Assert.Equal(16, ok);
+            Assert.Equal(8, busy);
+            // Another host still gets its tunnel on the same channel.
+            await using var other = await TunnelGetAsync(_device.RtspBase, "honest-1", IPAddress.Parse("127.0.0.5"));
+            Assert.StartsWith("HTTP/1.0 200", await other.ReadResponseAsync(timeout));
+        }
+        finally { foreach (var c in mine) await c.DisposeAsync(); }
+    }
+
     [Fact]
     public async Task ACapturedDigestAnswerOpensNothingOnAnotherConnection()
     {

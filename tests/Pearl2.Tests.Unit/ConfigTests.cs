@@ -22,6 +22,8 @@ public class ConfigTests
     [InlineData("""{"rtsp":{"port":70000}}""", "rtsp.port: 70000 (+ one port per channel) is not a TCP port")]
     [InlineData("""{"channels":[{"name":"a","source":"hdmi9"}]}""", "channels[0].source: 'hdmi9' is not a known source (known: testpattern, capture (the board's capture device), /dev/videoN)")]
     [InlineData("""{"channels":[{"name":"a","audio":{"channels":6}}]}""", "channels[0].audio.channels: 6 is not 1 or 2")]
+    [InlineData("""{"rtsp":{"maxConnectionsPerPort":8}}""", "rtsp.maxConnectionsPerPort: 8 is not from 16 to 100000")]
+    [InlineData("""{"rtsp":{"maxConnectionsPerPort":100,"maxConnectionsPerHost":200}}""", "rtsp.maxConnectionsPerHost: 200 is not from 1 to rtsp.maxConnectionsPerPort (100)")]
     [InlineData("""{"recording":{"format":"mkv"}}""", "recording.format: 'mkv' is not mp4 or ts")]
     [InlineData("""{"recording":{"rotateSeconds":2}}""", "recording.rotateSeconds: 2 is not from 5 to 86400")]
     [InlineData("""{"recording":{"spaceLimitMegabytes":3}}""", "recording.spaceLimitMegabytes: 3 is not 0 (no limit) or at least 16")]
@@ -66,7 +68,7 @@ public class ConfigTests
             "channels[0].video.width: \"wide\" is not a whole number",
             "channels[0].video.bitrateKbps: 1.5 is not a whole number",
             "channels[0].audio.enabled: \"yes\" is not true or false",
-            "rtsp.portt: unknown field (known here: port, sessionTimeoutSeconds, stallTimeoutSeconds, maxRtpPayload, viewerQueueUnits, statsIntervalSeconds, udpPortBase)",
+            "rtsp.portt: unknown field (known here: port, sessionTimeoutSeconds, stallTimeoutSeconds, maxRtpPayload, viewerQueueUnits, statsIntervalSeconds, udpPortBase, maxConnectionsPerPort, maxConnectionsPerHost)",
             "rtsp.port: must be a whole number, not null",
             "recording: a list is not an object ({ … })",
             "channels[0].video.fps: 0 is not from 1 to 60",

@@ -16,7 +16,7 @@ namespace Pearl2.Services.Rtsp;
 /// </summary>
 public sealed class RtspTunnels(RtspServer server, ILogger log)
 {
-    /// <summary>Open tunnels one channel holds, and one host on one channel (loopback, the device itself, only the first).</summary>
+    /// <summary>Open tunnels one channel holds, and one host (IPv6: one /64) on one channel.</summary>
     public const int MaxPerChannel = 256, MaxPerHost = 16;
     /// <summary>Tunnels by channel and x-sessioncookie: a cookie names a tunnel on its own port only.</summary>
     readonly Dictionary<(RtspChannel, string), Tunnel> _byCookie = new();
@@ -73,7 +73,7 @@ public sealed class RtspTunnels(RtspServer server, ILogger log)
     async Task RunGetAsync(ConnectionContext context, Socket socket, RtspChannel channel, string cookie, PeerAddress peer)
     {
         string who = peer.ToString();
-        var host = peer.Address is null || peer.IsLoopback ? null : PeerAddress.HostKey(peer.Address);
+        var host = peer.Address is null ? null : PeerAddress.HostKey(peer.Address);
         var tunnel = new Tunnel(peer.Address);
         string? refused;
         lock (_byCookie)
