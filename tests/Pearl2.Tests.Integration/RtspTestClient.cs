@@ -110,6 +110,16 @@ public sealed class RtspTestClient : IAsyncDisposable
     /// <summary>DESCRIBE, SETUP video (and audio when offered) over TCP with the SDP's control URLs, PLAY.</summary>
     System.Net.Sockets.Socket? _udpRtp, _udpRtcp;
 
+    /// <summary>The server's RTCP port for the video track when it plays over UDP.</summary>
+    public int? ServerRtcpPort { get; private set; }
+
+    /// <summary>Sends an empty RTCP receiver report (RFC 3550 6.4.2) from this viewer's RTCP port to the server's.</summary>
+    public async Task SendReceiverReportAsync(string host = "127.0.0.1")
+    {
+        byte[] rr = [0x80, 201, 0, 1, 0x12, 0x34, 0x56, 0x78]; // V=2, RC=0, PT=RR, length 1 word, our SSRC
+        await _udpRtcp!.SendToAsync(rr, System.Net.Sockets.SocketFlags.None, new System.Net.IPEndPoint(System.Net.IPAddress.Parse(host), ServerRtcpPort!.Value));
+    }
+
     /// <summary>The viewer's RTP port when it plays over UDP.</summary>
     public int? UdpPort => (_udpRtp?.LocalEndPoint as System.Net.IPEndPoint)?.Port;
 
@@ -158,6 +168,8 @@ public sealed class RtspTestClient : IAsyncDisposable
         var video = await RequestAsync("SETUP", Control(controls["video"]), videoTransport);
         if (Status(video) != 200) throw new InvalidOperationException("SETUP failed: " + video);
         _session = Header(video, "Session")!.Split(';')[0];
+        var serverPort = System.Text.RegularExpressions.Regex.Match(Header(video, "Transport") ?? "", @"server_port=(\d+)-(\d+)");
+        if (serverPort.Success) ServerRtcpPort = int.Parse(serverPort.Groups[2].Value);
         if (audio && controls.TryGetValue("audio", out var audioControl))
         {
             var audioReply = await RequestAsync("SETUP", Control(audioControl), "Transport: RTP/AVP/TCP;unicast;interleaved=2-3");

@@ -18,10 +18,12 @@ namespace Pearl2.Services.Rtsp;
 /// pipe; everything we send (responses, interleaved RTP, RTCP) goes straight to the socket, one write per
 /// access unit, serialized by a send lock.
 /// </summary>
-public sealed class RtspConnection
+public sealed class RtspConnection : IRtcpReceiver
 {
     const string Public = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
     static readonly TimeSpan SenderReportInterval = TimeSpan.FromSeconds(5);
+    /// <summary>SETUPs one session may make: two tracks, with room for a player that changes its mind a few times.</summary>
+    public const int MaxSetupsPerSession = 16;
 
     readonly RtspServer _server;
     readonly RtspChannel _channel;
@@ -43,6 +45,7 @@ public sealed class RtspConnection
     long _lastActivity;
     long _sendStartedAt; // 0 when no send is in flight
     string? _sessionId;
+    int _setups;
     readonly TrackTransport?[] _tracks = new TrackTransport?[2];
 
     /// <summary>How one track reaches this viewer: interleaved on the RTSP connection, or UDP to its ports.</summary>
@@ -292,7 +295,13 @@ public sealed class RtspConnection
         var sessionHeader = req["Session"];
         if (sessionHeader is not null && (!SessionHeader.TryParse(sessionHeader, out var sh) || sh.Id != _sessionId))
             return new RtspResponse(454) { CSeq = req.CSeq };
-        if (_reader is not null) return new RtspResponse(455) { CSeq = req.CSeq }.Add("Allow", "PLAY, PAUSE, TEARDOWN, GET_PARAMETER");
+        if (IsPlaying) return new RtspResponse(455) { CSeq = req.CSeq }.Add("Allow", "PLAY, PAUSE, TEARDOWN, GET_PARAMETER");
+        if (_setups >= MaxSetupsPerSession)
+        {
+            if (_setups++ == MaxSetupsPerSession)
+                _log.LogWarning("rtsp.setup_limit channel={Channel} remote={Remote} session={Session} limit={Limit}", ChannelNumber, _remote, _sessionId, MaxSetupsPerSession);
+            return new RtspResponse(455) { CSeq = req.CSeq }.Add("Allow", "PLAY, PAUSE, TEARDOWN, GET_PARAMETER");
+        }
         var transport = req["Transport"];
         if (transport is null || !TransportHeader.TryParse(transport, out var specs, out _))
             return new RtspResponse(461) { CSeq = req.CSeq };
@@ -302,6 +311,7 @@ public sealed class RtspConnection
             (s.Lower == RtpLowerTransport.Tcp || (s.ClientPort is not null && udpPorts is not null && _context.RemoteEndPoint is IPEndPoint)));
         if (spec is null) return new RtspResponse(461) { CSeq = req.CSeq };
 
+        _setups++;
         TransportSpec reply;
         var ssrc = track == 0 ? _channel.Packager.VideoSsrc : _channel.Packager.AudioSsrc;
         if (spec.Lower == RtpLowerTransport.Tcp)
@@ -310,6 +320,7 @@ public sealed class RtspConnection
             for (int t = 0; t < _tracks.Length; t++)
                 if (t != track && _tracks[t] is { IsUdp: false } other && (other.Rtp == interleaved.First || other.Rtcp == interleaved.First || other.Rtp == interleaved.Second))
                     return new RtspResponse(461) { CSeq = req.CSeq };
+            ReleaseTrack(track);
             _tracks[track] = new TrackTransport { Rtp = (byte)interleaved.First, Rtcp = (byte)interleaved.Second };
             reply = spec with { Interleaved = interleaved, ClientPort = null, ServerPort = null, Mode = null, Ssrc = ssrc };
         }
@@ -318,6 +329,7 @@ public sealed class RtspConnection
             // Datagrams go only to the peer that set the session up, whatever "destination" it names.
             var peer = ((IPEndPoint)_context.RemoteEndPoint!).Address;
             var (rtpPort, rtcpPort) = spec.ClientPort!.Value;
+            ReleaseTrack(track);
             _tracks[track] = new TrackTransport
             {
                 Udp = udpPorts,
@@ -385,14 +397,18 @@ public sealed class RtspConnection
 
     void ReleaseTracks()
     {
-        for (int t = 0; t < _tracks.Length; t++)
-        {
-            _tracks[t]?.Udp?.Unregister(this);
-            _tracks[t] = null;
-        }
+        for (int t = 0; t < _tracks.Length; t++) ReleaseTrack(t);
     }
 
-    internal void OnReceiverReport() => Touch();
+    /// <summary>Forgets how a track reached this viewer (a new SETUP of the track replaces it).</summary>
+    void ReleaseTrack(int t)
+    {
+        if (_tracks[t] is { Udp: { } ports, RtcpDestination: { } rtcp }) ports.Unregister(rtcp, this);
+        _tracks[t] = null;
+    }
+
+    /// <summary>A receiver report from this viewer's RTCP address, or a command through its tunnel: it is still there.</summary>
+    public void OnReceiverReport() => Touch();
 
     async Task StopPlayingAsync()
     {
@@ -423,6 +439,7 @@ public sealed class RtspConnection
         var id = _sessionId!;
         _log.LogInformation("rtsp.teardown channel={Channel} remote={Remote} session={Session}", ChannelNumber, _remote, id);
         _sessionId = null;
+        _setups = 0;
         ReleaseTracks();
         return new RtspResponse(200) { CSeq = req.CSeq }.Add("Session", id);
     }

@@ -1,9 +1,17 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Pearl2.Formats.Rtsp;
 
 namespace Pearl2.Services.Rtsp;
+
+/// <summary>What the RTCP port tells a UDP viewer: a receiver report from its address arrived.</summary>
+public interface IRtcpReceiver
+{
+    void OnReceiverReport();
+}
 
 /// <summary>
 /// One track's server port pair for RTSP/UDP (RTP on the even port, RTCP on the odd one), shared by every UDP
@@ -15,7 +23,10 @@ public sealed class UdpTrackPorts : IDisposable
     readonly ILogger _log;
     readonly CancellationTokenSource _stop = new();
     readonly object _lock = new();
-    Dictionary<long, RtspConnection> _viewers = new(); // copy on write, keyed by the viewer's RTCP address
+    // Keyed by the viewer's RTCP address. Several sessions may name the same client ports from one address (a
+    // player that set up again, or two behind one NAT): a report from there counts for every one of them, so a
+    // newcomer cannot take the first one's keep-alives away. Readers look up without a lock; writers take it.
+    readonly ConcurrentDictionary<ViewerAddress, IRtcpReceiver[]> _viewers = new();
 
     public UdpTrackPorts(int rtpPort, ILogger log)
     {
@@ -32,6 +43,9 @@ public sealed class UdpTrackPorts : IDisposable
     public Socket Rtp { get; }
     public Socket Rtcp { get; }
 
+    /// <summary>Distinct viewer addresses registered (for tests and status).</summary>
+    public int AddressCount => _viewers.Count;
+
     static Socket Bind(int port)
     {
         var s = new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp) { DualMode = true };
@@ -44,22 +58,47 @@ public sealed class UdpTrackPorts : IDisposable
     public static SocketAddress Destination(IPAddress address, int port) =>
         new IPEndPoint(address.AddressFamily == AddressFamily.InterNetwork ? address.MapToIPv6() : address, port).Serialize();
 
-    static long Key(ReadOnlySpan<byte> sockaddr)
+    /// <summary>A socket address reduced to what identifies a sender: its IPv6 (or mapped IPv4) address and port.</summary>
+    readonly record struct ViewerAddress(UInt128 Address, ushort Port)
     {
-        // sockaddr_in6: family(2) port(2) flowinfo(4) addr(16): hash the port and address.
-        var hash = new HashCode();
-        hash.AddBytes(sockaddr.Length >= 24 ? sockaddr.Slice(2, 22) : sockaddr);
-        return hash.ToHashCode() ^ ((long)sockaddr.Length << 40);
+        public static ViewerAddress Of(SocketAddress a) => Of(a.Buffer.Span[..a.Size]);
+
+        public static ViewerAddress Of(ReadOnlySpan<byte> sockaddr)
+        {
+            if (sockaddr.Length < 8) return default;
+            ushort port = BinaryPrimitives.ReadUInt16BigEndian(sockaddr[2..]);
+            if (sockaddr.Length >= 24) return new(BinaryPrimitives.ReadUInt128BigEndian(sockaddr[8..24]), port); // sockaddr_in6
+            return new(((UInt128)0xFFFF << 32) | BinaryPrimitives.ReadUInt32BigEndian(sockaddr[4..8]), port);    // sockaddr_in, as mapped
+        }
     }
 
-    public void Register(SocketAddress rtcpDestination, RtspConnection viewer)
+    public void Register(SocketAddress rtcpDestination, IRtcpReceiver viewer)
     {
-        lock (_lock) _viewers = new Dictionary<long, RtspConnection>(_viewers) { [Key(rtcpDestination.Buffer.Span[..rtcpDestination.Size])] = viewer };
+        var key = ViewerAddress.Of(rtcpDestination);
+        lock (_lock)
+        {
+            var current = _viewers.TryGetValue(key, out var list) ? list : [];
+            if (Array.IndexOf(current, viewer) >= 0) return;
+            _viewers[key] = [.. current, viewer];
+        }
     }
 
-    public void Unregister(RtspConnection viewer)
+    public void Unregister(SocketAddress rtcpDestination, IRtcpReceiver viewer)
     {
-        lock (_lock) _viewers = _viewers.Where(kv => kv.Value != viewer).ToDictionary(kv => kv.Key, kv => kv.Value);
+        var key = ViewerAddress.Of(rtcpDestination);
+        lock (_lock)
+        {
+            if (!_viewers.TryGetValue(key, out var list) || Array.IndexOf(list, viewer) < 0) return;
+            if (list.Length == 1) _viewers.TryRemove(key, out _);
+            else _viewers[key] = Array.FindAll(list, v => v != viewer);
+        }
+    }
+
+    /// <summary>What a datagram from <paramref name="from"/> to the RTCP port does: keeps its viewers alive.</summary>
+    internal void OnRtcp(ReadOnlySpan<byte> from, int length)
+    {
+        if (length < 8 || !_viewers.TryGetValue(ViewerAddress.Of(from), out var list)) return;
+        foreach (var v in list) v.OnReceiverReport();
     }
 
     /// <summary>
@@ -76,7 +115,7 @@ public sealed class UdpTrackPorts : IDisposable
             try
             {
                 int n = socket.ReceiveFrom(buffer, SocketFlags.None, from);
-                if (rtcp && n >= 8 && Volatile.Read(ref _viewers).TryGetValue(Key(from.Buffer.Span[..from.Size]), out var viewer)) viewer.OnReceiverReport();
+                if (rtcp) OnRtcp(from.Buffer.Span[..from.Size], n);
             }
             catch (ObjectDisposedException) { return; }
             catch (SocketException e) when (e.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionRefused) { }
