@@ -2,32 +2,32 @@ using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging;
+using Pearl2.Services;
 using Pearl2.Services.FrontPanel;
+using Pearl2.Services.Recording;
 
 namespace Pearl2.Host;
 
 /// <summary>
 /// The local control command: a Unix socket (owner-only) taking one line and answering in text, then closing.
-/// <c>pearl2d panel press record</c>, <c>pearl2d status</c> and <c>pearl2d recordings</c> are its client.
+/// <c>pearl2d panel press record</c>, <c>pearl2d status</c> and <c>pearl2d recordings</c> are its client. A thin
+/// adapter: the commands are <see cref="IDeviceControl"/>'s, the status text is a <see cref="DeviceStatus"/> printed.
 /// </summary>
 public sealed class ControlSocket : IAsyncDisposable
 {
     public const string FileName = "pearl2d.sock";
     readonly Socket _listen;
     readonly string _path;
-    readonly Device _device;
+    readonly IDeviceControl _device;
+    readonly RecordingLibrary? _library;
     readonly Panel? _panel;
     readonly ILogger _log;
     readonly Task _accepting;
     readonly CancellationTokenSource _stop = new();
 
-    public Pearl2.Services.Update.Updater? Updater { get; init; }
-    public string Version { get; init; } = "";
-    public string? Slot { get; init; }
-
-    public ControlSocket(string path, Device device, Panel? panel, ILogger log)
+    public ControlSocket(string path, IDeviceControl device, RecordingLibrary? library, Panel? panel, ILogger log)
     {
-        _path = path; _device = device; _panel = panel; _log = log;
+        _path = path; _device = device; _library = library; _panel = panel; _log = log;
         if (File.Exists(path)) File.Delete(path); // a socket file left by a crash
         _listen = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         _listen.Bind(new UnixDomainSocketEndPoint(path));
@@ -93,19 +93,17 @@ public sealed class ControlSocket : IAsyncDisposable
             case ["status"]:
                 return Status();
             case ["update", "check"]:
-                if (Updater is null) throw new InvalidOperationException("updates are off (no update.url in the config, or no A/B boot control)");
                 _log.LogInformation("control.update_check");
-                var result = await Updater.CheckAsync(_stop.Token);
-                // A failed or refused check is an error answer, so the command exits non-zero.
-                return (Pearl2.Services.Update.Updater.Failed(result) ? "error: update " : "") + result + "\n";
+                return await _device.CheckForUpdateAsync(_stop.Token) + "\n";
             case ["recordings"]:
-                var list = _device.Library.List();
-                if (list.Count == 0) return $"no recordings in {_device.Library.Options.Directory}\n";
+                if (_library is null) throw new InvalidOperationException("this device does not record");
+                var list = _library.List();
+                if (list.Count == 0) return $"no recordings in {_library.Options.Directory}\n";
                 var sb = new StringBuilder();
                 sb.Append("NAME\tSTARTED\tDURATION\tBYTES\tSTATE\n");
                 foreach (var e in list)
                     sb.Append(CultureInfo.InvariantCulture, $"{e.Name}\t{(e.Started is { } st ? st.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) : "-")}\t{(e.Duration is { } d ? FormatDuration(d) : "-")}\t{e.Bytes}\t{e.State}\n");
-                sb.Append(CultureInfo.InvariantCulture, $"{list.Count} recording(s), {list.Sum(e => e.Bytes) / 1e6:F1} MB in {_device.Library.Options.Directory}\n");
+                sb.Append(CultureInfo.InvariantCulture, $"{list.Count} recording(s), {list.Sum(e => e.Bytes) / 1e6:F1} MB in {_library.Options.Directory}\n");
                 return sb.ToString();
             default:
                 throw new ArgumentException($"unknown command '{string.Join(' ', w)}' (panel press record|stream [--hold S], status, recordings, update check)");
@@ -114,19 +112,18 @@ public sealed class ControlSocket : IAsyncDisposable
 
     string Status()
     {
-        var s = _device.Status;
+        var s = _device.Status();
         var sb = new StringBuilder();
         sb.Append(CultureInfo.InvariantCulture, $"state={s.State.ToString().ToLowerInvariant()} recording={(s.Recording ? "on" : "off")} streaming={(s.Streaming ? "on" : "off")}");
-        sb.Append(CultureInfo.InvariantCulture, $" led_record={Led("record")} led_stream={Led("stream")} led_status={Led("status")}\n");
-        var viewers = _device.Viewers.ToDictionary(v => v.Index);
-        foreach (var (i, name, r) in _device.Recorders)
+        sb.Append(CultureInfo.InvariantCulture, $" led_record={s.Panel?.RecordLed ?? "none"} led_stream={s.Panel?.StreamLed ?? "none"} led_status={s.Panel?.StatusLed ?? "none"}\n");
+        foreach (var c in s.Channels)
         {
-            var v = viewers.GetValueOrDefault(i);
-            sb.Append(CultureInfo.InvariantCulture, $"channel={i + 1} viewers_rtsp={v.Rtsp} viewers_http={v.Http} recorder={r.State.ToString().ToLowerInvariant()} file={(r.CurrentFile is { } f ? Path.GetFileName(f) : "-")}{(r.LastError is { } e ? " error=" + e : "")}\n");
+            var r = c.Recorder;
+            sb.Append(CultureInfo.InvariantCulture, $"channel={c.Number} viewers_rtsp={c.ViewersOf("rtsp")} viewers_http={c.ViewersOf("http")} recorder={(r?.State.ToString().ToLowerInvariant() ?? "none")} file={(r?.CurrentFile is { } f ? Path.GetFileName(f) : "-")}{(r?.LastError is { } e ? " error=" + e : "")}\n");
         }
-        foreach (var l in _panel?.DisplayLines ?? []) sb.Append("display: ").Append(l).Append('\n');
-        sb.Append(CultureInfo.InvariantCulture, $"firmware version={Version} slot={Slot ?? "-"}");
-        if (Updater?.Status is { } u)
+        foreach (var l in s.Panel?.DisplayLines ?? []) sb.Append("display: ").Append(l).Append('\n');
+        sb.Append(CultureInfo.InvariantCulture, $"firmware version={s.FirmwareVersion} slot={s.Slot ?? "-"}");
+        if (s.Update is { } u)
         {
             sb.Append(CultureInfo.InvariantCulture, $" update={u.Phase.ToString().ToLowerInvariant()}{(u.Version is { } v ? " update_version=" + v : "")}");
             if (u.Progress is { } p)
@@ -138,8 +135,6 @@ public sealed class ControlSocket : IAsyncDisposable
     }
 
     static string FormatDuration(TimeSpan d) => d.TotalHours >= 1 ? $"{(int)d.TotalHours}:{d:mm\\:ss}" : d.ToString(@"m\:ss", CultureInfo.InvariantCulture);
-
-    string Led(string name) => _panel?.Front.Pattern(name).ToString().ToLowerInvariant() ?? "none";
 
     public async ValueTask DisposeAsync()
     {

@@ -1,5 +1,7 @@
 using System.Device.Gpio;
 using Microsoft.Extensions.Logging;
+using Pearl2.Services;
+using Pearl2.Services.Configuration;
 using Pearl2.Services.FrontPanel;
 
 namespace Pearl2.Host;
@@ -54,6 +56,11 @@ public sealed class Panel : IAsyncDisposable
     public bool Simulated => _simulated is not null;
     public IReadOnlyList<string> DisplayLines => _display?.Lines ?? [];
 
+    /// <summary>The LEDs and the display as the device status shows them.</summary>
+    public PanelView View => new(Led("record"), Led("stream"), Led("status"), DisplayLines);
+
+    string Led(string name) => Front.Pattern(name).ToString().ToLowerInvariant();
+
     void UpdateDisplay(PanelStatus s)
     {
         // The text changes at most once a second (the recording clock): compose it every fifth tick, look up the address every 5 s.
@@ -68,8 +75,7 @@ public sealed class Panel : IAsyncDisposable
     {
         if (_display is null) return;
         if (_shownAddress.Length == 0) _shownAddress = _address();
-        var started = _device.Recorders.Select(r => r.Recorder.StartedAt).Where(t => t is not null).Min();
-        TimeSpan? recordingFor = started is { } t ? _time.GetLocalNow() - t : null;
+        TimeSpan? recordingFor = _device.RecordingSince is { } t ? _time.GetLocalNow() - t : null;
         _display.Show(StatusDisplay.Compose(_deviceName, _shownAddress, s, recordingFor, _device.Glances));
     }
 
@@ -84,7 +90,7 @@ public sealed class Panel : IAsyncDisposable
         _simulated.SetInput(line.Line, line.ActiveLow ? PinValue.High : PinValue.Low);
         await Task.Delay(FrontPanel.Debounce * 3);
         await Front.Idle;
-        Redraw(_device.Status);
+        Redraw(((IPanelActions)_device).Status);
     }
 
     public async ValueTask DisposeAsync()

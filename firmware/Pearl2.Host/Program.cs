@@ -7,7 +7,8 @@ using Pearl2.Host;
 using Pearl2.Media.Encoders;
 using Pearl2.Media.FFmpeg;
 using Pearl2.Formats.Update;
-using Pearl2.Services.FrontPanel;
+using Pearl2.Services;
+using Pearl2.Services.Configuration;
 using Pearl2.Services.Update;
 using System.Security.Cryptography;
 
@@ -103,14 +104,15 @@ namespace Pearl2.Host
             if (offsetArg is null) offset = 0;
             else if (offsetArg == "auto") offset = CanBind(config.Rtsp.Port) && CanBind(config.Http.Port) ? 0 : 10000;
             else if (!int.TryParse(offsetArg, out offset) || offset < 0) { Console.Error.WriteLine($"pearl2d: --port-offset: '{offsetArg}' is not a number from 0 (or auto)"); return 2; }
+            // Every listener, the offset included, from one plan: a port past 65535 or taken twice is refused here.
+            var ports = PortPlan.Of(config, offset);
+            if (ports.Errors.Count > 0)
+            {
+                foreach (var err in ports.Errors) Console.Error.WriteLine($"pearl2d: {err}");
+                return 2;
+            }
             int n = config.Channels.Count;
-            foreach (var (field, first, count) in new[] { ("rtsp.port", config.Rtsp.Port, n), ("http.port", config.Http.Port, n), ("rtsp.udpPortBase", config.Rtsp.UdpPortBase, config.Rtsp.UdpPortBase == 0 ? 0 : 4 * n) })
-                if (count > 0 && first + offset + count - 1 > 65535)
-                {
-                    Console.Error.WriteLine($"pearl2d: --port-offset: {offset} moves {field} ({first}, {count} port(s)) past 65535");
-                    return 2;
-                }
-            if (checkOnly) { Console.WriteLine($"config ok: {config.Channels.Count} channel(s), rtsp ports {config.Rtsp.Port + offset}-{config.Rtsp.Port + offset + config.Channels.Count - 1}, http ports {config.Http.Port + offset}-{config.Http.Port + offset + config.Channels.Count - 1}"); return 0; }
+            if (checkOnly) { Console.WriteLine($"config ok: {n} channel(s), rtsp ports {ports.RtspPort(0)}-{ports.RtspPort(n - 1)}, http ports {ports.HttpPort(0)}-{ports.HttpPort(n - 1)}"); return 0; }
 
             try { FFmpegLibraries.EnsureAvailable(); }
             catch (FFmpegMissingException e) { Console.Error.WriteLine($"pearl2d: {e.Message}"); return 3; }
@@ -134,12 +136,19 @@ namespace Pearl2.Host
             log.LogInformation("pearl2d.start version={Version} board={Board} slot={Slot} channels={Channels} port_offset={Offset} data_dir={DataDir} {Libs}",
                 running, board.Name, bootedSlot ?? "-", config.Channels.Count, offset, dataDir, FFmpegLibraries.Versions());
 
-            var device = new Device(config, board, offset, dataDir, loggers, TimeProvider.System) { HostAddress = HostAddress };
+            // The slot the board booted, read once from the kernel command line (the host simulation names it itself).
+            string? cmdlineSlot = board.Slots.Kind is "extlinux" or "tryboot" && File.Exists("/proc/cmdline") ? BootPartitionControl.BootedSlot(File.ReadAllText("/proc/cmdline")) : null;
+            var store = new ConfigStore(config, configPath, offset, loggers.CreateLogger("Pearl2.Config"));
+            var device = Device.Create(store, board, dataDir, loggers, TimeProvider.System);
+            device.HostAddress = HostAddress;
+            device.FirmwareVersion = running;
+            device.Slot = bootedSlot ?? cmdlineSlot;
             // The panel comes up first so the Status LED blinks while the channels start; a panel that
             // cannot start (no GPIO chip, no display) is logged and the device goes on without it.
             Panel? panel = null;
             try { panel = new Panel(board.Panel, device, config.Device.Name, dataDir, HostAddress, TimeProvider.System, loggers); }
             catch (Exception e) { log.LogError("panel.failed driver={Driver} error=\"{Error}\" effect=\"no buttons, LEDs or display\"", board.Panel.Driver, e.Message); }
+            if (panel is not null) device.PanelView = () => panel.View;
             try { await device.StartAsync(); }
             catch (EncoderException e)
             {
@@ -156,46 +165,36 @@ namespace Pearl2.Host
 
             var stop = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             bool reboot = false;
-            var updater = StartUpdater(config.Update, board, running, slotsDir, bootedSlot, dataDir, device, loggers, log, () =>
+            void Reboot()
             {
                 // Let the control command's answer go out, then stop in order and exec the boot loader.
                 reboot = true;
                 _ = Task.Delay(500).ContinueWith(_ => stop.TrySetResult(), TaskScheduler.Default);
-            });
-            var control = new ControlSocket(Path.Combine(dataDir, ControlSocket.FileName), device, panel, loggers.CreateLogger("Pearl2.Control"))
-            {
-                Updater = updater, Version = running,
-                Slot = bootedSlot ?? (board.Slots.Kind is "extlinux" or "tryboot" && File.Exists("/proc/cmdline") ? BootPartitionControl.BootedSlot(File.ReadAllText("/proc/cmdline")) : null),
-            };
+            }
+            if (slotsDir is not null) device.RebootHandler = _ => Reboot();
+            var updater = StartUpdater(config.Update, board, running, slotsDir, bootedSlot, cmdlineSlot, dataDir, device, loggers, log, Reboot);
+            device.Updater = updater;
+            var control = new ControlSocket(Path.Combine(dataDir, ControlSocket.FileName), device, device.Library, panel, loggers.CreateLogger("Pearl2.Control"));
             log.LogInformation("pearl2d.ready control={Control}", Path.Combine(dataDir, ControlSocket.FileName));
             using var systemd = new SystemdNotifier();
-            systemd.Notify($"READY=1\nSTATUS=streaming {device.Channels.Count()} channel(s)");
+            systemd.Notify($"READY=1\nSTATUS=streaming {device.ChannelCount} channel(s)");
             systemd.StartWatchdog(device.ProducingFrames, TimeProvider.System);
             if (systemd.Enabled) log.LogInformation("systemd.notified ready=1 watchdog_s={Watchdog}", SystemdNotifier.WatchdogInterval()?.TotalSeconds ?? 0);
             if (!Console.IsInputRedirected && panel is { Simulated: true }) StartKeys(panel, log);
 
             using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.TrySetResult(); });
             using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.TrySetResult(); });
-            var reloads = new SemaphoreSlim(1, 1);
-            // SIGHUP re-reads the config file: a bad file is refused whole and the running config stays.
+            // SIGHUP re-reads the config file through the store: a bad file is refused whole and the running config stays.
             using var hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
             {
                 c.Cancel = true;
-                if (configPath is null) { log.LogWarning("config.reload_ignored reason=\"running the built-in defaults (no --config)\""); return; }
-                _ = Task.Run(async () =>
-                {
-                    await reloads.WaitAsync();
-                    try { await device.ApplyAsync(ConfigLoader.Load(configPath)); }
-                    catch (ConfigException e) { foreach (var err in e.Errors) log.LogError("config.reload_refused error=\"{Error}\" running=unchanged", err); }
-                    catch (IOException e) { log.LogError("config.reload_refused error=\"{Error}\" running=unchanged", e.Message); }
-                    finally { reloads.Release(); }
-                });
+                _ = Task.Run(store.ReloadAsync);
             });
 
             await stop.Task;
             log.LogInformation("pearl2d.stopping");
             systemd.Notify("STOPPING=1");
-            await reloads.WaitAsync();
+            await store.QuiesceAsync();
             await control.DisposeAsync();
             if (updater is not null) await updater.DisposeAsync();
             if (panel is not null) await panel.DisposeAsync();
@@ -314,7 +313,7 @@ namespace Pearl2.Host
             return Version;
         }
 
-        static Updater? StartUpdater(UpdateConfig c, BoardProfile board, string running, string? slotsDir, string? bootedSlot, string dataDir,
+        static Updater? StartUpdater(UpdateConfig c, BoardProfile board, string running, string? slotsDir, string? bootedSlot, string? cmdlineSlot, string dataDir,
             Device device, ILoggerFactory loggers, ILogger log, Action reboot)
         {
             if (c.Url is null) return null;
@@ -326,7 +325,7 @@ namespace Pearl2.Host
                 boot = new FileBootControl(slotsDir, bootedSlot, reboot);
                 slotOf = slot => new FileSlot(slot, Path.Combine(slotsDir, "slot-" + slot), 1L << 30);
             }
-            else if (board.Slots.Kind is "extlinux" or "tryboot" && BootPartitionControl.BootedSlot(File.ReadAllText("/proc/cmdline")) is { } booted)
+            else if (cmdlineSlot is { } booted)
             {
                 // The running firmware asks a root path unit to reboot (DATA-DIR/update/reboot-request).
                 boot = NewBootControl(board.Slots, booted, Path.Combine(dataDir, "update", "reboot-request"));

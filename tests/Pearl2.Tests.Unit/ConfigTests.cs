@@ -1,4 +1,4 @@
-using Pearl2.Host;
+using Pearl2.Services.Configuration;
 using Xunit;
 
 namespace Pearl2.Tests.Unit;

@@ -1,6 +1,7 @@
 using System.Device.Gpio;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
+using Pearl2.Services;
 using Pearl2.Services.FrontPanel;
 using Xunit;
 

@@ -5,6 +5,7 @@ using Pearl2.Formats.Codecs;
 using Pearl2.Formats.Images;
 using Pearl2.Formats.Mp4;
 using Pearl2.Formats.Ts;
+using Pearl2.Services;
 using Pearl2.Services.FrontPanel;
 using Pearl2.Services.Recording;
 using Xunit;

@@ -7,11 +7,6 @@ public enum PanelButton { Record, Stream }
 
 public enum LedPattern { Off, On, Blink, FastBlink, Fault }
 
-public enum DeviceState { Starting, Ready, Updating, Fatal }
-
-/// <summary>What the panel shows; read on every tick, so any part of the device can change it without events.</summary>
-public readonly record struct PanelStatus(DeviceState State, bool Recording, bool RecordingFault, bool Streaming);
-
 /// <summary>What the buttons do, carried out by the device.</summary>
 public interface IPanelActions
 {

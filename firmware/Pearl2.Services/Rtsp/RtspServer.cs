@@ -18,8 +18,6 @@ public sealed record RtspOptions
     public int ViewerQueueUnits { get; init; } = 512;
     public int StatsIntervalSeconds { get; init; } = 10;
     public int SocketSendBufferBytes { get; init; } = 512 * 1024;
-    /// <summary>RTSP/UDP server ports: channel i, track t (0 video, 1 audio) uses base + 4i + 2t (RTP) and the next odd port (RTCP); 0 turns UDP off.</summary>
-    public int UdpPortBase { get; init; } = 6970;
     public int NonceLifetimeSeconds { get; init; } = 60;
     /// <summary>Connections per channel port, in all and from one host.</summary>
     public ConnectionLimits Limits { get; init; } = new();
@@ -129,13 +127,14 @@ public sealed class RtspServer : IAsyncDisposable
         channel.ReleasePorts();
     }
 
-    public RtspChannel AddChannel(ChannelHub hub, int port)
+    /// <param name="udpPort">The first of the channel's four RTSP/UDP server ports (video RTP/RTCP, audio RTP/RTCP); 0: no UDP.</param>
+    public RtspChannel AddChannel(ChannelHub hub, int port, int udpPort)
     {
         var packager = new RtpPackager(Options.MaxRtpPayload);
         int slot = hub.AddPackager(packager);
         var udp = new UdpTrackPorts?[2];
-        if (Options.UdpPortBase > 0)
-            for (int t = 0; t < 2; t++) udp[t] = new UdpTrackPorts(Options.UdpPortBase + 4 * hub.Index + 2 * t, _log);
+        if (udpPort > 0)
+            for (int t = 0; t < 2; t++) udp[t] = new UdpTrackPorts(udpPort + 2 * t, _log);
         var ch = new RtspChannel(hub, port, packager, slot, udp);
         if (udp[0] is not null) ch.FanOut = new UdpFanOut(ch, _time, _log);
         _channels.Add(ch);

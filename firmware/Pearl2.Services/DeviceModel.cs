@@ -1,0 +1,51 @@
+using Pearl2.Services.Configuration;
+using Pearl2.Services.Recording;
+using Pearl2.Services.Update;
+
+namespace Pearl2.Services;
+
+public enum DeviceState { Starting, Ready, Updating, Fatal }
+
+/// <summary>What the panel shows; read on every tick, so any part of the device can change it without events.</summary>
+public readonly record struct PanelStatus(DeviceState State, bool Recording, bool RecordingFault, bool Streaming);
+
+/// <summary>A channel's recorder: its state, the file it writes, and why it stopped when it failed.</summary>
+public sealed record RecorderStatus(RecorderState State, string? CurrentFile, DateTimeOffset? StartedAt, string? LastError);
+
+/// <summary>One channel in a <see cref="DeviceStatus"/>.</summary>
+public sealed record ChannelStatus(int Number, string Name, bool Streaming, bool LoginRequired, int RtspPort, int HttpPort,
+    int Width, int Height, int Fps, int BitrateKbps, long FramesEncoded, IReadOnlyDictionary<string, int> Viewers, RecorderStatus? Recorder)
+{
+    public int ViewersOf(string door) => Viewers.GetValueOrDefault(door);
+}
+
+/// <summary>The recordings' filesystem.</summary>
+public sealed record DiskStatus(string Directory, long TotalBytes, long FreeBytes, long RecordingBytes);
+
+/// <summary>The front panel's LEDs (pattern names, "none" without a panel) and the status display's lines.</summary>
+public sealed record PanelView(string RecordLed, string StreamLed, string StatusLed, IReadOnlyList<string> DisplayLines);
+
+/// <summary>
+/// The whole device at one moment, as every control door shows it (the control socket, the admin API, discovery):
+/// built fresh by <see cref="IDeviceControl.Status"/>, never updated in place.
+/// </summary>
+public sealed record DeviceStatus(DeviceState State, bool Recording, bool RecordingFault, bool Streaming, IReadOnlyList<ChannelStatus> Channels,
+    DiskStatus? Disk, string FirmwareVersion, string? Slot, UpdateStatus? Update, PanelView? Panel, long ConfigVersion);
+
+/// <summary>
+/// Everything an operator can ask of the device, whichever door it comes through. Channel numbers are 1-based;
+/// null means every channel. <c>by</c> says who asked, for the log ("panel", "control", "api").
+/// </summary>
+public interface IDeviceControl
+{
+    DeviceStatus Status();
+    Task StartRecordingAsync(int? channel, string by);
+    Task StopRecordingAsync(int? channel, string by);
+    void SetStreaming(bool on, string by);
+    /// <summary>Checks the update server now; the answer is the updater's one-line result. Throws when updates are off.</summary>
+    Task<string> CheckForUpdateAsync(CancellationToken ct);
+    /// <summary>Restarts the device (the host simulation: the boot loader runs again).</summary>
+    void Reboot(string by);
+    /// <summary>Validates, saves and applies a whole new config; refused whole with every reason.</summary>
+    Task<ConfigChange> ApplyConfigAsync(FirmwareConfig next, string by);
+}
