@@ -116,7 +116,7 @@ public class RecordingRepairTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, true);
 
     /// <summary>Init segment and three fragments; returns the file and the offsets where each fragment ends.</summary>
-    static (byte[] File, long[] FragmentEnds) Mp4File()
+    internal static (byte[] File, long[] FragmentEnds) Mp4File()
     {
         var ms = new MemoryStream();
         var v = new Mp4VideoTrack(64, 64, [0x67, 0x42, 0xc0, 0x1e], [0x68, 0xce]);

@@ -19,8 +19,34 @@ public sealed class RecordingOptions
     public TimeSpan QueueTime { get; init; } = TimeSpan.FromSeconds(10);
 }
 
+/// <summary>Where a recording file is in its life.</summary>
+public enum RecordingFileState { Recording, UploadPending, Recovered, Complete }
+
+/// <summary>How a file's recording ended: its last write went out as planned, or something ended it early.</summary>
+public enum RecordingEnd { Finished, DiskFull, WriteFailed, Stopped, Recovered }
+
+/// <summary>
+/// A recording file is complete and will not change again: raised once per file, when its recorder closed it (rotation,
+/// stop, disk full, a failed write) or, for a file a crash left open, when the next start repaired it. The upload queue
+/// subscribes to it. <paramref name="Channel"/> is null for recovered files (the crash took that knowledge with it).
+/// </summary>
+public sealed record RecordingFinished(string Path, int? Channel, DateTimeOffset? Start, TimeSpan? Duration, long Bytes, RecordingEnd How)
+{
+    public string Name => System.IO.Path.GetFileName(Path);
+}
+
 /// <summary>A recording as the operator sees it: <paramref name="Started"/> from its name, <paramref name="Duration"/> when known.</summary>
-public sealed record RecordingEntry(string Name, long Bytes, DateTime Modified, string State, DateTimeOffset? Started = null, TimeSpan? Duration = null);
+public sealed record RecordingEntry(string Name, long Bytes, DateTime Modified, RecordingFileState FileState, DateTimeOffset? Started = null, TimeSpan? Duration = null)
+{
+    /// <summary>The state in the operator's words ("recording", "upload-pending", "recovered", "complete").</summary>
+    public string State => FileState switch
+    {
+        RecordingFileState.Recording => "recording",
+        RecordingFileState.UploadPending => "upload-pending",
+        RecordingFileState.Recovered => "recovered",
+        _ => "complete",
+    };
+}
 
 /// <summary>
 /// The recordings directory: names, the space policy and crash recovery. A file being written has a marker in
@@ -85,6 +111,9 @@ public sealed class RecordingLibrary
                 {
                     lock (_lock) _recovered.Add(name);
                     _log.LogWarning("recording.recovered file={File} bytes={Bytes} cut_bytes={Cut} reason=\"not finished before the last stop (crash or power cut)\"", name, kept, before - kept);
+                    TimeSpan? duration;
+                    lock (_lock) duration = DurationOf(new FileInfo(path));
+                    Finished(new RecordingFinished(path, null, StartOf(name), duration, kept, RecordingEnd.Recovered));
                 }
                 File.Delete(marker);
             }
@@ -126,6 +155,15 @@ public sealed class RecordingLibrary
         catch (IOException e) { _log.LogError("recording.marker_failed file={File} error=\"{Error}\"", name, e.Message); }
     }
 
+    /// <summary>Raised once per complete file (see <see cref="RecordingFinished"/>); handlers run on the writer's thread and must be quick.</summary>
+    public event Action<RecordingFinished>? FileFinished;
+
+    internal void Finished(RecordingFinished file)
+    {
+        try { FileFinished?.Invoke(file); }
+        catch (Exception e) { _log.LogError("recording.finished_handler_failed file={File} error=\"{Error}\"", file.Name, e.Message); }
+    }
+
     /// <summary>The file was given back in part (cut after a failed write).</summary>
     public void Released(long bytes) { lock (_lock) _total -= bytes; }
 
@@ -155,7 +193,7 @@ public sealed class RecordingLibrary
                 bool enoughFree = free - bytes >= Options.MinFreeBytes;
                 if (underLimit && enoughFree) { _total += bytes; return true; }
                 long now = _time.GetTimestamp();
-                var victim = List().Where(e => e.State is "complete" or "recovered" && !_keep.Contains(e.Name)
+                var victim = List().Where(e => e.FileState is RecordingFileState.Complete or RecordingFileState.Recovered && !_keep.Contains(e.Name)
                         && !(_closedAt.TryGetValue(e.Name, out long closed) && _time.GetElapsedTime(closed, now) < JustClosed
                              && (owner is null || _ownerOf.GetValueOrDefault(e.Name) != owner)))
                     .OrderBy(e => e.Modified).FirstOrDefault();
@@ -226,11 +264,11 @@ public sealed class RecordingLibrary
             foreach (var f in new DirectoryInfo(Options.Directory).EnumerateFiles())
             {
                 if (!IsRecording(f.Name)) continue;
-                string state = _open.Contains(f.Name) ? "recording"
-                    : File.Exists(f.FullName + UploadPendingSuffix) ? "upload-pending"
-                    : _recovered.Contains(f.Name) ? "recovered" : "complete";
+                var state = _open.Contains(f.Name) ? RecordingFileState.Recording
+                    : File.Exists(f.FullName + UploadPendingSuffix) ? RecordingFileState.UploadPending
+                    : _recovered.Contains(f.Name) ? RecordingFileState.Recovered : RecordingFileState.Complete;
                 var started = StartOf(f.Name);
-                TimeSpan? duration = state == "recording" && started is { } st ? _time.GetLocalNow() - st : DurationOf(f);
+                TimeSpan? duration = state == RecordingFileState.Recording && started is { } st ? _time.GetLocalNow() - st : DurationOf(f);
                 list.Add(new RecordingEntry(f.Name, f.Length, f.LastWriteTimeUtc, state, started, duration));
             }
         }

@@ -181,8 +181,12 @@ sealed class RecordingWriter : IDisposable
             _log.LogWarning("recording.file_dropped file={File} reason=\"no media written ({How})\"", Path.GetFileName(_path), how);
         }
         else
+        {
             _log.LogInformation("recording.file_closed file={File} bytes={Bytes} duration_s={Duration} how={How}", Path.GetFileName(_path), _length,
                 duration is { } d ? d.TotalSeconds.ToString("0.000", System.Globalization.CultureInfo.InvariantCulture) : "unknown", how);
+            var end = how switch { "finished" => RecordingEnd.Finished, "disk_full" => RecordingEnd.DiskFull, "stopped" => RecordingEnd.Stopped, _ => RecordingEnd.WriteFailed };
+            _library.Finished(new RecordingFinished(_path, _channel, RecordingLibrary.StartOf(Path.GetFileName(_path)), duration, _length, end));
+        }
         _path = "";
     }
 
