@@ -57,7 +57,14 @@ public sealed class Panel : IAsyncDisposable
     public IReadOnlyList<string> DisplayLines => _display?.Lines ?? [];
 
     /// <summary>The LEDs and the display as the device status shows them.</summary>
-    public PanelView View => new(Led("record"), Led("stream"), Led("status"), DisplayLines);
+    public PanelView View
+    {
+        get
+        {
+            Front.ShowStatus();   // the LEDs as they are for the state now, not as of the last tick
+            return new(Led("record"), Led("stream"), Led("status"), DisplayLines);
+        }
+    }
 
     string Led(string name) => Front.Pattern(name).ToString().ToLowerInvariant();
 

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
@@ -140,13 +139,13 @@ namespace Pearl2.Host
             string? cmdlineSlot = board.Slots.Kind is "extlinux" or "tryboot" && File.Exists("/proc/cmdline") ? BootPartitionControl.BootedSlot(File.ReadAllText("/proc/cmdline")) : null;
             var store = new ConfigStore(config, configPath, offset, loggers.CreateLogger("Pearl2.Config"));
             var device = Device.Create(store, board, dataDir, loggers, TimeProvider.System);
-            device.HostAddress = HostAddress;
+            device.HostAddress = HostAddresses.Primary;
             device.FirmwareVersion = running;
             device.Slot = bootedSlot ?? cmdlineSlot;
             // The panel comes up first so the Status LED blinks while the channels start; a panel that
             // cannot start (no GPIO chip, no display) is logged and the device goes on without it.
             Panel? panel = null;
-            try { panel = new Panel(board.Panel, device, config.Device.Name, dataDir, HostAddress, TimeProvider.System, loggers); }
+            try { panel = new Panel(board.Panel, device, config.Device.Name, dataDir, HostAddresses.Primary, TimeProvider.System, loggers); }
             catch (Exception e) { log.LogError("panel.failed driver={Driver} error=\"{Error}\" effect=\"no buttons, LEDs or display\"", board.Panel.Driver, e.Message); }
             if (panel is not null) device.PanelView = () => panel.View;
             try { await device.StartAsync(); }
@@ -276,22 +275,11 @@ namespace Pearl2.Host
 
         static string Version => typeof(Pearl2d).Assembly.GetName().Version?.ToString(3) ?? "0.0.0";
 
-        /// <summary>A partition's size from sysfs (/dev/vda3 → /sys/class/block/vda3/size, in 512-byte sectors).</summary>
-        static long PartitionBytes(string node)
-        {
-            try { return long.Parse(File.ReadAllText($"/sys/class/block/{Path.GetFileName(node)}/size").Trim(), System.Globalization.CultureInfo.InvariantCulture) * 512; }
-            catch (Exception e) when (e is IOException or FormatException or UnauthorizedAccessException) { return 0; }
-        }
-
         /// <summary>
         /// <c>pearl2d boot-select --board FILE</c>: early in every boot, as root, before pearl2d starts (pearl2-boot-select.service),
         /// on boards whose slots are switched by files on the boot partition (extlinux, tryboot):
         /// arms the fallback of a boot into a try, and records a try that did not confirm as bad.
         /// </summary>
-        static BootPartitionControl NewBootControl(SlotsProfile slots, string booted, string rebootRequest) => slots.Kind == "tryboot"
-            ? new TrybootBootControl(slots.BootDirectory, booted, rebootRequest)
-            : new ExtlinuxBootControl(slots.BootDirectory, booted, rebootRequest);
-
         static int BootSelect(string[] args)
         {
             string? boardPath = args is ["--board", var b] ? b : null;
@@ -299,7 +287,7 @@ namespace Pearl2.Host
             if (board.Slots.Kind is not ("extlinux" or "tryboot")) { Console.WriteLine($"pearl2: boot-select: slots are '{board.Slots.Kind}', nothing to do"); return 0; }
             var booted = BootPartitionControl.BootedSlot(File.ReadAllText("/proc/cmdline"));
             if (booted is null) { Console.WriteLine("pearl2: boot-select: no pearl2.slot= on the kernel command line"); return 0; }
-            var control = NewBootControl(board.Slots, booted, "/dev/null");
+            var control = BootControls.ForBootPartition(board.Slots, booted, "/dev/null");
             Console.WriteLine("pearl2: boot-select: " + control.SelectAtBoot(RunningVersion(null)));
             return 0;
         }
@@ -317,22 +305,7 @@ namespace Pearl2.Host
             Device device, ILoggerFactory loggers, ILogger log, Action reboot)
         {
             if (c.Url is null) return null;
-            IBootControl? boot = null;
-            Func<string, ISlot>? slotOf = null;
-            var upSince = TimeSpan.Zero;   // the host simulation's "boot" is the exec that started this process
-            if (slotsDir is not null && bootedSlot is not null)
-            {
-                boot = new FileBootControl(slotsDir, bootedSlot, reboot);
-                slotOf = slot => new FileSlot(slot, Path.Combine(slotsDir, "slot-" + slot), 1L << 30);
-            }
-            else if (cmdlineSlot is { } booted)
-            {
-                // The running firmware asks a root path unit to reboot (DATA-DIR/update/reboot-request).
-                boot = NewBootControl(board.Slots, booted, Path.Combine(dataDir, "update", "reboot-request"));
-                slotOf = slot => new FileSlot(slot, slot == "a" ? board.Slots.A : board.Slots.B, PartitionBytes(slot == "a" ? board.Slots.A : board.Slots.B));
-                upSince = TimeSpan.FromMilliseconds(Environment.TickCount64);   // since the kernel booted
-            }
-            if (boot is null || slotOf is null)
+            if (BootControls.For(board.Slots, slotsDir, bootedSlot, cmdlineSlot, dataDir, reboot) is not { } setup)
             {
                 log.LogWarning("update.unsupported board={Board} slots={Kind} reason=\"no A/B boot control for this board (the host simulation runs with pearl2d boot --slots DIR)\"", board.Name, board.Slots.Kind);
                 return null;
@@ -348,13 +321,13 @@ namespace Pearl2.Host
             var http = new HttpClient { Timeout = Timeout.InfiniteTimeSpan };   // the downloader times stalls itself
             var updateLog = loggers.CreateLogger("Pearl2.Update");
             var updater = new Updater(new UpdaterOptions(new Uri(c.Url), board.Name, version, key, TimeSpan.FromSeconds(c.IntervalSeconds), TimeSpan.FromSeconds(c.ConfirmSeconds),
-                    Path.Combine(dataDir, "update"), upSince),
-                boot, slotOf, http,
+                    Path.Combine(dataDir, "update"), setup.UpSince),
+                setup.Boot, setup.SlotOf, http,
                 new SlotDownloader(http, TimeProvider.System, updateLog), TimeProvider.System, updateLog);
             updater.PhaseChanged += phase => device.State = phase is UpdatePhase.Idle or UpdatePhase.Checking or UpdatePhase.Confirming
                 ? (device.State == DeviceState.Updating ? DeviceState.Ready : device.State) : DeviceState.Updating;
             updater.Start(() => device.Healthy);
-            log.LogInformation("update.started url={Url} board={Board} running={Running} slot={Slot} interval_s={Interval}", c.Url, board.Name, running, boot.Booted, c.IntervalSeconds);
+            log.LogInformation("update.started url={Url} board={Board} running={Running} slot={Slot} interval_s={Interval}", c.Url, board.Name, running, setup.Boot.Booted, c.IntervalSeconds);
             return updater;
         }
 
@@ -369,15 +342,5 @@ namespace Pearl2.Host
             catch (SocketException e) { return e.SocketErrorCode != SocketError.AccessDenied; }
         }
 
-        static string HostAddress()
-        {
-            foreach (var nic in NetworkInterface.GetAllNetworkInterfaces())
-            {
-                if (nic.OperationalStatus != OperationalStatus.Up || nic.NetworkInterfaceType == NetworkInterfaceType.Loopback) continue;
-                foreach (var a in nic.GetIPProperties().UnicastAddresses)
-                    if (a.Address.AddressFamily == AddressFamily.InterNetwork) return a.Address.ToString();
-            }
-            return "127.0.0.1";
-        }
     }
 }

@@ -93,4 +93,73 @@ public class HubTests
         Assert.Equal(new byte[] { 0x67, 0x42, 0, 0x1e }, hub.Ready.Result.Sps);
         Assert.Equal(new byte[] { 0x68, 0xce, 0x38, 0x80 }, hub.Ready.Result.Pps);
     }
+
+    /// <summary>A format that writes the unit's pts and a per-format mark, counting what it packaged.</summary>
+    sealed class MarkPackager(byte mark) : IUnitPackager
+    {
+        public int Packaged;
+
+        public void Package(MediaUnit unit, int slot)
+        {
+            var d = unit.RentSlot(slot, 2);
+            d[0] = mark; d[1] = (byte)unit.Pts;
+            unit.CommitSlot(slot, 2, unit.Pts);
+            Packaged++;
+        }
+    }
+
+    [Fact]
+    public void FormatsArePackagedOnlyWhileSomeoneHoldsThemStartingWithTheCachedGop()
+    {
+        var hub = new ChannelHub(0, "t");
+        var rtp = new MarkPackager(1);
+        Video(hub, true, 1);
+        Video(hub, false, 2);                                   // nobody reads a format yet: nothing is packaged
+        Assert.Empty(hub.Formats);
+
+        var first = hub.Acquire("rtp", () => rtp);              // the first reader: the cached GOP is packaged at once
+        Assert.Equal(2, rtp.Packaged);
+        var reader = hub.Subscribe("r", 16);
+        Video(hub, false, 3);
+        var second = hub.Acquire("rtp", () => throw new InvalidOperationException("shared, not made again"));
+        Assert.Equal(first.Slot, second.Slot);
+        var units = new List<(byte, byte)>();
+        while (reader.TryRead(out var u)) { var b = u.Slot(first.Slot).Span; units.Add((b[0], b[1])); u.Release(); }
+        Assert.Equal([((byte)1, (byte)1), ((byte)1, (byte)2), ((byte)1, (byte)3)], units);
+        Assert.Equal(["rtp"], hub.Formats);
+
+        first.Dispose();
+        first.Dispose();                                        // twice is once
+        Video(hub, false, 4);
+        Assert.Equal(4, rtp.Packaged);                          // still held by the second
+        second.Dispose();
+        Video(hub, false, 5);
+        Assert.Equal(4, rtp.Packaged);                          // the last left: no more packaging
+        Assert.Empty(hub.Formats);
+        reader.Dispose();
+    }
+
+    [Fact]
+    public void ThereIsNoCapOnFormatsAndADroppedFormatsSlotIsTakenAgain()
+    {
+        var hub = new ChannelHub(0, "t");
+        Video(hub, true, 1);
+        var leases = Enumerable.Range(0, 12).Select(i => hub.Acquire($"f{i}", () => new MarkPackager((byte)i))).ToList();
+        Assert.Equal(Enumerable.Range(0, 12), leases.Select(l => l.Slot));
+        var r = hub.Subscribe("r", 8);
+        Video(hub, false, 2);
+        Assert.True(r.TryRead(out var cached));
+        Assert.True(r.TryRead(out var fresh));
+        foreach (var l in leases)
+        {
+            Assert.Equal((byte)l.Slot, cached.Slot(l.Slot).Span[0]);
+            Assert.Equal((byte)2, fresh.Slot(l.Slot).Span[1]);
+        }
+        cached.Release(); fresh.Release();
+        leases[3].Dispose();
+        using var again = hub.Acquire("other", () => new MarkPackager(99));
+        Assert.Equal(3, again.Slot);
+        foreach (var l in leases) l.Dispose();
+        r.Dispose();
+    }
 }

@@ -15,8 +15,29 @@ public interface IUnitPackager
 }
 
 /// <summary>
+/// A reader's hold on one format of a channel: while any is held the hub packages every unit in that format, into
+/// <see cref="Slot"/>. Take it before subscribing and let it go after the last read.
+/// </summary>
+public sealed class FormatLease : IDisposable
+{
+    readonly ChannelHub _hub;
+    int _disposed;
+
+    internal FormatLease(ChannelHub hub, string format, int slot) { _hub = hub; Format = format; Slot = slot; }
+
+    public string Format { get; }
+    public int Slot { get; }
+
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) == 0) _hub.Release(Format);
+    }
+}
+
+/// <summary>
 /// One channel's fan-out point. Keeps the units since the last key frame so a new reader starts with a
-/// picture, packages each unit once per registered format, and offers it to every reader's bounded queue.
+/// picture, packages each unit once for every format someone reads (formats are registered by name when their first
+/// reader arrives and dropped when the last one leaves), and offers it to every reader's bounded queue.
 /// Publishing never waits on a reader.
 /// </summary>
 public sealed class ChannelHub
@@ -26,7 +47,16 @@ public sealed class ChannelHub
     readonly object _lock = new();
     readonly GopCache _gop = new(MaxCachedUnits);
     HubReader[] _readers = [];
-    readonly IUnitPackager?[] _packagers = new IUnitPackager?[MediaUnit.MaxSlots];
+    IUnitPackager?[] _packagers = [];   // by slot; a dropped format leaves a hole the next one takes
+
+    sealed class Registration(IUnitPackager packager, int slot)
+    {
+        public readonly IUnitPackager Packager = packager;
+        public readonly int Slot = slot;
+        public int Users;
+    }
+
+    readonly Dictionary<string, Registration> _formats = new(StringComparer.Ordinal);
     readonly TaskCompletionSource<StreamInfo> _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     readonly TimeProvider _time;
     StreamInfo? _pendingInfo;
@@ -53,16 +83,46 @@ public sealed class ChannelHub
     /// <summary>Set by the pipeline before publishing; SPS and PPS are filled in from the first key frame.</summary>
     public void Describe(StreamInfo partial) => _pendingInfo = partial;
 
-    /// <summary>Registers a format packager; returns its slot in <see cref="MediaUnit"/>.</summary>
-    public int AddPackager(IUnitPackager packager)
+    /// <summary>
+    /// Holds <paramref name="format"/> for one reader: the first hold registers the packager <paramref name="create"/>
+    /// gives (and packages the cached GOP with it, which a new reader starts from), later ones share it.
+    /// </summary>
+    public FormatLease Acquire(string format, Func<IUnitPackager> create)
     {
         lock (_lock)
         {
-            for (int i = 0; i < _packagers.Length; i++)
-                if (_packagers[i] is null) { _packagers[i] = packager; return i; }
+            if (!_formats.TryGetValue(format, out var r))
+            {
+                int slot = Array.IndexOf(_packagers, null);
+                if (slot < 0)
+                {
+                    slot = _packagers.Length;
+                    var grown = new IUnitPackager?[slot + 1];
+                    _packagers.CopyTo(grown, 0);
+                    _packagers = grown;
+                }
+                r = new Registration(create(), slot);
+                _packagers[slot] = r.Packager;
+                _formats[format] = r;
+                foreach (var u in _gop.Units) r.Packager.Package(u, slot);
+            }
+            r.Users++;
+            return new FormatLease(this, format, r.Slot);
         }
-        throw new InvalidOperationException("no free packager slot");
     }
+
+    internal void Release(string format)
+    {
+        lock (_lock)
+        {
+            if (!_formats.TryGetValue(format, out var r) || --r.Users > 0) return;
+            _formats.Remove(format);
+            _packagers[r.Slot] = null;
+        }
+    }
+
+    /// <summary>The formats packaged now (someone reads each).</summary>
+    public IReadOnlyList<string> Formats { get { lock (_lock) return _formats.Keys.Order(StringComparer.Ordinal).ToList(); } }
 
     /// <summary>Publishes a unit; the hub takes over the caller's reference.</summary>
     public void Publish(MediaUnit unit)

@@ -4,16 +4,23 @@ public enum TrackKind : byte { Video = 0, Audio = 1 }
 
 /// <summary>
 /// One encoded access unit, shared by reference count between every reader of a channel. Its bytes live in
-/// a pooled array; formats that package it once per channel (RTP, FLV, TS) keep their bytes in its slots.
+/// a pooled array; formats that package it once per channel (RTP, FLV, TS) keep their bytes in its slots, one
+/// per format the hub has registered (as many as there are formats: the slot table grows, it has no cap).
 /// </summary>
 public sealed class MediaUnit
 {
-    public const int MaxSlots = 4;
+    /// <summary>One format's bytes of this unit.</summary>
+    struct SlotData
+    {
+        public byte[]? Buffer;
+        public int Length;
+        public long Tag;
+    }
 
     readonly MediaUnitPool _pool;
-    readonly byte[]?[] _slotBuffers = new byte[MaxSlots][];
-    readonly int[] _slotLengths = new int[MaxSlots];
-    readonly long[] _slotTags = new long[MaxSlots];
+    // Written only under the hub's lock (packaging); read by any reader. Growing copies the table and publishes the new
+    // one: a reader still holding the old table sees the same bytes for the slot it reads (each slot is written once).
+    SlotData[] _slots = new SlotData[4];
     byte[] _buffer = [];
     int _refs;
 
@@ -42,23 +49,40 @@ public sealed class MediaUnit
     /// <summary>Gives a packager room for its bytes in slot <paramref name="slot"/>.</summary>
     public Span<byte> RentSlot(int slot, int size)
     {
-        var b = _slotBuffers[slot];
+        var slots = _slots;
+        if (slot >= slots.Length)
+        {
+            var grown = new SlotData[Math.Max(slot + 1, slots.Length * 2)];
+            slots.CopyTo(grown, 0);
+            Volatile.Write(ref _slots, slots = grown);
+        }
+        var b = slots[slot].Buffer;
         if (b is null || b.Length < size)
         {
             if (b is not null) BufferPool.Return(b);
-            _slotBuffers[slot] = b = BufferPool.Rent(size);
+            slots[slot].Buffer = b = BufferPool.Rent(size);
         }
         return b;
     }
 
     public void CommitSlot(int slot, int length, long tag)
     {
-        _slotLengths[slot] = length;
-        _slotTags[slot] = tag;
+        var slots = _slots;
+        slots[slot].Length = length;
+        slots[slot].Tag = tag;
     }
 
-    public ReadOnlyMemory<byte> Slot(int slot) => _slotBuffers[slot] is { } b ? b.AsMemory(0, _slotLengths[slot]) : default;
-    public long SlotTag(int slot) => _slotTags[slot];
+    public ReadOnlyMemory<byte> Slot(int slot)
+    {
+        var slots = Volatile.Read(ref _slots);
+        return slot < slots.Length && slots[slot].Buffer is { } b ? b.AsMemory(0, slots[slot].Length) : default;
+    }
+
+    public long SlotTag(int slot)
+    {
+        var slots = Volatile.Read(ref _slots);
+        return slot < slots.Length ? slots[slot].Tag : 0;
+    }
 
     public void AddRef() => Interlocked.Increment(ref _refs);
 
@@ -69,11 +93,11 @@ public sealed class MediaUnit
         if (r < 0) throw new InvalidOperationException("MediaUnit released more often than referenced");
         BufferPool.Return(_buffer);
         _buffer = [];
-        for (int i = 0; i < MaxSlots; i++)
+        var slots = _slots;
+        for (int i = 0; i < slots.Length; i++)
         {
-            if (_slotBuffers[i] is { } b) BufferPool.Return(b);
-            _slotBuffers[i] = null;
-            _slotLengths[i] = 0;
+            if (slots[i].Buffer is { } b) BufferPool.Return(b);
+            slots[i] = default;
         }
         _pool.Return(this);
     }

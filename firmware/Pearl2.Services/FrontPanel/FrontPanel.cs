@@ -81,10 +81,23 @@ public sealed class FrontPanel : IAsyncDisposable
 
     void Refresh()
     {
+        if (ShowStatus() is { } s)
+        {
+            try { Ticked?.Invoke(s); }
+            catch (Exception e) { _log.LogError("panel.tick_failed error=\"{Error}\"", e.Message); } // the panel must never take the device down
+        }
+    }
+
+    /// <summary>
+    /// Sets the LEDs for the device's state now, without waiting for the next tick: a status reader that asks for the
+    /// LEDs right after the state changed sees them agree with it.
+    /// </summary>
+    public PanelStatus? ShowStatus()
+    {
         PanelStatus s;
         lock (_lock)
         {
-            if (_disposed) return;
+            if (_disposed) return null;
             s = _actions.Status;
             _leds[0].Show(s.RecordingFault ? LedPattern.Blink : s.Recording ? LedPattern.On : LedPattern.Off);
             _leds[1].Show(s.Streaming ? LedPattern.On : LedPattern.Off);
@@ -96,8 +109,7 @@ public sealed class FrontPanel : IAsyncDisposable
                 _ => LedPattern.Fault,
             });
         }
-        try { Ticked?.Invoke(s); }
-        catch (Exception e) { _log.LogError("panel.tick_failed error=\"{Error}\"", e.Message); } // the panel must never take the device down
+        return s;
     }
 
     void Pressed(PanelButton b, TimeSpan held)

@@ -15,12 +15,15 @@ using Pearl2.Media;
 namespace Pearl2.Services.HttpLive;
 
 /// <summary>One channel as the HTTP live server sees it.</summary>
-public sealed class HttpLiveChannel(ChannelHub hub, int port, int flvSlot, int tsSlot)
+public sealed class HttpLiveChannel(ChannelHub hub, int port, bool audio, int sampleRate, int channels)
 {
     public ChannelHub Hub { get; } = hub;
     public int Port { get; } = port;
-    public int FlvSlot { get; } = flvSlot;
-    public int TsSlot { get; } = tsSlot;
+
+    /// <summary>A viewer's hold on the FLV or the TS packaging of the channel (made on the first viewer, dropped after the last).</summary>
+    public FormatLease Acquire(bool flv) => flv
+        ? Hub.Acquire("flv", () => new FlvPackager(sampleRate))
+        : Hub.Acquire("ts", () => new TsPackager(audio, sampleRate, channels));
     public bool StreamingEnabled { get; set; } = true;
     public PreviewCache? Preview { get; set; }
     /// <summary>The channel's viewer login, the same as RTSP's; null serves everyone.</summary>
@@ -140,12 +143,7 @@ public sealed class HttpLiveServer
     /// <summary>HTTP viewers playing channel <paramref name="channel"/> (1-based) now.</summary>
     public int ViewerCount(int channel) => Volatile.Read(ref _viewers).Count(v => v.Channel == channel && v.Playing);
 
-    public static HttpLiveChannel AddChannel(ChannelHub hub, int port, bool audio, int sampleRate, int channels)
-    {
-        int flv = hub.AddPackager(new FlvPackager(sampleRate));
-        int ts = hub.AddPackager(new TsPackager(audio, sampleRate, channels));
-        return new HttpLiveChannel(hub, port, flv, ts);
-    }
+    public static HttpLiveChannel AddChannel(ChannelHub hub, int port, bool audio, int sampleRate, int channels) => new(hub, port, audio, sampleRate, channels);
 
     /// <summary>Connections per channel port, in all and from one host (the ports bound from now on).</summary>
     public ConnectionLimits Limits { get; set; } = new();
@@ -208,10 +206,11 @@ public sealed class HttpLiveServer
             if (flv) await SocketSend.AllAsync(socket, FlvPreamble(info, channel));
 
             try { socket.SendBufferSize = 512 * 1024; } catch (SocketException) { } // bounds what a stalled viewer holds in the kernel
+            using var format = channel.Acquire(flv);   // declared first: let go after the reader and the last read
             using var reader = channel.Hub.Subscribe($"http {who}", viewerQueueUnits);
             viewer.Playing = true;
             _log.LogInformation("http.play channel={Channel} remote={Remote} format={Format} queued={Queued}", ch, who, flv ? "flv" : "ts", reader.Queued);
-            int slot = flv ? channel.FlvSlot : channel.TsSlot;
+            int slot = format.Slot;
             // The client sends nothing more; its closing is how we learn it left.
             var closed = ConnectionEnd.WaitAsync(connection).ContinueWith(_ => reader.Dispose(), TaskScheduler.Default);
             await PlayAsync(socket, reader, slot, info.HasAudio, viewer);

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
 using Pearl2.Formats.Mp4;
+using Pearl2.Formats.Recording;
 using Pearl2.Formats.Ts;
 
 namespace Pearl2.Services.Recording;
@@ -291,59 +292,9 @@ public static class RecordingRepair
         return keep;
     }
 
-    /// <summary>End of the last complete moof+mdat pair after ftyp and moov; 0 if there is none.</summary>
-    static long Mp4End(SafeFileHandle h, long length)
-    {
-        Span<byte> head = stackalloc byte[16];
-        uint ftyp = FragmentedMp4.Type("ftyp"u8), moov = FragmentedMp4.Type("moov"u8), moof = FragmentedMp4.Type("moof"u8),
-            mdat = FragmentedMp4.Type("mdat"u8), free = FragmentedMp4.Type("free"u8), mfra = FragmentedMp4.Type("mfra"u8);
-        long at = 0, good = 0;
-        bool haveMoov = false, inFragment = false;
-        while (at < length)
-        {
-            int n = RandomAccess.Read(h, head, at);
-            if (!FragmentedMp4.TryReadBoxHeader(head[..n], length - at, out long size, out uint type, out _) || at + size > length) break;
-            if (at == 0 && type != ftyp) return 0;
-            if (type == moov) haveMoov = true;
-            else if (type == moof && haveMoov) inFragment = true;
-            else if (type == mdat && inFragment) { inFragment = false; good = at + size; }
-            else if (type == mfra && !inFragment) { good = at + size; break; }
-            else if (type != ftyp && type != free) break;
-            at += size;
-        }
-        return good;
-    }
+    // The walks themselves are wire formats (Pearl2.Formats.Recording); here is only the file they read.
+    static long Mp4End(SafeFileHandle h, long length) => PlayablePrefix.Mp4((offset, into) => RandomAccess.Read(h, into, offset), length);
 
-    /// <summary>
-    /// Whole packets up to the start of the last video access unit (and the PAT/PMT just before it): its PES has no
-    /// length, so nothing tells whether it is complete. 0 when no complete access unit is left.
-    /// </summary>
-    static long TsEnd(SafeFileHandle h, long length)
-    {
-        const int P = TsMuxer.PacketSize;
-        long packets = length / P;
-        var buf = new byte[P * 1024];
-        long cut = 0, tables = -1;
-        int videoStarts = 0;
-        for (long p = 0; p < packets;)
-        {
-            int want = (int)Math.Min(1024, packets - p) * P;
-            int n = RandomAccess.Read(h, buf.AsSpan(0, want), p * P);
-            for (int i = 0; i + P <= n; i += P, p++)
-            {
-                if (buf[i] != 0x47) return videoStarts >= 2 ? cut : 0;
-                int pid = ((buf[i + 1] & 0x1f) << 8) | buf[i + 2];
-                if ((buf[i + 1] & 0x40) == 0) continue;
-                if (pid == 0) tables = p * P;
-                else if (pid == TsMuxer.VideoPid)
-                {
-                    cut = tables >= 0 && tables >= (p - 2) * P ? tables : p * P;
-                    tables = -1;
-                    videoStarts++;
-                }
-            }
-            if (n < want) break;
-        }
-        return videoStarts >= 2 ? cut : 0;
-    }
+    static long TsEnd(SafeFileHandle h, long length) =>
+        PlayablePrefix.Ts((offset, into) => RandomAccess.Read(h, into, offset), length, new byte[TsMuxer.PacketSize * 1024]);
 }

@@ -57,6 +57,9 @@ public sealed class RtspConnection : IRtcpReceiver
         public bool IsUdp => Udp is not null;
     }
     HubReader? _reader;
+    /// <summary>Our hold on the channel's RTP packaging while we play over TCP, and its slot in each unit.</summary>
+    FormatLease? _rtp;
+    int _slot;
     UdpFanOut.Viewer? _udpViewer;
     Task? _playLoop;
     long _nextSenderReport;
@@ -369,6 +372,8 @@ public sealed class RtspConnection : IRtcpReceiver
             return response;
         }
 
+        _rtp = _channel.AcquireRtp();
+        _slot = _rtp.Slot;
         _reader = _channel.Hub.Subscribe($"rtsp {_remote}", _server.Options.ViewerQueueUnits);
         var info = new List<string>(2);
         var baseUri = baseUrl;
@@ -377,7 +382,7 @@ public sealed class RtspConnection : IRtcpReceiver
             if (_tracks[t] is null) continue;
             var first = _reader.PeekFirst((TrackKind)t);
             if (first is null) continue;
-            long tag = first.SlotTag(_channel.Slot);
+            long tag = first.SlotTag(_slot);
             info.Add($"url={baseUri}/trackID={t};seq={RtpPackager.TagSequence(tag)};rtptime={RtpPackager.TagTimestamp(tag)}");
         }
         if (info.Count > 0) response.Add("RTP-Info", string.Join(",", info));
@@ -423,6 +428,8 @@ public sealed class RtspConnection : IRtcpReceiver
         var loop = _playLoop;
         _playLoop = null;
         if (loop is not null) await loop;
+        _rtp?.Dispose();   // after the last read of its slot
+        _rtp = null;
     }
 
     async Task<RtspResponse> PauseAsync(RtspRequest req)
@@ -460,8 +467,8 @@ public sealed class RtspConnection : IRtcpReceiver
                     {
                         int t = (int)unit.Track;
                         if (_tracks[t] is not { } ch) continue;
-                        var bytes = unit.Slot(_channel.Slot);
-                        long tag = unit.SlotTag(_channel.Slot);
+                        var bytes = unit.Slot(_slot);
+                        long tag = unit.SlotTag(_slot);
                         if (_packetCount[t] == 0)
                         {
                             // A sender report before a track's first packet lets the player place both tracks on one clock from the start.

@@ -28,10 +28,16 @@ public sealed record RtspOptions
 /// <summary>One channel as the RTSP server sees it: its hub, its RTP packaging and its viewers' latency.</summary>
 public sealed class RtspChannel
 {
-    public RtspChannel(ChannelHub hub, int port, RtpPackager packager, int slot, UdpTrackPorts?[] udp)
+    public RtspChannel(ChannelHub hub, int port, RtpPackager packager, UdpTrackPorts?[] udp)
     {
-        Hub = hub; Port = port; Packager = packager; Slot = slot; Udp = udp;
+        Hub = hub; Port = port; Packager = packager; Udp = udp;
     }
+
+    /// <summary>
+    /// A viewer's hold on the channel's RTP packaging: the hub packages units as RTP only while someone plays. The
+    /// packager itself lives as long as the channel, so SSRCs and sequence numbers go on across idle spells.
+    /// </summary>
+    public FormatLease AcquireRtp() => Hub.Acquire("rtp", () => Packager);
 
     /// <summary>Server port pairs for UDP viewers, per track (null when UDP is off).</summary>
     public UdpTrackPorts?[] Udp { get; }
@@ -41,7 +47,6 @@ public sealed class RtspChannel
     public ChannelHub Hub { get; }
     public int Port { get; }
     public RtpPackager Packager { get; }
-    public int Slot { get; }
     public LatencyHistogram Latency { get; set; } = new();
     /// <summary>The same for key frames alone: the biggest units, so they set the tail.</summary>
     public LatencyHistogram KeyFrameLatency { get; set; } = new();
@@ -131,11 +136,10 @@ public sealed class RtspServer : IAsyncDisposable
     public RtspChannel AddChannel(ChannelHub hub, int port, int udpPort)
     {
         var packager = new RtpPackager(Options.MaxRtpPayload);
-        int slot = hub.AddPackager(packager);
         var udp = new UdpTrackPorts?[2];
         if (udpPort > 0)
             for (int t = 0; t < 2; t++) udp[t] = new UdpTrackPorts(udpPort + 2 * t, _log);
-        var ch = new RtspChannel(hub, port, packager, slot, udp);
+        var ch = new RtspChannel(hub, port, packager, udp);
         if (udp[0] is not null) ch.FanOut = new UdpFanOut(ch, _time, _log);
         _channels.Add(ch);
         return ch;

@@ -54,6 +54,9 @@ public sealed class UdpFanOut : IDisposable
     int _iovCapacity = 512;
     Viewer[] _viewers = [];
     HubReader? _reader;
+    /// <summary>The loop's hold on RTP packaging while it has viewers, and the slot it reads.</summary>
+    FormatLease? _rtp;
+    int _slot;
     Task? _loop;
     readonly byte[] _rtcp = new byte[128];
 
@@ -75,6 +78,8 @@ public sealed class UdpFanOut : IDisposable
             if (_reader is null)
             {
                 // The first viewer subscribes the loop to the hub (from its cached key frame); the last one to leave unsubscribes it.
+                _rtp = _channel.AcquireRtp();
+                _slot = _rtp.Slot;
                 var reader = _channel.Hub.Subscribe("udp fan-out", 1024);
                 _reader = reader;
                 _loop = Task.Run(() => LoopAsync(reader));
@@ -86,7 +91,7 @@ public sealed class UdpFanOut : IDisposable
                 if (viewer.Rtp[t] is null) continue;
                 if (viewer.Packets[t] == 0)
                 {
-                    long tag = unit.SlotTag(_channel.Slot);
+                    long tag = unit.SlotTag(_slot);
                     first.Add((t, RtpPackager.TagSequence(tag), RtpPackager.TagTimestamp(tag)));
                     viewer.LastPts[t] = unit.Pts;
                     SendReport(viewer, t);
@@ -109,6 +114,9 @@ public sealed class UdpFanOut : IDisposable
                 reader.Dispose();
                 _reader = null;
                 _gop.Clear();
+                // The loop reads slots only under this lock and checks the reader first: nothing reads the slot after this.
+                _rtp?.Dispose();
+                _rtp = null;
             }
         }
     }
@@ -153,8 +161,8 @@ public sealed class UdpFanOut : IDisposable
     unsafe void SendUnit(MediaUnit unit, Viewer[] viewers)
     {
         int t = (int)unit.Track;
-        var bytes = unit.Slot(_channel.Slot).Span;
-        int packets = RtpPackager.TagPackets(unit.SlotTag(_channel.Slot));
+        var bytes = unit.Slot(_slot).Span;
+        int packets = RtpPackager.TagPackets(unit.SlotTag(_slot));
         int payloadBytes = bytes.Length - packets * (RtpHeader.Size + InterleavedFrame.HeaderSize);
         if (packets > _iovCapacity)
         {
@@ -208,6 +216,8 @@ public sealed class UdpFanOut : IDisposable
             _reader?.Dispose();
             _gop.Clear();
             _viewers = [];
+            _rtp?.Dispose();
+            _rtp = null;
         }
         try { _loop?.Wait(2000); } catch (AggregateException) { }
         NativeMemory.Free(_msgs);

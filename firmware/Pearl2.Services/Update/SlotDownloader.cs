@@ -1,8 +1,8 @@
-using System.Buffers.Binary;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Logging;
+using Pearl2.Formats.Ext4;
 using Pearl2.Formats.Update;
 
 namespace Pearl2.Services.Update;
@@ -255,15 +255,9 @@ public sealed class SlotDownloader(HttpClient http, TimeProvider time, ILogger l
     /// <summary>The size of the ext2/3/4 file system at the start of <paramref name="slot"/> (its superblock), or null.</summary>
     public static async ValueTask<long?> FileSystemBytesAsync(Stream slot, byte[] scratch, CancellationToken ct)
     {
-        slot.Position = 1024;
-        if (await slot.ReadAtLeastAsync(scratch.AsMemory(0, 1024), 1024, throwOnEndOfStream: false, ct) < 1024) return null;
-        var sb = scratch.AsSpan(0, 1024);
-        if (BinaryPrimitives.ReadUInt16LittleEndian(sb[0x38..]) != 0xEF53) return null;   // s_magic
-        long blocks = BinaryPrimitives.ReadUInt32LittleEndian(sb[0x04..]);                 // s_blocks_count_lo
-        if ((BinaryPrimitives.ReadUInt32LittleEndian(sb[0x60..]) & 0x80) != 0)              // INCOMPAT_64BIT
-            blocks |= (long)BinaryPrimitives.ReadUInt32LittleEndian(sb[0x150..]) << 32;     // s_blocks_count_hi
-        int logBlock = (int)BinaryPrimitives.ReadUInt32LittleEndian(sb[0x18..]);            // s_log_block_size
-        return logBlock is >= 0 and <= 6 && blocks > 0 ? blocks << (10 + logBlock) : null;
+        slot.Position = Ext4Superblock.Offset;
+        if (await slot.ReadAtLeastAsync(scratch.AsMemory(0, Ext4Superblock.Size), Ext4Superblock.Size, throwOnEndOfStream: false, ct) < Ext4Superblock.Size) return null;
+        return Ext4Superblock.FileSystemBytes(scratch.AsSpan(0, Ext4Superblock.Size));
     }
 
     /// <summary>Reads <paramref name="length"/> bytes at <paramref name="offset"/>; false when the slot ends before.</summary>
