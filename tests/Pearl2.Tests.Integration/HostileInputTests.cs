@@ -239,14 +239,29 @@ public sealed partial class HostileInputTests(ITestOutputHelper output) : IAsync
         var limit = await Peers.RunAsync("prlimit", ["--pid", _device.Pid.ToString(), $"--nofile={inUse + 40}:{inUse + 40}"], TimeSpan.FromSeconds(10));
         Assert.Equal(0, limit.ExitCode);
         var flood = new List<System.Net.Sockets.TcpClient>();
+        using var stopKeepAlive = new CancellationTokenSource();
+        Task? keepAlive = null;
         try
         {
+            // RTSP connections that send OPTIONS every two seconds: the device keeps every one it accepted (none is idle, so
+            // none is closed to free its descriptor), and the rest wait in the listen queue. Descriptors stay used up
+            // for as long as the test wants, not until the next idle close frees a few and the backlog takes them again.
             for (int i = 0; i < 200; i++)
             {
                 var t = new System.Net.Sockets.TcpClient();
-                await t.ConnectAsync("127.0.0.1", i % 2 == 0 ? _device.RtspBase : _http);
+                await t.ConnectAsync("127.0.0.1", _device.RtspBase);
                 flood.Add(t);
             }
+            keepAlive = Task.Run(async () =>
+            {
+                var options = Encoding.ASCII.GetBytes($"OPTIONS rtsp://127.0.0.1:{_device.RtspBase}/stream.sdp RTSP/1.0\r\nCSeq: 1\r\n\r\n");
+                while (!stopKeepAlive.IsCancellationRequested)
+                {
+                    foreach (var t in flood)
+                        try { t.Client.Send(options); } catch (System.Net.Sockets.SocketException) { }
+                    try { await Task.Delay(2000, stopKeepAlive.Token); } catch (OperationCanceledException) { }
+                }
+            });
             await _device.WaitForLogAsync("Too many open files", TimeSpan.FromSeconds(20));
             // While out of descriptors the control client answers within its time limit, never hangs.
             var during = await Peers.RunAsync(Peers.Pearl2d, ["status", "--data-dir", _device.DataDir], TimeSpan.FromSeconds(40));
@@ -257,6 +272,8 @@ public sealed partial class HostileInputTests(ITestOutputHelper output) : IAsync
         }
         finally
         {
+            stopKeepAlive.Cancel();
+            if (keepAlive is not null) await keepAlive;
             foreach (var t in flood) t.Dispose();
             await Peers.RunAsync("prlimit", ["--pid", _device.Pid.ToString(), "--nofile=65536:65536"], TimeSpan.FromSeconds(10));
         }
@@ -281,6 +298,7 @@ public sealed partial class HostileInputTests(ITestOutputHelper output) : IAsync
         // A bounded log: a line when accepting starts failing and one when it recovers per listener, not one per try.
         int added = _device.Log.Split('\n').Length - linesBefore;
         output.WriteLine($"log lines during the episode: {added}");
+        foreach (var line in _device.Log.Split('\n').Where(l => l.Contains("accept."))) output.WriteLine(line);
         Assert.InRange(_device.CountInLog("accept.failing"), 1, 6);
         await _device.WaitForLogAsync("accept.recovered listener=control", TimeSpan.FromSeconds(10));
         Assert.True(added < 600, $"{added} log lines");
