@@ -1,3 +1,4 @@
+using Pearl2.Formats;
 using System.Buffers.Binary;
 using System.Security.Cryptography;
 using System.Text;
@@ -75,7 +76,7 @@ public sealed class ViewerAuth(TimeProvider time, TimeSpan nonceLifetime, LoginT
     /// The check every door makes: a <c>token=</c> query parameter when there is one (web players), else the
     /// Authorization header (Digest, or Basic when allowed).
     /// </summary>
-    public AuthOutcome Authorize(RtspRequest req, int channel, ViewerCredentials creds, AuthPeer peer, out string? user, out string? reason)
+    public AuthOutcome Authorize(IRequestHead req, int channel, ViewerCredentials creds, AuthPeer peer, out string? user, out string? reason)
     {
         if (req.Query("token") is { } token)
         {
@@ -159,13 +160,13 @@ public sealed class ViewerAuth(TimeProvider time, TimeSpan nonceLifetime, LoginT
     /// The Authorization header of <paramref name="req"/> against <paramref name="creds"/>, for a request that came on
     /// <paramref name="peer"/>'s connection. Failures count against the peer's address (<see cref="LoginThrottle"/>).
     /// </summary>
-    public AuthOutcome Check(RtspRequest req, ViewerCredentials creds, AuthPeer peer, out string? user, out string? reason)
+    public AuthOutcome Check(IRequestHead req, ViewerCredentials creds, AuthPeer peer, out string? user, out string? reason)
     {
         var outcome = CheckHeader(req, creds, peer.Connection, out user, out reason);
         return Throttle.Record(peer.Address, outcome);
     }
 
-    AuthOutcome CheckHeader(RtspRequest req, ViewerCredentials creds, long connection, out string? user, out string? reason)
+    AuthOutcome CheckHeader(IRequestHead req, ViewerCredentials creds, long connection, out string? user, out string? reason)
     {
         user = null; reason = null;
         var value = req["Authorization"];
@@ -242,7 +243,7 @@ public sealed class ViewerAuth(TimeProvider time, TimeSpan nonceLifetime, LoginT
     }
 
     /// <summary>Whether the Authorization of <paramref name="req"/> (the one just accepted) is Basic.</summary>
-    public static bool IsBasic(RtspRequest req) =>
+    public static bool IsBasic(IRequestHead req) =>
         req.Query("token") is null && req["Authorization"] is { } a && a.TrimStart().StartsWith("Basic", StringComparison.OrdinalIgnoreCase);
 
     static bool Same(string a, string b) => CryptographicOperations.FixedTimeEquals(Encoding.UTF8.GetBytes(a), Encoding.UTF8.GetBytes(b));

@@ -1,6 +1,8 @@
 using System.Buffers;
 using System.Text;
 using Pearl2.Formats.Codecs;
+using Pearl2.Formats.Ext4;
+using Pearl2.Formats.Http;
 using Pearl2.Formats.Rtp;
 using Pearl2.Formats.Rtsp;
 using Pearl2.Formats.Sdp;
@@ -24,7 +26,22 @@ public static class FuzzTargets
         ["authorization"] = b => AuthorizationHeader.TryParse(Text(b), out _),
         ["h264"] = H264,
         ["rtp"] = b => RtpHeader.TryParse(b, out _, out _),
+        ["http-request"] = HttpRequests,
+        ["ext4-superblock"] = b => Ext4Superblock.FileSystemBytes(b),
     };
+
+    /// <summary>As the HTTP stream ports read them: one head after another, each parse passing over what it read.</summary>
+    static void HttpRequests(byte[] data)
+    {
+        var seq = new ReadOnlySequence<byte>(data);
+        for (int guard = 0; guard < 256 && !seq.IsEmpty; guard++)
+        {
+            var status = HttpRequestParser.TryParse(seq, out var head, out long consumed, out _);
+            if (status == RtspParseStatus.Complete) { _ = head!.Path; _ = head.Query("token"); _ = head["Authorization"]; }
+            if (consumed == 0) break;
+            seq = seq.Slice(consumed);
+        }
+    }
 
     static string Text(byte[] b) => Encoding.Latin1.GetString(b);
 

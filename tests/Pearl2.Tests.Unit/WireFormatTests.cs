@@ -1,6 +1,10 @@
+using System.Buffers;
 using System.Buffers.Binary;
+using System.Text;
 using Pearl2.Formats.Ext4;
+using Pearl2.Formats.Http;
 using Pearl2.Formats.Recording;
+using Pearl2.Formats.Rtsp;
 using Xunit;
 
 namespace Pearl2.Tests.Unit;
@@ -77,5 +81,49 @@ public class WireFormatTests
         Assert.Equal(0, PlayablePrefix.Mp4(Over([.. Box("moov", 20), .. Box("moof", 12)]), 48)); // no ftyp first: not ours
         byte[] finished = [.. file, .. Box("mfra", 16)];
         Assert.Equal(finished.Length, PlayablePrefix.Mp4(Over(finished), finished.Length));
+    }
+
+    static (RtspParseStatus Status, HttpRequestHead? Head, long Consumed, string? Error) Http(string text)
+    {
+        var status = HttpRequestParser.TryParse(new ReadOnlySequence<byte>(Encoding.ASCII.GetBytes(text)), out var head, out long consumed, out var error);
+        return (status, head, consumed, error);
+    }
+
+    [Fact]
+    public void HttpRequestHeadsAsRfc9112WritesThem()
+    {
+        // RFC 9112 §3.2's example request, as curl sends it.
+        const string Example = "GET /hello.txt HTTP/1.1\r\nUser-Agent: curl/7.64.1\r\nHost: www.example.com\r\nAccept-Language: en, mi\r\n\r\n";
+        var (status, head, consumed, _) = Http(Example + "body bytes are the caller's");
+        Assert.Equal(RtspParseStatus.Complete, status);
+        Assert.Equal(Example.Length, consumed);
+        Assert.Equal(("GET", "/hello.txt", "HTTP/1.1", "/hello.txt"), (head!.Method, head.Uri, head.Version, head.Path));
+        Assert.Equal("www.example.com", head["host"]);
+        Assert.Equal("en, mi", head["Accept-Language"]);
+        Assert.Equal(3, head.Headers.Count);
+
+        // Absolute-form (RFC 9112 §3.2.2), a query, HTTP/1.0.
+        (status, head, _, _) = Http("HEAD http://192.0.2.1:8000/stream.ts?token=a%2Bb&x HTTP/1.0\r\n\r\n");
+        Assert.Equal(RtspParseStatus.Complete, status);
+        Assert.Equal(("/stream.ts", "a+b", "", (string?)null), (head!.Path, head.Query("token"), head.Query("x"), head.Query("y")));
+
+        Assert.Equal(RtspParseStatus.Incomplete, Http("GET / HTTP/1.1\r\nHost: d\r\n").Status);
+        Assert.Equal(RtspParseStatus.TooLarge, Http("GET / HTTP/1.1\r\nX: " + new string('a', 9000)).Status);
+    }
+
+    [Theory]
+    [InlineData("GET / HTTP/1.1\r\nHost : d\r\n\r\n", "malformed header line")]               // whitespace before the colon (§5.1)
+    [InlineData("GET / HTTP/1.1\r\nX-A: 1\r\n  folded\r\n\r\n", "malformed header line")]     // obs-fold (§5.2)
+    [InlineData("GET / HTTP/2.0\r\n\r\n", "protocol is not HTTP/1.0 or HTTP/1.1")]
+    [InlineData("DESCRIBE / RTSP/1.0\r\nCSeq: 1\r\n\r\n", "protocol is not HTTP/1.0 or HTTP/1.1")] // RTSP is not HTTP
+    [InlineData("GET /\r\n\r\n", "request line is not 'METHOD TARGET HTTP/1.1'")]
+    [InlineData("G(T / HTTP/1.1\r\n\r\n", "method is not a token")]
+    [InlineData("GET /a b HTTP/1.1\r\n\r\n", "protocol is not HTTP/1.0 or HTTP/1.1")]
+    public void MalformedHttpHeadsAreRefusedWithTheReason(string text, string reason)
+    {
+        var (status, _, consumed, error) = Http(text);
+        Assert.Equal(RtspParseStatus.Malformed, status);
+        Assert.Equal(reason, error);
+        Assert.Equal(text.Length, consumed);   // the bad head is passed over whole
     }
 }

@@ -6,7 +6,7 @@ namespace Pearl2.Formats.Rtsp;
 public enum RtspParseStatus { Incomplete, Complete, Malformed, TooLarge }
 
 /// <summary>One parsed RTSP/1.0 request (RFC 2326 §6). Control plane: strings are fine here.</summary>
-public sealed class RtspRequest
+public sealed class RtspRequest : IRequestHead
 {
     public required string Method { get; init; }
     public required string Uri { get; init; }
@@ -117,6 +117,14 @@ public static class RtspRequestParser
     }
 
     static RtspParseStatus ParseHead(ReadOnlySpan<byte> head, bool allowHttp, out string? method, out string? uri, out string? version,
+        out List<KeyValuePair<string, string>>? headers, out int cseq, out int contentLength, out string? error) =>
+        ParseHead(head, v => v.StartsWith("RTSP/"u8) || (allowHttp && v.StartsWith("HTTP/1."u8)), "protocol is not RTSP", "request line is not 'METHOD URI RTSP/1.0'",
+            out method, out uri, out version, out headers, out cseq, out contentLength, out error);
+
+    internal delegate bool VersionCheck(ReadOnlySpan<byte> version);
+
+    /// <summary>The request line and header fields shared by RTSP and HTTP (the tokens of RFC 9110 §5.6.2, no obs-fold).</summary>
+    internal static RtspParseStatus ParseHead(ReadOnlySpan<byte> head, VersionCheck versionOk, string badVersion, string badLine, out string? method, out string? uri, out string? version,
         out List<KeyValuePair<string, string>>? headers, out int cseq, out int contentLength, out string? error)
     {
         method = uri = version = null; headers = null; cseq = -1; contentLength = 0; error = null;
@@ -126,13 +134,13 @@ public static class RtspRequestParser
 
         int sp1 = line.IndexOf((byte)' ');
         int sp2 = sp1 < 0 ? -1 : line[(sp1 + 1)..].IndexOf((byte)' ');
-        if (sp1 <= 0 || sp2 <= 0) { error = "request line is not 'METHOD URI RTSP/1.0'"; return RtspParseStatus.Malformed; }
+        if (sp1 <= 0 || sp2 <= 0) { error = badLine; return RtspParseStatus.Malformed; }
         sp2 += sp1 + 1;
         var m = line[..sp1];
         var u = line[(sp1 + 1)..sp2];
         var v = line[(sp2 + 1)..];
         if (!IsToken(m)) { error = "method is not a token"; return RtspParseStatus.Malformed; }
-        if (!v.StartsWith("RTSP/"u8) && !(allowHttp && v.StartsWith("HTTP/1."u8))) { error = "protocol is not RTSP"; return RtspParseStatus.Malformed; }
+        if (!versionOk(v)) { error = badVersion; return RtspParseStatus.Malformed; }
         if (u.Length == 0 || u.ContainsAnyInRange((byte)0, (byte)0x20) || u.Contains((byte)0x7f)) { error = "bad request URI"; return RtspParseStatus.Malformed; }
         method = Encoding.ASCII.GetString(m);
         uri = Encoding.UTF8.GetString(u);
@@ -164,7 +172,7 @@ public static class RtspRequestParser
         return RtspParseStatus.Complete;
     }
 
-    static bool IsToken(ReadOnlySpan<byte> s)
+    internal static bool IsToken(ReadOnlySpan<byte> s)
     {
         if (s.IsEmpty) return false;
         foreach (byte b in s)

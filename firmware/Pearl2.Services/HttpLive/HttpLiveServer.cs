@@ -9,6 +9,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Pearl2.Formats.Flv;
+using Pearl2.Formats.Http;
 using Pearl2.Formats.Rtsp;
 using Pearl2.Media;
 
@@ -165,7 +166,7 @@ public sealed class HttpLiveServer
         lock (_viewersLock) _viewers = [.. _viewers, viewer];
         try
         {
-            var (status, request, _) = await RequestHead.ReadAsync(connection);
+            var (status, request, _) = await RequestHead.ReadHttpAsync(connection);
             if (status != RtspParseStatus.Complete || !request!.Version.StartsWith("HTTP/1.", StringComparison.Ordinal))
             {
                 if (status != RtspParseStatus.Incomplete) await Reply(socket, status == RtspParseStatus.TooLarge ? "431 Request Header Fields Too Large" : "400 Bad Request");
@@ -263,7 +264,7 @@ public sealed class HttpLiveServer
         return buf[..n];
     }
 
-    async Task PreviewAsync(Socket socket, HttpLiveChannel channel, RtspRequest request)
+    async Task PreviewAsync(Socket socket, HttpLiveChannel channel, HttpRequestHead request)
     {
         if (channel.Preview is null) { await Reply(socket, "404 Not Found"); return; }
         int? width = null;
@@ -283,7 +284,7 @@ public sealed class HttpLiveServer
     }
 
     /// <summary>True when the request may go on; otherwise the 401 (challenges, or the token's refusal) has been sent.</summary>
-    async Task<bool> AuthorizeAsync(Socket socket, RtspRequest request, HttpLiveChannel channel, ViewerCredentials creds, PeerAddress peer, bool tokenAllowed)
+    async Task<bool> AuthorizeAsync(Socket socket, HttpRequestHead request, HttpLiveChannel channel, ViewerCredentials creds, PeerAddress peer, bool tokenAllowed)
     {
         int ch = channel.Hub.Index + 1;
         string who = peer.ToString();
@@ -318,7 +319,7 @@ public sealed class HttpLiveServer
     }
 
     /// <summary>GET /token: a short-lived view token for this channel's streams and preview, as JSON (the login was checked).</summary>
-    async Task TokenAsync(Socket socket, RtspRequest request, HttpLiveChannel channel)
+    async Task TokenAsync(Socket socket, HttpRequestHead request, HttpLiveChannel channel)
     {
         int ch = channel.Hub.Index + 1;
         var token = _auth.IssueToken(ch, channel.Credentials, out var expires);
@@ -330,7 +331,7 @@ public sealed class HttpLiveServer
     }
 
     /// <summary>GET /: a small page that names the channel, links its streams and plays it with the device's own mpegts.js.</summary>
-    async Task PageAsync(Socket socket, RtspRequest request, HttpLiveChannel channel, ConnectionContext connection)
+    async Task PageAsync(Socket socket, HttpRequestHead request, HttpLiveChannel channel, ConnectionContext connection)
     {
         var local = PeerAddress.Of(connection.LocalEndPoint).Address?.ToString() ?? "HOST";
         var html = WebFiles.IndexHtml
@@ -341,13 +342,13 @@ public sealed class HttpLiveServer
         await Ok(socket, request, "text/html; charset=utf-8", Encoding.UTF8.GetBytes(html));
     }
 
-    static async Task StaticAsync(Socket socket, RtspRequest request, string type, byte[] plain, byte[] gzip)
+    static async Task StaticAsync(Socket socket, HttpRequestHead request, string type, byte[] plain, byte[] gzip)
     {
         bool gz = request["Accept-Encoding"]?.Contains("gzip", StringComparison.OrdinalIgnoreCase) == true;
         await Ok(socket, request, type, gz ? gzip : plain, gz ? "Content-Encoding: gzip\r\nCache-Control: max-age=86400\r\n" : "Cache-Control: max-age=86400\r\n");
     }
 
-    static Task Ok(Socket socket, RtspRequest request, string type, byte[] body, string? extra = null)
+    static Task Ok(Socket socket, HttpRequestHead request, string type, byte[] body, string? extra = null)
     {
         var head = Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nServer: pearl2d\r\nContent-Type: {type}\r\nContent-Length: {body.Length}\r\n{extra ?? "Cache-Control: no-store\r\n"}Connection: close\r\n");
         return SocketSend.AllAsync(socket, Join(head, Cors.ToArray(), "\r\n"u8.ToArray(), request.Method == "GET" ? body : [])).AsTask();
