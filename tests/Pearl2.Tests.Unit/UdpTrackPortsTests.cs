@@ -88,4 +88,21 @@ public sealed class UdpTrackPortsTests : IDisposable
         _ports.Unregister(_clientAddress, viewer);
         Assert.Equal(0, _ports.AddressCount);
     }
+
+    [Fact]
+    public void APairThatCannotBindWholeGivesBackTheHalfItBound()
+    {
+        // Hold an odd port, then ask for the pair below it: the RTP half binds, the RTCP half cannot.
+        using var holder = new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp) { DualMode = true };
+        int rtp = 0;
+        for (int attempt = 0; attempt < 50 && rtp == 0; attempt++)
+        {
+            int even = Random.Shared.Next(15000, 19000) * 2;
+            try { holder.Bind(new IPEndPoint(IPAddress.IPv6Any, even + 1)); rtp = even; } catch (SocketException) { }
+        }
+        Assert.NotEqual(0, rtp);
+        Assert.Throws<SocketException>(() => new UdpTrackPorts(rtp, NullLogger.Instance));
+        using var again = new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp) { DualMode = true };
+        again.Bind(new IPEndPoint(IPAddress.IPv6Any, rtp));   // the RTP port was given back
+    }
 }

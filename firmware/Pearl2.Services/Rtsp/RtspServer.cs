@@ -138,7 +138,14 @@ public sealed class RtspServer : IAsyncDisposable
         var packager = new RtpPackager(Options.MaxRtpPayload);
         var udp = new UdpTrackPorts?[2];
         if (udpPort > 0)
-            for (int t = 0; t < 2; t++) udp[t] = new UdpTrackPorts(udpPort + 2 * t, _log);
+        {
+            try { for (int t = 0; t < 2; t++) udp[t] = new UdpTrackPorts(udpPort + 2 * t, _log); }
+            catch
+            {
+                udp[0]?.Dispose();   // the video pair bound, the audio pair did not: give the first back
+                throw;
+            }
+        }
         var ch = new RtspChannel(hub, port, packager, udp);
         if (udp[0] is not null) ch.FanOut = new UdpFanOut(ch, _time, _log);
         _channels.Add(ch);

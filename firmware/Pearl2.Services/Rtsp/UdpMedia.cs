@@ -33,7 +33,12 @@ public sealed class UdpTrackPorts : IDisposable
         _log = log;
         RtpPort = rtpPort;
         Rtp = Bind(rtpPort);
-        Rtcp = Bind(rtpPort + 1);
+        try { Rtcp = Bind(rtpPort + 1); }
+        catch
+        {
+            Rtp.Dispose();   // the pair binds whole or not at all
+            throw;
+        }
         new Thread(() => Drain(Rtp, false), 64 * 1024) { IsBackground = true, Name = $"udp-{rtpPort}" }.Start();
         new Thread(() => Drain(Rtcp, true), 64 * 1024) { IsBackground = true, Name = $"udp-{rtpPort + 1}" }.Start();
     }
