@@ -60,6 +60,7 @@ public sealed class RecorderTests : IDisposable
         Until(() => hub.ReaderCount == 1);                   // the recorder reads from the cached GOP on
         Publish(12 * Fps - 1);                               // 12 s of pictures
         Until(() => { lock (finished) return finished.Count == 2; });
+        Until(() => hub.Readers.All(r => r.Queued == 0));    // every picture read (a stop drops what is still queued)
         await recorder.StopAsync();
 
         Assert.Equal(3, finished.Count);
