@@ -45,9 +45,14 @@ public sealed class LineLoggerProvider : ILoggerProvider
         LogLevel.Warning => "warn", LogLevel.Error => "fail", _ => "crit",
     };
 
+    /// <summary>Also keeps the last lines for the admin panel's live log, when set.</summary>
+    public Pearl2.Services.RecentLog? Recent { get; init; }
+
     internal void Add(LogLevel level, string category, string message)
     {
-        if (!_lines.Writer.TryWrite(Format(level, category, message))) Interlocked.Increment(ref _dropped);
+        var line = Format(level, category, message);
+        Recent?.Add(line.TrimEnd('\n'));
+        if (!_lines.Writer.TryWrite(line)) Interlocked.Increment(ref _dropped);
     }
 
     internal bool Enabled(LogLevel level, string category) =>

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
@@ -7,6 +8,7 @@ using Pearl2.Media.Encoders;
 using Pearl2.Media.FFmpeg;
 using Pearl2.Formats.Update;
 using Pearl2.Services;
+using Pearl2.Services.Admin;
 using Pearl2.Services.Configuration;
 using Pearl2.Services.Update;
 using System.Security.Cryptography;
@@ -101,7 +103,7 @@ namespace Pearl2.Host
 
             int offset;
             if (offsetArg is null) offset = 0;
-            else if (offsetArg == "auto") offset = CanBind(config.Rtsp.Port) && CanBind(config.Http.Port) ? 0 : 10000;
+            else if (offsetArg == "auto") offset = CanBind(config.Rtsp.Port) && CanBind(config.Http.Port) && (!config.Admin.Enabled || CanBind(config.Admin.Port)) ? 0 : 10000;
             else if (!int.TryParse(offsetArg, out offset) || offset < 0) { Console.Error.WriteLine($"pearl2d: --port-offset: '{offsetArg}' is not a number from 0 (or auto)"); return 2; }
             // Every listener, the offset included, from one plan: a port past 65535 or taken twice is refused here.
             var ports = PortPlan.Of(config, offset);
@@ -127,7 +129,8 @@ namespace Pearl2.Host
             }
 
             // One line per event, without event ids: what journalctl shows an operator.
-            using var logOutput = new LineLoggerProvider(Console.Out, TimeProvider.System, LogLevel.Information);   // disposed last: flushes the final lines
+            var recentLog = new RecentLog();
+            using var logOutput = new LineLoggerProvider(Console.Out, TimeProvider.System, LogLevel.Information) { Recent = recentLog };   // disposed last: flushes the final lines
             using var loggers = LoggerFactory.Create(b => b.AddProvider(logOutput).SetMinimumLevel(LogLevel.Information));
             var log = loggers.CreateLogger("pearl2d");
             var slots = slotsDir is not null && bootedSlot is not null ? new FileBootControl(slotsDir, bootedSlot, () => { }) : null;
@@ -171,8 +174,31 @@ namespace Pearl2.Host
                 _ = Task.Delay(500).ContinueWith(_ => stop.TrySetResult(), TaskScheduler.Default);
             }
             if (slotsDir is not null) device.RebootHandler = _ => Reboot();
+            // Switching off: on a board, the system powers off; on a host, pearl2d stops.
+            device.ShutdownHandler = by => Task.Delay(500).ContinueWith(_ =>
+            {
+                if (board.Slots.Kind != "none") Process.Start("/usr/bin/systemctl", "poweroff");
+                stop.TrySetResult();
+            }, TaskScheduler.Default);
             var updater = StartUpdater(config.Update, board, running, slotsDir, bootedSlot, cmdlineSlot, dataDir, device, loggers, log, Reboot);
             device.Updater = updater;
+            AdminServer? admin = null;
+            if (store.Ports.AdminPort != 0)
+            {
+                try
+                {
+                    admin = await StartAdminAsync(store, device, dataDir, recentLog, loggers);
+                    device.SetupPending = () => admin.SetupPending;
+                }
+                catch (IOException e)
+                {
+                    log.LogCritical("pearl2d.listen_failed error=\"{Error}\"", e.Message);
+                    if (updater is not null) await updater.DisposeAsync();
+                    if (panel is not null) await panel.DisposeAsync();
+                    await device.DisposeAsync();
+                    return 5;
+                }
+            }
             var control = new ControlSocket(Path.Combine(dataDir, ControlSocket.FileName), device, device.Library, panel, loggers.CreateLogger("Pearl2.Control"));
             log.LogInformation("pearl2d.ready control={Control}", Path.Combine(dataDir, ControlSocket.FileName));
             using var systemd = new SystemdNotifier();
@@ -195,6 +221,7 @@ namespace Pearl2.Host
             systemd.Notify("STOPPING=1");
             await store.QuiesceAsync();
             await control.DisposeAsync();
+            if (admin is not null) await admin.DisposeAsync();
             if (updater is not null) await updater.DisposeAsync();
             if (panel is not null) await panel.DisposeAsync();
             await device.DisposeAsync();
@@ -329,6 +356,39 @@ namespace Pearl2.Host
             updater.Start(() => device.Healthy);
             log.LogInformation("update.started url={Url} board={Board} running={Running} slot={Slot} interval_s={Interval}", c.Url, board.Name, running, setup.Boot.Booted, c.IntervalSeconds);
             return updater;
+        }
+
+        /// <summary>The admin panel and REST API on the port plan's admin ports; a port that cannot be bound is an IOException naming it.</summary>
+        static async Task<AdminServer> StartAdminAsync(ConfigStore store, Device device, string dataDir, RecentLog recentLog, ILoggerFactory loggers)
+        {
+            var time = TimeProvider.System;
+            var adminLog = loggers.CreateLogger("Pearl2.Admin");
+            var audit = new AuditLog(Path.Combine(dataDir, "audit.log"), loggers.CreateLogger("Pearl2.Audit"), time);
+            var settings = store.Current.Admin;
+            int http = store.Ports.AdminPort, https = store.Ports.AdminHttpsPort;
+            var context = new AdminContext
+            {
+                Device = device,
+                Store = store,
+                Library = device.Library,
+                Users = new AdminUsers(Path.Combine(dataDir, "users.json"), audit, time),
+                Sessions = new AdminSessions(time, TimeSpan.FromMinutes(settings.SessionIdleMinutes), TimeSpan.FromHours(settings.SessionMaxHours)),
+                Throttle = new LoginThrottle(time, adminLog),
+                Audit = audit,
+                Certificate = https != 0 ? new AdminCertificate(dataDir, Environment.MachineName, HostAddresses.All(), adminLog) : null,
+                RecentLog = recentLog,
+                Time = time,
+                DataDir = dataDir,
+                HostAddress = HostAddresses.Primary,
+            };
+            try { return await AdminServer.StartAsync(context, http, https, loggers); }
+            catch (Exception e) when (e is IOException or SocketException or Microsoft.AspNetCore.Connections.AddressInUseException)
+            {
+                bool inUse = e is Microsoft.AspNetCore.Connections.AddressInUseException || e.InnerException is Microsoft.AspNetCore.Connections.AddressInUseException
+                    || e is SocketException { SocketErrorCode: SocketError.AddressAlreadyInUse };
+                bool denied = e is SocketException { SocketErrorCode: SocketError.AccessDenied } || e.InnerException is SocketException { SocketErrorCode: SocketError.AccessDenied };
+                throw new IOException($"admin panel: port {http}{(https != 0 ? $" or {https}" : "")}: " + (inUse ? "already in use by another program" : denied ? "needs privileges (use --port-offset N or auto)" : e.Message), e);
+            }
         }
 
         static bool CanBind(int port)

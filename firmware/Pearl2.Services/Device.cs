@@ -218,6 +218,9 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
             _log.LogWarning("config.needs_restart field=rtsp reason=\"RTSP ports and limits change at the next start\"");
         if (next.Http.Port != _config.Http.Port)
             _log.LogWarning("config.needs_restart field=http.port reason=\"HTTP ports change at the next start\"");
+        if ((next.Admin.Enabled, next.Admin.Port, next.Admin.HttpsPort, next.Admin.SessionIdleMinutes, next.Admin.SessionMaxHours)
+            != (_started.Admin.Enabled, _started.Admin.Port, _started.Admin.HttpsPort, _started.Admin.SessionIdleMinutes, _started.Admin.SessionMaxHours))
+            _log.LogWarning("config.needs_restart field=admin reason=\"the admin panel's ports and session lengths change at the next start\"");
         while (_channels.Count > next.Channels.Count)
         {
             await StopChannelAsync(_channels[^1], "removed from the config");
@@ -288,7 +291,10 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
 
     DeviceState EffectiveState => _view.Any(c => c.Pipeline.Fault is not null) ? DeviceState.Fatal : State;
 
-    PanelStatus IPanelActions.Status => new(EffectiveState, IsRecording, RecordingFault, IsStreaming);
+    PanelStatus IPanelActions.Status => new(EffectiveState, IsRecording, RecordingFault, IsStreaming, SetupPending?.Invoke() ?? false);
+
+    /// <summary>True while the admin panel waits for its first password (the display says so).</summary>
+    public Func<bool>? SetupPending { get; set; }
 
     public int ChannelCount => _view.Length;
 
@@ -382,6 +388,23 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
         if (RebootHandler is not { } reboot) throw new InvalidOperationException("this device cannot restart itself (no boot control)");
         _log.LogInformation("device.reboot by={By}", by);
         reboot(by);
+    }
+
+    /// <summary>How this device switches off (the composition root knows).</summary>
+    public Action<string>? ShutdownHandler { get; set; }
+
+    public void Shutdown(string by)
+    {
+        if (ShutdownHandler is not { } off) throw new InvalidOperationException("this device cannot switch itself off");
+        _log.LogInformation("device.shutdown by={By}", by);
+        off(by);
+    }
+
+    public async Task<byte[]?> PreviewAsync(int channel, int? width)
+    {
+        var c = Selected(channel).Single();
+        if (c.Get<HttpLiveChannelService.Attachment>()?.Channel.Preview is not { } preview) return null;
+        return (await preview.GetAsync(width))?.Jpeg;
     }
 
     public Task<ConfigChange> ApplyConfigAsync(FirmwareConfig next, string by)

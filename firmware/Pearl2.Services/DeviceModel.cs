@@ -7,7 +7,7 @@ namespace Pearl2.Services;
 public enum DeviceState { Starting, Ready, Updating, Fatal }
 
 /// <summary>What the panel shows; read on every tick, so any part of the device can change it without events.</summary>
-public readonly record struct PanelStatus(DeviceState State, bool Recording, bool RecordingFault, bool Streaming);
+public readonly record struct PanelStatus(DeviceState State, bool Recording, bool RecordingFault, bool Streaming, bool SetupPending = false);
 
 /// <summary>A channel's recorder: its state, the file it writes, and why it stopped when it failed.</summary>
 public sealed record RecorderStatus(RecorderState State, string? CurrentFile, DateTimeOffset? StartedAt, string? LastError);
@@ -46,6 +46,10 @@ public interface IDeviceControl
     Task<string> CheckForUpdateAsync(CancellationToken ct);
     /// <summary>Restarts the device (the host simulation: the boot loader runs again).</summary>
     void Reboot(string by);
+    /// <summary>Switches the device off (the host simulation: pearl2d stops).</summary>
+    void Shutdown(string by);
     /// <summary>Validates, saves and applies a whole new config; refused whole with every reason.</summary>
     Task<ConfigChange> ApplyConfigAsync(FirmwareConfig next, string by);
+    /// <summary>The channel's latest picture as a JPEG about <paramref name="width"/> wide; null while it shows nothing yet.</summary>
+    Task<byte[]?> PreviewAsync(int channel, int? width);
 }

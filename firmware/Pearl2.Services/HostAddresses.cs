@@ -17,4 +17,17 @@ public static class HostAddresses
         }
         return "127.0.0.1";
     }
+
+    /// <summary>Every address of every interface that is up (IPv6 link-local ones left out), for the HTTPS certificate.</summary>
+    public static IReadOnlyList<System.Net.IPAddress> All()
+    {
+        var list = new List<System.Net.IPAddress>();
+        foreach (var nic in NetworkInterface.GetAllNetworkInterfaces())
+        {
+            if (nic.OperationalStatus != OperationalStatus.Up) continue;
+            foreach (var a in nic.GetIPProperties().UnicastAddresses)
+                if (!a.Address.IsIPv6LinkLocal) list.Add(a.Address);
+        }
+        return list;
+    }
 }

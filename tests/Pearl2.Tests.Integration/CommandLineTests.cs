@@ -22,11 +22,12 @@ public sealed class CommandLineTests(ITestOutputHelper output)
     {
         // As make run does it: a relative --data-dir (and here a relative --config and --board too), nothing absolute.
         var work = NewWorkDir();
-        int rtsp = Peers.FreePortBase(1), http = Peers.FreePortBase(1), udp = Peers.FreeUdpPortBase(4);
+        int rtsp = Peers.FreePortBase(1), http = Peers.FreePortBase(1), udp = Peers.FreeUdpPortBase(4), admin = Peers.FreePortBase(2);
         Directory.CreateDirectory(Path.Combine(work, "etc"));
         File.WriteAllText(Path.Combine(work, "etc", "config.json"), $$"""
             { "channels": [ { "name": "Rel", "video": { "width": 320, "height": 240 } } ],
-              "rtsp": { "port": {{rtsp}}, "udpPortBase": {{udp}} }, "http": { "port": {{http}} }, "recording": { "directory": "recs" } }
+              "rtsp": { "port": {{rtsp}}, "udpPortBase": {{udp}} }, "http": { "port": {{http}} }, "recording": { "directory": "recs" },
+              "admin": { "port": {{admin}}, "httpsPort": {{admin + 1}} } }
             """);
         File.Copy(Path.Combine(Peers.RepoRoot, "board", "qemu-virt", "board.json"), Path.Combine(work, "etc", "board.json"));
         // The board's capture device is not on this host: the channel plays the test pattern (source stays testpattern).

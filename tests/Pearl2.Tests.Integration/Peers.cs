@@ -92,7 +92,7 @@ public static class Peers
         for (int attempt = 0; attempt < 100; attempt++)
         {
             int off = Random.Shared.Next(7500, 28500) * 2;
-            if (TcpFree(554 + off, channels) && TcpFree(8000 + off, channels) && UdpFree(6970 + off, 4 * channels)) return off;
+            if (TcpFree(554 + off, channels) && TcpFree(8000 + off, channels) && UdpFree(6970 + off, 4 * channels) && TcpFree(80 + off, 1) && TcpFree(443 + off, 1)) return off;
         }
         throw new InvalidOperationException("no free port offset");
     }
@@ -197,6 +197,10 @@ public sealed class Pearl2dProcess : IAsyncDisposable
             rtsp["udpPortBase"] ??= udp;
             var http = (json["http"] ??= new System.Text.Json.Nodes.JsonObject()).AsObject();
             http["port"] ??= Peers.FreePortBase(channels);
+            // The admin panel too (80 and 443 would clash between tests run side by side).
+            var admin = (json["admin"] ??= new System.Text.Json.Nodes.JsonObject()).AsObject();
+            admin["port"] ??= Peers.FreePortBase(1);
+            admin["httpsPort"] ??= Peers.FreePortBase(1);
             configPath = Path.Combine(dir, "config.json");
             File.WriteAllText(configPath, json.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
             args.AddRange(["--config", configPath]);

@@ -16,6 +16,8 @@ namespace Pearl2.Services.Configuration;
 [JsonSerializable(typeof(AudioConfig))]
 [JsonSerializable(typeof(RecordingConfig))]
 [JsonSerializable(typeof(UpdateConfig))]
+[JsonSerializable(typeof(AdminConfig))]
+[JsonSerializable(typeof(DeviceConfig))]
 [JsonSerializable(typeof(SlotsProfile))]
 internal sealed partial class ConfigJson : JsonSerializerContext;
 

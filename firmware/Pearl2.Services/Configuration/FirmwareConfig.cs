@@ -18,6 +18,7 @@ public sealed class FirmwareConfig
     public HttpConfig Http { get; set; } = new();
     public RecordingConfig Recording { get; set; } = new();
     public UpdateConfig Update { get; set; } = new();
+    public AdminConfig Admin { get; set; } = new();
 
     /// <summary>Every error of the whole config, each "path: reason"; each section checks its own fields.</summary>
     public List<string> Validate()
@@ -31,6 +32,7 @@ public sealed class FirmwareConfig
         if (Rtsp is null) e.Add("rtsp: must be an object"); else Rtsp.Validate(e, "rtsp", Channels.Count);
         if (Http is null) e.Add("http: must be an object"); else Http.Validate(e, "http", Channels.Count);
         if (Recording is null) e.Add("recording: must be an object"); else Recording.Validate(e, "recording");
+        if (Admin is null) e.Add("admin: must be an object"); else Admin.Validate(e, "admin");
         // Ports of different sections may not meet: checked once, over every listener (the port offset applies at start).
         if (e.List.Count == 0) e.List.AddRange(PortPlan.Of(this, 0).Errors);
         return e.List;
@@ -93,12 +95,53 @@ public sealed class HttpConfig
         e.Check(Port is >= 1 and <= 65535 && Port + channels - 1 <= 65535, $"{p}.port", $"{Port} (+ one port per channel) is not a TCP port");
 }
 
+/// <summary>The device's identity, as the admin panel and the Pearl API's /system/ident show and set it.</summary>
 public sealed class DeviceConfig
 {
     public string Name { get; set; } = "Pearl2";
+    public string Location { get; set; } = "";
+    public string Description { get; set; } = "";
 
-    internal void Validate(ConfigErrors e, string p) =>
-        e.Check(!string.IsNullOrWhiteSpace(Name) && Name.Length <= 63, $"{p}.name", "must be 1 to 63 characters");
+    /// <summary>What Pearl clients accept in a device name (the Pearl API's DeviceIdentity pattern).</summary>
+    public static bool IsPearlName(string name) => name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or ' ' or '\'' or '(' or ')' or '[' or ']' or '_');
+
+    internal void Validate(ConfigErrors e, string p)
+    {
+        e.Check(!string.IsNullOrWhiteSpace(Name) && Name.Length <= 50 && IsPearlName(Name), $"{p}.name",
+            "must be 1 to 50 characters of letters, digits, space and - ' ( ) [ ] _");
+        e.Check(Location is not null && Location.Length <= 50 && !Location.Any(char.IsControl), $"{p}.location", "must be at most 50 printable characters");
+        e.Check(Description is not null && Description.Length <= 50 && !Description.Any(char.IsControl), $"{p}.description", "must be at most 50 printable characters");
+    }
+}
+
+/// <summary>The admin web panel and the REST API (Pearl API v2.0) on ports 80 and 443 (plus the --port-offset).</summary>
+public sealed class AdminConfig
+{
+    public bool Enabled { get; set; } = true;
+    public int Port { get; set; } = 80;
+    /// <summary>HTTPS with the device's certificate (self-signed at first start unless one was uploaded); 0 turns HTTPS off.</summary>
+    public int HttpsPort { get; set; } = 443;
+    /// <summary>Send browsers on plain HTTP to HTTPS (the API still answers on HTTP, as Pearl clients expect).</summary>
+    public bool RedirectToHttps { get; set; }
+    /// <summary>Strict-Transport-Security on HTTPS answers (a year); only once the certificate is one browsers trust.</summary>
+    public bool Hsts { get; set; }
+    /// <summary>Minutes a panel session lives without a request, and at most in all.</summary>
+    public int SessionIdleMinutes { get; set; } = 30;
+    public int SessionMaxHours { get; set; } = 12;
+    /// <summary>Prometheus metrics at /metrics: "login" (any panel user), "token" (Authorization: Bearer metricsToken) or "open".</summary>
+    public string Metrics { get; set; } = "login";
+    public string? MetricsToken { get; set; }
+
+    internal void Validate(ConfigErrors e, string p)
+    {
+        e.Check(Port is >= 1 and <= 65535, $"{p}.port", $"{Port} is not a TCP port");
+        e.Check(HttpsPort is >= 0 and <= 65535, $"{p}.httpsPort", $"{HttpsPort} is not 0 (no HTTPS) or a TCP port");
+        e.Check(!RedirectToHttps || HttpsPort != 0, $"{p}.redirectToHttps", "needs admin.httpsPort");
+        e.Check(SessionIdleMinutes is >= 1 and <= 1440, $"{p}.sessionIdleMinutes", $"{SessionIdleMinutes} is not from 1 to 1440");
+        e.Check(SessionMaxHours is >= 1 and <= 720, $"{p}.sessionMaxHours", $"{SessionMaxHours} is not from 1 to 720");
+        e.Check(Metrics is "login" or "token" or "open", $"{p}.metrics", $"'{Metrics}' is not login, token or open");
+        e.Check(Metrics != "token" || MetricsToken is { Length: >= 16 and <= 256 }, $"{p}.metricsToken", "must be 16 to 256 characters when admin.metrics is token");
+    }
 }
 
 public sealed class ChannelConfig

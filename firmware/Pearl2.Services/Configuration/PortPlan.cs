@@ -33,8 +33,12 @@ public sealed class PortPlan
     /// <summary>The first RTSP/UDP server port of channel 0 (channel i uses 4 from UdpPortBase + 4i), or 0: UDP is off.</summary>
     public int UdpPortBase => _config.Rtsp.UdpPortBase == 0 ? 0 : _config.Rtsp.UdpPortBase + Offset;
     public int UdpPort(int index) => UdpPortBase == 0 ? 0 : UdpPortBase + 4 * index;
+    /// <summary>The admin panel's HTTP port, or 0 when the panel is off.</summary>
+    public int AdminPort => _config.Admin is { Enabled: true } a ? a.Port + Offset : 0;
+    /// <summary>The admin panel's HTTPS port, or 0 when the panel or HTTPS is off.</summary>
+    public int AdminHttpsPort => _config.Admin is { Enabled: true, HttpsPort: > 0 } a ? a.HttpsPort + Offset : 0;
 
-    static readonly string[] FieldOrder = ["rtsp.port", "rtsp.udpPortBase", "http.port"];
+    static readonly string[] FieldOrder = ["rtsp.port", "rtsp.udpPortBase", "http.port", "admin.port", "admin.httpsPort"];
 
     public static PortPlan Of(FirmwareConfig config, int offset)
     {
@@ -48,6 +52,12 @@ public sealed class PortPlan
                 for (int k = 0; k < 4; k++)
                     ports.Add(new(PortProtocol.Udp, config.Rtsp.UdpPortBase + offset + 4 * i + k,
                         $"channel {i + 1} RTSP/UDP {(k < 2 ? "video" : "audio")} {(k % 2 == 0 ? "RTP" : "RTCP")}", "rtsp.udpPortBase"));
+        }
+
+        if (config.Admin is { Enabled: true } admin)
+        {
+            ports.Add(new(PortProtocol.Tcp, admin.Port + offset, "admin panel HTTP", "admin.port"));
+            if (admin.HttpsPort != 0) ports.Add(new(PortProtocol.Tcp, admin.HttpsPort + offset, "admin panel HTTPS", "admin.httpsPort"));
         }
 
         var errors = new List<string>();

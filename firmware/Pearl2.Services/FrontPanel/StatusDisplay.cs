@@ -119,7 +119,7 @@ public sealed class StatusDisplay : IDisposable
         string rec = s.RecordingFault ? "REC ERROR: DISK FULL"
             : s.Recording ? $"REC {(recordingFor ?? TimeSpan.Zero).ToString(@"hh\:mm\:ss", CultureInfo.InvariantCulture)}"
             : "REC OFF";
-        string state = s.State switch { DeviceState.Starting => "STARTING", DeviceState.Updating => "UPDATING", DeviceState.Fatal => "FAULT", _ => "READY" };
+        string state = s.State switch { DeviceState.Starting => "STARTING", DeviceState.Updating => "UPDATING", DeviceState.Fatal => "FAULT", _ => s.SetupPending ? "SETUP: OPEN IP IN WEB" : "READY" };
         var list = channels.Take(8).ToList();
         return
         [

@@ -126,7 +126,7 @@ public sealed class RecordingLibrary
     /// <summary>A new file's path, <c>&lt;channel&gt;_&lt;YYYYMMDD-HHMMSS&gt;.&lt;ext&gt;</c>, made unique; its open marker is written first.</summary>
     public string Create(string channel, DateTimeOffset now, string extension)
     {
-        var safe = new string(channel.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' ? c : '_').ToArray());
+        var safe = SafeName(channel);
         string stem = $"{safe}_{now:yyyyMMdd-HHmmss}";
         lock (_lock)
         {
@@ -137,6 +137,33 @@ public sealed class RecordingLibrary
             File.WriteAllBytes(Path.Combine(_markers, name), []);
             return Path.Combine(Options.Directory, name);
         }
+    }
+
+    /// <summary>A channel's name as its files start (<c>&lt;safe&gt;_</c>): letters, digits and '-', anything else '_'.</summary>
+    public static string SafeName(string channel) => new(channel.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' ? c : '_').ToArray());
+
+    /// <summary>The full path of recording <paramref name="name"/> when it is one of the listed recordings, else null (no other path can be named).</summary>
+    public string? PathOf(string name) =>
+        List().Any(e => e.Name == name) ? Path.Combine(Options.Directory, name) : null;
+
+    /// <summary>Deletes a finished recording (an operator's choice): false when there is no such recording; refused while it is written.</summary>
+    public bool Delete(string name)
+    {
+        lock (_lock)
+        {
+            var entry = List().FirstOrDefault(e => e.Name == name);
+            if (entry is null) return false;
+            if (entry.FileState == RecordingFileState.Recording) throw new InvalidOperationException($"{name} is being recorded: stop the recorder first");
+            File.Delete(Path.Combine(Options.Directory, name));
+            File.Delete(Path.Combine(Options.Directory, name) + UploadPendingSuffix);
+            _recovered.Remove(name);
+            _closedAt.Remove(name);
+            _ownerOf.Remove(name);
+            _keep.Remove(name);
+            _total -= entry.Bytes;
+        }
+        _log.LogWarning("recording.deleted file={File} reason=\"deleted by an operator\"", name);
+        return true;
     }
 
     /// <summary>
