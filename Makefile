@@ -69,7 +69,8 @@ deps-build:
 deps-test: deps-runtime deps-build
 	$(call apt_install,$(TEST_PKGS))
 	@command -v node >/dev/null || { $(SUDO) apt-get -q -o DPkg::Lock::Timeout=600 update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 nodejs npm; }
-	@[ -f tests/browser/node_modules/mpegts.js/dist/mpegts.js ] || (cd tests/browser && npm ci --no-audit --no-fund)
+	@[ -f tests/browser/node_modules/mpegts.js/dist/mpegts.js ] && [ -d tests/browser/node_modules/openapi-response-validator ] \
+	  && [ -d tests/browser/node_modules/@seriousme/openapi-schema-validator ] || (cd tests/browser && npm ci --no-audit --no-fund)
 
 deps-bench: deps-test
 	$(call apt_install,$(BENCH_PKGS))

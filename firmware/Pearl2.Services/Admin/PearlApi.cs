@@ -335,8 +335,25 @@ public static class PearlApi
         if (await OwnApi.ApplyAsync(ctx, c, next, $"channel {ch.Number} name")) await ApiReply.OkString(ctx, name);
     }
 
+    /// <summary>
+    /// Why a caller may not see channel <paramref name="ch"/>'s pictures through the admin doors, or null. The channel's
+    /// own switches hold here too: for users of the viewer role, a private channel (streaming off) is shown only to the
+    /// device itself and a channel with a viewer login not at all (its login is its own, not a panel user's: they open
+    /// its stream page). Operators and admins, who can flip both switches, see every channel.
+    /// </summary>
+    internal static string? PicturesRefused(HttpContext ctx, ChannelStatus ch)
+    {
+        if (AdminServer.Caller(ctx).Role >= AdminRole.Operator) return null;
+        var peer = ctx.Connection.RemoteIpAddress;
+        bool loopback = peer is not null && System.Net.IPAddress.IsLoopback(peer.IsIPv4MappedToIPv6 ? peer.MapToIPv4() : peer);
+        if (!ch.Streaming && !loopback) return $"streaming is off for channel {ch.Number}";
+        if (ch.LoginRequired) return $"channel {ch.Number} has its own viewer login: open its stream page (port {ch.HttpPort})";
+        return null;
+    }
+
     static async Task PreviewAsync(HttpContext ctx, AdminContext c, ChannelStatus ch)
     {
+        if (PicturesRefused(ctx, ch) is { } why) { await ApiReply.Error(ctx, 403, "error", why); return; }
         // resolution: auto, W or WxH (kept inside that box: previews always keep the picture's aspect ratio).
         string resolution = ctx.Request.Query["resolution"].ToString();
         string format = ctx.Request.Query["format"].ToString();
