@@ -169,7 +169,7 @@ function tile(ch, banner) {
   const rec = el('p', { class: 'rec' });
   const urls = el('dl', { class: 'urls' });
   const recordButton = el('button', { type: 'button', id: 'record-' + ch.id, hidden: !can('operator') });
-  let busy = false, recording = false;
+  let busy = false, recording = false, refused = false;
   recordButton.addEventListener('click', async () => {
     const r = await call('POST', API + '/recorders/' + ch.id + '/control/' + (recording ? 'stop' : 'start'));
     if (!r.ok) banner.replaceChildren(notice(r.message));
@@ -179,11 +179,16 @@ function tile(ch, banner) {
   return {
     root,
     async refresh() {
-      if (busy || document.hidden) return;
+      if (busy || refused || document.hidden) return;
       busy = true;
       try {
         const r = await fetch(API + '/channels/' + ch.id + '/preview?resolution=320', { credentials: 'same-origin', headers: { 'X-Pearl2-Panel': '1' } });
-        if (r.ok && (r.headers.get('content-type') || '').startsWith('image/')) {
+        if (r.status === 403) {
+          // Not for this user (a private channel, or one with its own viewer login): say why, once, and stop asking.
+          refused = true;
+          const j = await r.json().catch(() => null);
+          img.replaceWith(el('p', { class: 'preview nopreview', id: 'preview-' + ch.id, text: (j && j.message) || 'No preview for you' }));
+        } else if (r.ok && (r.headers.get('content-type') || '').startsWith('image/')) {
           const url = URL.createObjectURL(await r.blob());
           img.src = url;
           if (lastUrl) URL.revokeObjectURL(lastUrl);
