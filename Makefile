@@ -15,8 +15,9 @@ ARM64_PKGS   := gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 TEST_PKGS    := ffmpeg gcc pkg-config libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
                 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
                 gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium fonts-dejavu-core \
-                libc6-dev-arm64-cross python3 openssl curl iproute2
-# python3 (http.server) and openssl (signing) are the update tests' server and release tooling.
+                libc6-dev-arm64-cross python3 openssl curl iproute2 prometheus
+# python3 (http.server) and openssl (signing) are the update tests' server and release tooling; prometheus for promtool,
+# which checks the admin panel's /metrics.
 # libc6-dev-arm64-cross: the arm64 kernel headers the V4L2 ABI test compiles against (with clang from BUILD_PKGS)
 BENCH_PKGS   := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 python3-gi nginx-light casync zsync
 # SD images: debootstrap and qemu for the base, the partition tools, the cross compiler for kernel modules,

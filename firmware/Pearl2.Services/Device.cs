@@ -313,7 +313,8 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
             var access = AccessOf(c.Config);
             var v = c.Config.Video;
             channels[i] = new ChannelStatus(i + 1, c.Config.Name, access.Streaming, access.Credentials is not null, _store.Ports.RtspPort(i), _store.Ports.HttpPort(i),
-                v.Width, v.Height, v.Fps, v.BitrateKbps, c.Pipeline.FramesEncoded, b.Viewers, b.Recorder);
+                v.Width, v.Height, v.Fps, v.BitrateKbps, c.Pipeline.FramesEncoded, b.Viewers, b.Recorder)
+            { FramesSkipped = c.Pipeline.FramesSkipped, BytesSent = b.BytesSent };
         }
         DiskStatus? disk = null;
         if (Library is { } lib)

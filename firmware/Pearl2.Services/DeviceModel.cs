@@ -16,6 +16,10 @@ public sealed record RecorderStatus(RecorderState State, string? CurrentFile, Da
 public sealed record ChannelStatus(int Number, string Name, bool Streaming, bool LoginRequired, int RtspPort, int HttpPort,
     int Width, int Height, int Fps, int BitrateKbps, long FramesEncoded, IReadOnlyDictionary<string, int> Viewers, RecorderStatus? Recorder)
 {
+    /// <summary>Frames the encoder could not keep up with, and bytes sent to viewers per door (for the metrics).</summary>
+    public long FramesSkipped { get; init; }
+    public IReadOnlyDictionary<string, long> BytesSent { get; init; } = new Dictionary<string, long>();
+
     public int ViewersOf(string door) => Viewers.GetValueOrDefault(door);
 }
 

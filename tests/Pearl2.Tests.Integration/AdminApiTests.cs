@@ -427,4 +427,32 @@ public sealed class AdminApiTests(ITestOutputHelper output)
             device.Url(1).Replace("rtsp://", "rtsp://viewer:letmein@")], TimeSpan.FromSeconds(30));
         Assert.Contains("h264", allowed.Stdout);
     }
+
+    [Fact]
+    public async Task MetricsArePrometheusTextThatPromtoolAcceptsBehindTheLogin()
+    {
+        var (device, anon, _) = await StartAsync();
+        await using var _d = device;
+        await SetupAsync(anon);
+        using var admin = anon.As("admin", AdminPassword);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await anon.GetAsync("/metrics")).Status);
+        // A viewer over RTSP and one over HTTP-TS, so that there are bytes to count.
+        var rtsp = await Peers.RunAsync("ffprobe", ["-v", "error", "-rtsp_transport", "tcp", "-count_frames", "-read_intervals", "%+1", "-show_entries", "stream=nb_read_frames", device.Url(1)], TimeSpan.FromSeconds(30));
+        Assert.Equal(0, rtsp.ExitCode);
+        var r = await admin.SendAsync(HttpMethod.Get, "/metrics");
+        Assert.Equal(HttpStatusCode.OK, r.Status);
+        Assert.StartsWith("text/plain", r.Response.Content.Headers.ContentType!.MediaType);
+        string text = await r.Response.Content.ReadAsStringAsync();
+        output.WriteLine(text);
+        var file = Path.Combine(Directory.CreateTempSubdirectory("pearl2-metrics").FullName, "metrics.txt");
+        File.WriteAllText(file, text);
+        var check = await Peers.RunAsync("/bin/sh", ["-c", $"promtool check metrics < '{file}'"], TimeSpan.FromSeconds(30));
+        output.WriteLine(check.Stdout + check.Stderr);
+        Assert.Equal(0, check.ExitCode);
+        var sent = text.Split('\n').Single(l => l.StartsWith("pearl2_sent_bytes_total{channel=\"1\",transport=\"rtsp\"}", StringComparison.Ordinal));
+        Assert.True(long.Parse(sent.Split(' ')[1]) > 10_000, sent);
+        Assert.Contains("pearl2_recorder_state{channel=\"2\",state=\"idle\"} 1", text);
+        Assert.Contains("pearl2_viewers{channel=\"1\",transport=\"http\"} 0", text);
+        Assert.Matches(@"pearl2_frames_encoded_total\{channel=""2""\} [1-9]", text);
+    }
 }

@@ -218,7 +218,10 @@ public sealed class ConfigStoreTests : IDisposable
         var plan = PortPlan.Of(new FirmwareConfig(), 10000);
         Assert.Empty(plan.Errors);
         Assert.Equal((10554, 10555, 18000, 18001, 16970, 16974), (plan.RtspPort(0), plan.RtspPort(1), plan.HttpPort(0), plan.HttpPort(1), plan.UdpPort(0), plan.UdpPort(1)));
-        Assert.Equal(2 * (1 + 1 + 4), plan.Ports.Count);
+        // Per channel RTSP, HTTP and 4 UDP ports; for the device the admin panel's HTTP and HTTPS ports.
+        Assert.Equal(2 * (1 + 1 + 4) + 2, plan.Ports.Count);
+        Assert.Equal((10080, 10443), (plan.AdminPort, plan.AdminHttpsPort));
+        Assert.Contains(plan.Ports, p => p.ToString() == "10443/tcp (admin panel HTTPS)");
         Assert.Contains(plan.Ports, p => p.ToString() == "16977/udp (channel 2 RTSP/UDP audio RTCP)");
 
         var far = PortPlan.Of(new FirmwareConfig(), 65000);

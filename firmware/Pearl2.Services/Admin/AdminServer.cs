@@ -96,6 +96,7 @@ public sealed class AdminServer : IAsyncDisposable
         }
         app.MapGet("/api/v2.0/openapi.json", ctx => OpenApiDocument.WriteAsync(ctx)).WithMetadata(new AdminAccess(null));
         AdminPanel.Map(app, c);
+        Metrics.Map(app, c);
         await app.StartAsync();
         string host = c.HostAddress();
         log.LogInformation("admin.url panel=http://{Host}:{Http}/ https={Https} api=http://{Host}:{Http}/api/v2.0/ setup={Setup}", host, httpPort,

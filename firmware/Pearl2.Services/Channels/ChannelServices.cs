@@ -62,5 +62,7 @@ public interface IChannelAttachment : IAsyncDisposable
 public sealed class ChannelStatusBuilder
 {
     public Dictionary<string, int> Viewers { get; } = new(StringComparer.Ordinal);
+    /// <summary>Bytes sent to viewers since the channel started, per door.</summary>
+    public Dictionary<string, long> BytesSent { get; } = new(StringComparer.Ordinal);
     public RecorderStatus? Recorder { get; set; }
 }

@@ -32,7 +32,11 @@ public sealed class HttpLiveChannelService(HttpLiveServer server, TimeProvider t
             return server.Revoke(live);
         }
 
-        public void Report(ChannelStatusBuilder status) => status.Viewers["http"] = server.ViewerCount(live.Hub.Index + 1);
+        public void Report(ChannelStatusBuilder status)
+        {
+            status.Viewers["http"] = server.ViewerCount(live.Hub.Index + 1);
+            status.BytesSent["http"] = Interlocked.Read(ref live.BytesSent);
+        }
 
         public async ValueTask DisposeAsync()
         {

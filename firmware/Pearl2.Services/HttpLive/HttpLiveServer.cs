@@ -33,6 +33,8 @@ public sealed class HttpLiveChannel(ChannelHub hub, int port, bool audio, int sa
     public int RtspPort { get; set; }
     /// <summary>The channel's name, for the channel page.</summary>
     public string Name => Hub.Name;
+    /// <summary>Stream bytes sent to this channel's HTTP viewers, for the metrics.</summary>
+    public long BytesSent;
 }
 
 /// <summary>
@@ -239,7 +241,9 @@ public sealed class HttpLiveServer
                     {
                         if (unit.Track == TrackKind.Audio && !audio) continue;
                         Volatile.Write(ref viewer.SendStartedAt, _time.GetTimestamp());
-                        await SocketSend.AllAsync(socket, unit.Slot(slot));
+                        var payload = unit.Slot(slot);
+                        await SocketSend.AllAsync(socket, payload);
+                        Interlocked.Add(ref viewer.Live.BytesSent, payload.Length);
                         Volatile.Write(ref viewer.SendStartedAt, 0);
                     }
                     finally { unit.Release(); }

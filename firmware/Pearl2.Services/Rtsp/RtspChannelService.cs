@@ -37,7 +37,11 @@ public sealed class RtspChannelService(RtspServer server, ILoggerFactory loggers
             return server.Revoke(channel);
         }
 
-        public void Report(ChannelStatusBuilder status) => status.Viewers["rtsp"] = server.ViewerCount(channel);
+        public void Report(ChannelStatusBuilder status)
+        {
+            status.Viewers["rtsp"] = server.ViewerCount(channel);
+            status.BytesSent["rtsp"] = Interlocked.Read(ref channel.BytesSent);
+        }
 
         public async ValueTask DisposeAsync()
         {

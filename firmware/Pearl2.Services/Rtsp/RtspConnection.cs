@@ -491,6 +491,7 @@ public sealed class RtspConnection : IRtcpReceiver
                         _octetCount[t] += (uint)(bytes.Length - packets * (RtpHeader.Size + InterleavedFrame.HeaderSize));
                         _lastPts[t] = unit.Pts;
                         Interlocked.Add(ref _channel.PacketsSent, packets);
+                        Interlocked.Add(ref _channel.BytesSent, ch.IsUdp ? bytes.Length - packets * InterleavedFrame.HeaderSize : bytes.Length);
                         Interlocked.Increment(ref _channel.UnitsSent);
                         long now = time.GetTimestamp();
                         _channel.RecordLatency(unit, now, time);

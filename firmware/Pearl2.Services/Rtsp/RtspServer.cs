@@ -55,6 +55,8 @@ public sealed class RtspChannel
     /// <summary>Whether viewers from other hosts are served (loopback always is).</summary>
     public bool StreamingEnabled { get; set; } = true;
     public long PacketsSent;
+    /// <summary>Bytes handed to viewers' sockets (RTP over TCP with its framing, or UDP datagrams), for the metrics.</summary>
+    public long BytesSent;
     /// <summary>PacketsSent at the last stats line: a channel that sent nothing since and has no viewer logs no line.</summary>
     internal long PacketsAtLastStats = -1;
     public long UnitsSent;

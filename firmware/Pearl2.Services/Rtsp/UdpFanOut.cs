@@ -197,6 +197,7 @@ public sealed class UdpFanOut : IDisposable
             }
             if (queued > 0) { sent += SendMmsg.Send(socket, _msgs, queued); wanted += queued; }
             Interlocked.Add(ref _channel.PacketsSent, sent);
+            if (n > 0) Interlocked.Add(ref _channel.BytesSent, (long)sent * (bytes.Length - n * InterleavedFrame.HeaderSize) / n);
             if (sent < wanted) Interlocked.Add(ref _channel.UdpDatagramsDropped, wanted - sent);
         }
     }
