@@ -174,4 +174,52 @@ public sealed class AdminPanelTests(ITestOutputHelper output)
 
         Assert.Empty(pageErrors);
     }
+
+    /// <summary>
+    /// The firmware page through a real update (the update tests' signed release on a slow server, pearl2d under the
+    /// host boot loader): "Check now" shows the download's progress bar moving, then the device reboots into 0.2.0,
+    /// which the page shows with the last result after logging in again (sessions do not outlive a restart).
+    /// </summary>
+    [Fact]
+    public async Task TheFirmwarePageShowsARealUpdatesProgressAndTheNewVersion()
+    {
+        await using var cycle = await UpdateCycle.StartAsync();
+        await cycle.PublishAsync("0.2.0", UpdateCycle.Release(6 << 20));   // 6 MiB to fetch at 1.5 MB/s: a few seconds of progress
+        await using var slow = new SlowFileServer(cycle.Www, 1_500_000);
+        var device = await Pearl2dProcess.StartInAsync(null, cycle.Config.Replace($":{cycle.Port}/", $":{slow.Port}/"), 1, cycle.Slots);
+        await using var _d = device;
+        var api = new AdminClient("127.0.0.1", JsonNode.Parse(File.ReadAllText(device.ConfigPath))!["admin"]!["port"]!.GetValue<int>());
+        await AdminApiTests.SetupAsync(api);
+
+        using var playwright = await Playwright.CreateAsync();
+        await using var browser = await LaunchAsync(playwright);
+        var page = await (await browser.NewContextAsync(new() { ViewportSize = new() { Width = 1000, Height = 700 } })).NewPageAsync();
+        await page.GotoAsync(api.Base + "/#firmware");
+        await page.FillAsync("#login-user", "admin");
+        await page.FillAsync("#login-password", AdminApiTests.AdminPassword);
+        await page.ClickAsync("#login-submit");
+        await page.WaitForSelectorAsync("#firmware-check");
+        Assert.Contains("0.1.0 (Pearl API: 4.25.0)", await page.TextContentAsync("#firmware-info"));
+        await page.ClickAsync("#firmware-check");
+
+        // The bar appears and moves while the chunks arrive.
+        await page.WaitForFunctionAsync("() => { const p = document.getElementById('firmware-progress'); return p && !p.hidden && p.value > 0; }", null, new() { Timeout = 30000 });
+        double early = await page.EvalOnSelectorAsync<double>("#firmware-progress", "p => p.value");
+        Assert.Contains("downloading 0.2.0", await page.TextContentAsync("#firmware-phase"));
+        await ShotAsync(page, "11-firmware-progress");
+        await page.WaitForFunctionAsync($"() => document.getElementById('firmware-progress').value > {early.ToString(System.Globalization.CultureInfo.InvariantCulture)}", null, new() { Timeout = 30000 });
+
+        // The device reboots (an exec under the host boot loader) into 0.2.0, which confirms itself.
+        var until = DateTime.UtcNow.AddSeconds(90);
+        while (device.CountInLog("update.confirmed version=0.2.0") == 0 && DateTime.UtcNow < until) await Task.Delay(200);
+        Assert.Contains("update.confirmed version=0.2.0", device.Log);
+        await page.WaitForSelectorAsync("#login-user", new() { Timeout = 30000 });
+        await page.FillAsync("#login-user", "admin");
+        await page.FillAsync("#login-password", AdminApiTests.AdminPassword);
+        await page.ClickAsync("#login-submit");
+        await page.GotoAsync(api.Base + "/#firmware");
+        await page.WaitForFunctionAsync("() => (document.getElementById('firmware-info') || {}).textContent?.includes('0.2.0 (Pearl API: 4.26.0)')", null, new() { Timeout = 20000 });
+        Assert.Contains("b", await page.TextContentAsync("#firmware-info"));
+        await ShotAsync(page, "12-firmware-updated");
+    }
 }
