@@ -182,6 +182,27 @@ namespace Pearl2.Host
             }, TaskScheduler.Default);
             var updater = StartUpdater(config.Update, board, running, slotsDir, bootedSlot, cmdlineSlot, dataDir, device, loggers, log, Reboot);
             device.Updater = updater;
+            // A new update server, key or interval (the admin panel, SIGHUP) applies at once: the updater starts again with it.
+            var updaterTurn = new SemaphoreSlim(1, 1);
+            var updateSettings = ConfigLoader.ToJson(new FirmwareConfig { Update = config.Update });
+            store.Changed += (next, version) =>
+            {
+                var settings = ConfigLoader.ToJson(new FirmwareConfig { Update = next.Update });
+                if (settings == updateSettings) return;
+                updateSettings = settings;
+                _ = Task.Run(async () =>
+                {
+                    await updaterTurn.WaitAsync();
+                    try
+                    {
+                        if (updater is not null) await updater.DisposeAsync();
+                        updater = StartUpdater(next.Update, board, running, slotsDir, bootedSlot, cmdlineSlot, dataDir, device, loggers, log, Reboot);
+                        device.Updater = updater;
+                        log.LogInformation("update.reconfigured url={Url} running={Running}", next.Update.Url ?? "none", updater is null ? "no" : "yes");
+                    }
+                    finally { updaterTurn.Release(); }
+                });
+            };
             AdminServer? admin = null;
             if (store.Ports.AdminPort != 0)
             {
@@ -222,6 +243,7 @@ namespace Pearl2.Host
             await store.QuiesceAsync();
             await control.DisposeAsync();
             if (admin is not null) await admin.DisposeAsync();
+            await updaterTurn.WaitAsync();
             if (updater is not null) await updater.DisposeAsync();
             if (panel is not null) await panel.DisposeAsync();
             await device.DisposeAsync();

@@ -212,8 +212,6 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
                      ("recording.spaceLimitMegabytes", started.SpaceLimitMegabytes, next.Recording.SpaceLimitMegabytes), ("recording.minFreeMegabytes", started.MinFreeMegabytes, next.Recording.MinFreeMegabytes),
                  })
             if (!was.Equals(now)) _log.LogWarning("config.needs_restart field={Field} running={Running} new={New} reason=\"recording settings apply at the next start\"", field, was, now);
-        if (JsonSerializer.Serialize(next.Update, ConfigJson.Default.UpdateConfig) != JsonSerializer.Serialize(_started.Update, ConfigJson.Default.UpdateConfig))
-            _log.LogWarning("config.needs_restart field=update reason=\"the update settings apply at the next start\"");
         if (JsonSerializer.Serialize(next.Rtsp, ConfigJson.Default.RtspConfig) != JsonSerializer.Serialize(_config.Rtsp, ConfigJson.Default.RtspConfig))
             _log.LogWarning("config.needs_restart field=rtsp reason=\"RTSP ports and limits change at the next start\"");
         if (next.Http.Port != _config.Http.Port)

@@ -186,7 +186,8 @@ public sealed class AdminPanelTests(ITestOutputHelper output)
         await using var cycle = await UpdateCycle.StartAsync();
         await cycle.PublishAsync("0.2.0", UpdateCycle.Release(6 << 20));   // 6 MiB to fetch at 1.5 MB/s: a few seconds of progress
         await using var slow = new SlowFileServer(cycle.Www, 1_500_000);
-        var device = await Pearl2dProcess.StartInAsync(null, cycle.Config.Replace($":{cycle.Port}/", $":{slow.Port}/"), 1, cycle.Slots);
+        // Updates off at the start: the update server is set in the settings page, which applies it without a restart.
+        var device = await Pearl2dProcess.StartInAsync(null, cycle.Config.Replace($"\"http://127.0.0.1:{cycle.Port}/\"", "null"), 1, cycle.Slots);
         await using var _d = device;
         var api = new AdminClient("127.0.0.1", JsonNode.Parse(File.ReadAllText(device.ConfigPath))!["admin"]!["port"]!.GetValue<int>());
         await AdminApiTests.SetupAsync(api);
@@ -194,10 +195,16 @@ public sealed class AdminPanelTests(ITestOutputHelper output)
         using var playwright = await Playwright.CreateAsync();
         await using var browser = await LaunchAsync(playwright);
         var page = await (await browser.NewContextAsync(new() { ViewportSize = new() { Width = 1000, Height = 700 } })).NewPageAsync();
-        await page.GotoAsync(api.Base + "/#firmware");
+        await page.GotoAsync(api.Base + "/#settings");
         await page.FillAsync("#login-user", "admin");
         await page.FillAsync("#login-password", AdminApiTests.AdminPassword);
         await page.ClickAsync("#login-submit");
+        await page.WaitForSelectorAsync("#f-update-url");
+        await page.FillAsync("#f-update-url", $"http://127.0.0.1:{slow.Port}/");
+        await page.ClickAsync("#settings-save");
+        await page.WaitForFunctionAsync("() => document.getElementById('settings-result').textContent.startsWith('Applied')", null, new() { Timeout = 20000 });
+        await device.WaitForLogAsync($"update.reconfigured url=http://127.0.0.1:{slow.Port}/ running=yes", TimeSpan.FromSeconds(10));
+        await page.GotoAsync(api.Base + "/#firmware");
         await page.WaitForSelectorAsync("#firmware-check");
         Assert.Contains("0.1.0 (Pearl API: 4.25.0)", await page.TextContentAsync("#firmware-info"));
         await page.ClickAsync("#firmware-check");
