@@ -22,6 +22,8 @@ public sealed class QemuBoard : IAsyncDisposable
 
     public int RtspPort { get; }
     public int HttpPort { get; }
+    /// <summary>The admin panel and REST API (the board's port 80).</summary>
+    public int AdminPort { get; init; }
     public string Overlay { get; }
     public TimeSpan SincePowerOn => _since.Elapsed;
 
@@ -36,16 +38,16 @@ public sealed class QemuBoard : IAsyncDisposable
         var overlay = Path.Combine(dir, "card.qcow2");
         var r = await Peers.RunAsync("qemu-img", ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", image, overlay, diskBytes.ToString(CultureInfo.InvariantCulture)], TimeSpan.FromSeconds(30));
         Assert.True(r.ExitCode == 0, r.Stderr);
-        int rtsp = Peers.FreePortBase(2), http = rtsp + 1;
+        int rtsp = Peers.FreePortBase(3), http = rtsp + 1, admin = rtsp + 2;
         var psi = new ProcessStartInfo(Peers.Require("qemu-system-aarch64"))
         { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in new[] { "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024", "-nographic",
             "-bios", "/usr/lib/u-boot/qemu_arm64/u-boot.bin",
             "-drive", $"if=none,file={overlay},format=qcow2,id=card", "-device", "virtio-blk-pci,drive=card",
-            "-netdev", $"user,id=lan,hostfwd=tcp:127.0.0.1:{rtsp}-:554,hostfwd=tcp:127.0.0.1:{http}-:8000",
+            "-netdev", $"user,id=lan,hostfwd=tcp:127.0.0.1:{rtsp}-:554,hostfwd=tcp:127.0.0.1:{http}-:8000,hostfwd=tcp:127.0.0.1:{admin}-:80",
             "-device", "virtio-net-pci,netdev=lan,romfile=" })
             psi.ArgumentList.Add(a);
-        return new QemuBoard(Process.Start(psi)!, overlay, rtsp, http);
+        return new QemuBoard(Process.Start(psi)!, overlay, rtsp, http) { AdminPort = admin };
     }
 
     async Task PumpAsync()
@@ -272,6 +274,31 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
             output.WriteLine(listing);
             var file = Regex.Match(listing, @"(Camera_\d{8}-\d{6}\.mp4)\t[\d-]+ [\d:]+\t\d+:\d\d\t\d+\tcomplete").Groups[1].Value;   // name, start, duration, bytes, state
             Assert.NotEqual("", file);
+
+            // The REST API through the port forward, as a control room reaches the board: first-run setup, the status,
+            // and a recording started and stopped through it.
+            using (var api = new AdminClient("127.0.0.1", board.AdminPort))
+            {
+                await AdminApiTests.SetupAsync(api);
+                using var admin = api.As("admin", AdminApiTests.AdminPassword);
+                var sys = await admin.GetAsync("/api/v2.0/system/status");
+                output.WriteLine("API /system/status: " + sys.Json?.ToJsonString());
+                Assert.Equal(System.Net.HttpStatusCode.OK, sys.Status);
+                Assert.True(sys.Json!["result"]!["uptime"]!.GetValue<long>() > 0);
+                Assert.Equal("4.25.0", (await admin.GetAsync("/api/v2.0/system/firmware/version")).Json!["result"]!.GetValue<string>());
+                int before = (await admin.GetAsync("/api/v2.0/recorders/1/archive/files")).Json!["result"]!.AsArray().Count;
+                Assert.Equal(System.Net.HttpStatusCode.OK, (await admin.PostAsync("/api/v2.0/recorders/1/control/start")).Status);
+                await Task.Delay(TimeSpan.FromSeconds(5));
+                Assert.Equal("started", (await admin.GetAsync("/api/v2.0/recorders/1/status")).Json!["result"]!["state"]!.GetValue<string>());
+                Assert.Equal("1", await board.ShellAsync($"{sim}; cat $S/sim_gpio2/value"));   // the Record LED follows the API too
+                Assert.Equal(System.Net.HttpStatusCode.OK, (await admin.PostAsync("/api/v2.0/recorders/1/control/stop")).Status);
+                string state = "";
+                for (int i = 0; i < 50 && (state = (await admin.GetAsync("/api/v2.0/recorders/1/status")).Json!["result"]!["state"]!.GetValue<string>()) != "stopped"; i++) await Task.Delay(200);
+                Assert.Equal("stopped", state);
+                var files = (await admin.GetAsync("/api/v2.0/recorders/1/archive/files")).Json!["result"]!.AsArray();
+                output.WriteLine("API archive: " + files.ToJsonString());
+                Assert.Equal(before + 1, files.Count);
+            }
 
             // A hung pearl2d (stopped, so it cannot feed the watchdog) is killed by systemd and started again.
             string hung = await board.ShellAsync("systemctl show -p MainPID --value pearl2d");
