@@ -19,7 +19,7 @@ TEST_PKGS    := ffmpeg gcc pkg-config libavcodec-dev libavformat-dev libavutil-d
 # python3 (http.server) and openssl (signing) are the update tests' server and release tooling; prometheus for promtool,
 # which checks the admin panel's /metrics.
 # libc6-dev-arm64-cross: the arm64 kernel headers the V4L2 ABI test compiles against (with clang from BUILD_PKGS)
-BENCH_PKGS   := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 python3-gi nginx-light casync zsync
+BENCH_PKGS   := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 python3-gi nginx-light casync zsync wrk
 # SD images: debootstrap and qemu for the base, the partition tools, the cross compiler for kernel modules,
 # and for the image test qemu's U-Boot.
 IMAGE_PKGS   := debootstrap qemu-system-arm qemu-utils u-boot-qemu dosfstools mtools e2fsprogs fdisk bmap-tools \
@@ -106,6 +106,7 @@ bench: deps-bench publish
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- --record
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- --http-ts --bitrate-kbps 50000 --ladder 100,200,400,600,800,1000,1200 --warmup 2 --window 5
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- --update
+	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- --admin
 
 # The SD-card image of BOARD (qemu-virt, rpi4-hdmi): out/pearl2-BOARD-VERSION.img, .bmap and .sha256.
 # The first build makes the Debian base root file system (about 30 min on 2 cores, cached in

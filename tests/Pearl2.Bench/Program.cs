@@ -8,6 +8,7 @@ using Pearl2.Tests.Integration;
 // media relaying the same encoded stream), N viewers per step, in one run on this machine.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 if (args is ["--update", ..]) return await UpdateBench.RunAsync();
+if (args is ["--admin", ..]) { try { return await AdminBench.RunAsync(); } finally { FanOutBench.KillAll(); } }
 if (args is ["--record", ..]) { try { return await RecordBench.RunAsync(); } finally { FanOutBench.KillAll(); } }
 var opts = BenchOptions.Parse(args);
 var bench = new FanOutBench(opts);
