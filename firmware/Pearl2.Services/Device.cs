@@ -312,7 +312,10 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
             var v = c.Config.Video;
             channels[i] = new ChannelStatus(i + 1, c.Config.Name, access.Streaming, access.Credentials is not null, _store.Ports.RtspPort(i), _store.Ports.HttpPort(i),
                 v.Width, v.Height, v.Fps, v.BitrateKbps, c.Pipeline.FramesEncoded, b.Viewers, b.Recorder)
-            { FramesSkipped = c.Pipeline.FramesSkipped, BytesSent = b.BytesSent };
+            {
+                FramesSkipped = c.Pipeline.FramesSkipped, BytesSent = b.BytesSent,
+                AudioPeak = c.Config.Audio.Enabled ? (c.Pipeline.AudioPeak(0), c.Pipeline.AudioPeak(1)) : (0f, 0f),
+            };
         }
         DiskStatus? disk = null;
         if (Library is { } lib)

@@ -18,6 +18,8 @@ public sealed record ChannelStatus(int Number, string Name, bool Streaming, bool
 {
     /// <summary>Frames the encoder could not keep up with, and bytes sent to viewers per door (for the metrics).</summary>
     public long FramesSkipped { get; init; }
+    /// <summary>The sound's recent peak, left and right, from 0 to 1 (both 0 without audio).</summary>
+    public (float Left, float Right) AudioPeak { get; init; }
     public IReadOnlyDictionary<string, long> BytesSent { get; init; } = new Dictionary<string, long>();
 
     public int ViewersOf(string door) => Viewers.GetValueOrDefault(door);

@@ -402,4 +402,31 @@ public sealed class AdminApiTests(ITestOutputHelper output)
         Assert.Contains("pearl2_viewers{channel=\"1\",transport=\"http\"} 0", text);
         Assert.Matches(@"pearl2_frames_encoded_total\{channel=""2""\} [1-9]", text);
     }
+
+    [Fact]
+    public async Task TheLevelMetersReadTheTestTonesLevelsAndTheNetworkIsListed()
+    {
+        // Channel 1 carries the test tone (440 Hz at -20 dBFS, a 1 kHz beep at -6 dBFS for 100 ms every second); channel 2 has no audio.
+        var (device, anon, _) = await StartAsync("""
+            [ { "name": "Tone", "video": { "width": 320, "height": 240, "bitrateKbps": 300 } },
+              { "name": "Mute", "video": { "width": 320, "height": 240, "bitrateKbps": 300 }, "audio": { "enabled": false } } ]
+            """);
+        await using var _d = device;
+        await SetupAsync(anon);
+        using var viewer = anon.As("admin", AdminPassword);
+        var left = new List<double>();
+        for (int i = 0; i < 40; i++)
+        {
+            var levels = (await viewer.GetAsync($"{Api}/x-pearl2/levels")).Json!["result"]!.AsArray();
+            left.Add(levels[0]!["audio_dbfs"]![0]!.GetValue<double>());
+            Assert.Equal([-100.0, -100.0], levels[1]!["audio_dbfs"]!.AsArray().Select(v => v!.GetValue<double>()));
+            await Task.Delay(50);
+        }
+        output.WriteLine(string.Join(' ', left));
+        Assert.InRange(left.Min(), -21.0, -19.0);   // the tone between beeps
+        Assert.InRange(left.Max(), -10.0, -5.5);    // a beep, falling back
+        var net = (await viewer.GetAsync($"{Api}/x-pearl2/network")).Json!["result"]!;
+        Assert.Equal(Environment.MachineName, net["hostname"]!.GetValue<string>());
+        Assert.Contains(net["interfaces"]!.AsArray(), i => i!["addresses"]!.AsArray().Any(a => a!.GetValue<string>() == "127.0.0.1/8"));
+    }
 }

@@ -75,6 +75,8 @@ public sealed class AdminPanelTests(ITestOutputHelper output)
         // Previews keep coming: the picture changes (the test pattern's counter runs).
         string first = await page.GetAttributeAsync("#preview-1", "src") ?? "";
         await page.WaitForFunctionAsync($"() => document.getElementById('preview-1').src !== '{first}'", null, new() { Timeout = 10000 });
+        // The audio meter moves with the test tone (-20 dBFS, beeps at -6).
+        await page.WaitForFunctionAsync("() => { const d = document.getElementById('meter-1').dataset.dbfs; return d && Number(d.split(',')[0]) > -25; }", null, new() { Timeout = 10000 });
         await ShotAsync(page, "2-dashboard");
 
         // Record from the dashboard: the tile shows it, and the file plays.

@@ -37,6 +37,20 @@ public sealed class EncodePipeline : IEncodedSink, IDisposable
     public PreviewFrames Preview { get; private set; } = null!;
     public long FramesEncoded { get; private set; }
     public long FramesSkipped { get; private set; }
+
+    // The sound's peak per channel (as float bits), falling by about 40 dB a second after a peak: the panel's level meter.
+    int _peakLeft, _peakRight;
+
+    /// <summary>The recent peak of channel 0 (left) or 1 (right), from 0 to 1 (full scale).</summary>
+    public float AudioPeak(int channel) => BitConverter.Int32BitsToSingle(Volatile.Read(ref channel == 0 ? ref _peakLeft : ref _peakRight));
+
+    static void Meter(ref int slot, ReadOnlySpan<float> samples)
+    {
+        float peak = 0;
+        foreach (float v in samples) peak = MathF.Max(peak, MathF.Abs(v));
+        float held = BitConverter.Int32BitsToSingle(slot) * 0.9f;   // one AAC frame (21 ms at 48 kHz): about -0.9 dB
+        Volatile.Write(ref slot, BitConverter.SingleToInt32Bits(MathF.Max(peak, held)));
+    }
     public Exception? Fault { get; private set; }
 
     /// <summary>The ALSA device the audio comes from, or null for the test tone.</summary>
@@ -170,6 +184,8 @@ public sealed class EncodePipeline : IEncodedSink, IDisposable
                 if (tone is not null) tone.Render(left, right, sample);
                 else { left.Clear(); right.Clear(); }
             }
+            Meter(ref _peakLeft, left);
+            Meter(ref _peakRight, _o.AudioChannels > 1 ? right : left);
             enc.Encode(sample, this);
             sample += AacEncoder.FrameSamples;
         }

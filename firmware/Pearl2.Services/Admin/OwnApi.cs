@@ -28,6 +28,8 @@ public static class OwnApi
             ? ApiReply.Ok(ctx, w => WriteSession(w, who))
             : ApiReply.Error(ctx, 401, "error", c.Users.SetupPending ? "setup pending" : "not logged in")).WithMetadata(Open);
         x.MapGet("/status", ctx => StatusAsync(ctx, c)).WithMetadata(ViewerRole);
+        x.MapGet("/levels", ctx => LevelsAsync(ctx, c)).WithMetadata(ViewerRole);
+        x.MapGet("/network", ctx => NetworkAsync(ctx)).WithMetadata(ViewerRole);
         x.MapGet("/config", ctx => ApiReply.Ok(ctx, w =>
         {
             w.WriteStartObject();
@@ -219,6 +221,52 @@ public static class OwnApi
             w.WriteEndObject();
         });
     }
+
+    /// <summary>dBFS of a peak (0 to 1), -100 for silence.</summary>
+    static double Dbfs(float peak) => peak <= 1e-5f ? -100 : Math.Round(20 * Math.Log10(peak), 1);
+
+    /// <summary>The sound's level per channel, left and right in dBFS: what the dashboard's meters poll a few times a second.</summary>
+    static Task LevelsAsync(HttpContext ctx, AdminContext c)
+    {
+        var s = c.Device.Status();
+        return ApiReply.Ok(ctx, w =>
+        {
+            w.WriteStartArray();
+            foreach (var ch in s.Channels)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("id", ch.Number);
+                w.WriteStartArray("audio_dbfs");
+                w.WriteNumberValue(Dbfs(ch.AudioPeak.Left));
+                w.WriteNumberValue(Dbfs(ch.AudioPeak.Right));
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+        });
+    }
+
+    /// <summary>The device's network as it is now: host name and every interface with its state, MAC and addresses.</summary>
+    static Task NetworkAsync(HttpContext ctx) => ApiReply.Ok(ctx, w =>
+    {
+        w.WriteStartObject();
+        w.WriteString("hostname", Environment.MachineName);
+        w.WriteStartArray("interfaces");
+        foreach (var nic in System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces())
+        {
+            w.WriteStartObject();
+            w.WriteString("name", nic.Name);
+            w.WriteString("state", nic.OperationalStatus.ToString().ToLowerInvariant());
+            var mac = nic.GetPhysicalAddress().GetAddressBytes();
+            if (mac.Length > 0) w.WriteString("mac", string.Join(':', mac.Select(b => b.ToString("x2", CultureInfo.InvariantCulture))));
+            w.WriteStartArray("addresses");
+            foreach (var a in nic.GetIPProperties().UnicastAddresses) w.WriteStringValue($"{a.Address}/{a.PrefixLength}");
+            w.WriteEndArray();
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        w.WriteEndObject();
+    });
 
     static async Task PutConfigAsync(HttpContext ctx, AdminContext c)
     {

@@ -160,6 +160,16 @@ function showDashboard() {
   });
   // Previews: a few frames a second, each tile fetching its next picture when the last one arrived.
   every(350, () => { for (const t of tiles.values()) t.refresh(); });
+  // Audio meters: the levels of every channel in one small answer, four times a second.
+  let levelsBusy = false;
+  every(250, async () => {
+    if (levelsBusy || document.hidden) return;
+    levelsBusy = true;
+    try {
+      const r = await call('GET', X + '/levels');
+      if (r.ok) for (const l of r.result) { const t = tiles.get(l.id); if (t) t.level(l.audio_dbfs); }
+    } finally { levelsBusy = false; }
+  });
 }
 
 function tile(ch, banner) {
@@ -169,12 +179,14 @@ function tile(ch, banner) {
   const rec = el('p', { class: 'rec' });
   const urls = el('dl', { class: 'urls' });
   const recordButton = el('button', { type: 'button', id: 'record-' + ch.id, hidden: !can('operator') });
+  const bars = [el('span', { class: 'bar' }), el('span', { class: 'bar' })];
+  const meter = el('div', { class: 'meter', id: 'meter-' + ch.id, role: 'meter', 'aria-label': 'Audio level, left and right', title: '' }, ...bars);
   let busy = false, recording = false, refused = false;
   recordButton.addEventListener('click', async () => {
     const r = await call('POST', API + '/recorders/' + ch.id + '/control/' + (recording ? 'stop' : 'start'));
     if (!r.ok) banner.replaceChildren(notice(r.message));
   });
-  const root = el('article', { class: 'card tile', id: 'tile-' + ch.id }, img, name, info, rec, recordButton, urls);
+  const root = el('article', { class: 'card tile', id: 'tile-' + ch.id }, img, meter, name, info, rec, recordButton, urls);
   let lastUrl = null;
   return {
     root,
@@ -195,6 +207,12 @@ function tile(ch, banner) {
           lastUrl = url;
         }
       } catch { /* the next one */ } finally { busy = false; }
+    },
+    level(dbfs) {
+      // -60 dBFS empty, 0 dBFS full; the number is in the title and in data-dbfs.
+      dbfs.forEach((d, i) => { bars[i].style.width = Math.max(0, Math.min(100, (d + 60) / 60 * 100)) + '%'; bars[i].className = 'bar' + (d > -3 ? ' hot' : ''); });
+      meter.dataset.dbfs = dbfs.join(',');
+      meter.title = 'L ' + dbfs[0] + ' dBFS, R ' + dbfs[1] + ' dBFS';
     },
     update(c) {
       name.textContent = c.id + ' · ' + c.name;
