@@ -1,5 +1,4 @@
 using System.Net;
-using System.Text;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -150,7 +149,8 @@ public sealed class AdminServer : IAsyncDisposable
         AdminCaller? caller = null;
         var session = _c.Sessions.Find(ctx.Request.Cookies[AdminSessions.Cookie]);
         if (session is not null) caller = new AdminCaller(session.User, session.Role, session);
-        else if (AuthorizationHeader.TryParseBasic(ctx.Request.Headers.Authorization, out var user, out var password))
+        else if (Pearl2.Formats.Rtsp.AuthorizationHeader.TryParse(ctx.Request.Headers.Authorization.ToString(), out var basic)
+            && basic is { Scheme: Pearl2.Formats.Rtsp.AuthScheme.Basic, BasicUser: { Length: > 0 } user, BasicPassword: { } password })
         {
             if (_c.Throttle.Record(address, AuthOutcome.Missing) == AuthOutcome.Throttled) { await TooManyAsync(ctx, address); return; }
             var role = await Task.Run(() => _c.Users.Verify(user, password));
@@ -259,27 +259,5 @@ public sealed class AdminServer : IAsyncDisposable
         try { await _app.StopAsync(cts.Token); }
         catch (OperationCanceledException) { }
         await _app.DisposeAsync();
-    }
-}
-
-/// <summary>The Basic scheme of an Authorization header: <c>Basic base64(user:password)</c>, UTF-8 as Pearl clients send it.</summary>
-public static class AuthorizationHeader
-{
-    public static bool TryParseBasic(string? header, out string user, out string password)
-    {
-        user = password = "";
-        if (header is null || !header.StartsWith("Basic ", StringComparison.OrdinalIgnoreCase)) return false;
-        var b64 = header.AsSpan(6).Trim();
-        if (b64.Length is 0 or > 1024) return false;
-        Span<byte> bytes = stackalloc byte[b64.Length];
-        if (!Convert.TryFromBase64Chars(b64, bytes, out int n)) return false;
-        string text;
-        try { text = new UTF8Encoding(false, true).GetString(bytes[..n]); }
-        catch (DecoderFallbackException) { return false; }
-        int colon = text.IndexOf(':');
-        if (colon <= 0) return false;
-        user = text[..colon];
-        password = text[(colon + 1)..];
-        return true;
     }
 }

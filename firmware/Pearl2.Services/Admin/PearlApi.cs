@@ -228,97 +228,93 @@ public static class PearlApi
             : ApiReply.NotFound(ctx, $"recorder {id} not found (1 to {channels.Count})");
     }
 
-    static Task ChannelsAsync(HttpContext ctx, AdminContext c)
+    /// <summary>
+    /// A list of channels (or their recorders) as Pearl answers it: those named by <c>ids=</c> (all without it), each an
+    /// object with its id and name, then what <paramref name="rest"/> writes.
+    /// </summary>
+    static Task EachChannel(HttpContext ctx, IReadOnlyList<ChannelStatus> channels, Action<Utf8JsonWriter, ChannelStatus> rest)
     {
         var ids = ApiReply.Ids(ctx);
-        bool publishers = ApiReply.Flag(ctx, "publishers"), encoders = ApiReply.Flag(ctx, "encoders"), layout = ApiReply.Flag(ctx, "active_layout");
-        var config = c.Store.Current;
-        var status = c.Device.Status();
         return ApiReply.Ok(ctx, w =>
         {
             w.WriteStartArray();
-            foreach (var ch in status.Channels)
+            foreach (var ch in channels)
             {
                 string id = ch.Number.ToString(CultureInfo.InvariantCulture);
                 if (ids is not null && !ids.Contains(id)) continue;
-                var cc = ch.Number <= config.Channels.Count ? config.Channels[ch.Number - 1] : null;
                 w.WriteStartObject();
                 w.WriteString("id", id);
                 w.WriteString("name", ch.Name);
-                if (publishers) { w.WriteStartArray("publishers"); w.WriteEndArray(); }
-                if (encoders)
-                {
-                    w.WriteStartArray("encoders");
-                    w.WriteStartObject();
-                    w.WriteString("id", "video");
-                    w.WriteString("type", "video");
-                    w.WriteString("name", "H.264");
-                    w.WriteString("resolution", $"{ch.Width}x{ch.Height}");
-                    w.WriteNumber("framerate", Math.Clamp(ch.Fps, 1, 99));
-                    w.WriteNumber("bitrate", Math.Clamp(ch.BitrateKbps, 1, 50000));
-                    w.WriteEndObject();
-                    if (cc?.Audio is { Enabled: true } audio)
-                    {
-                        w.WriteStartObject();
-                        w.WriteString("id", "audio");
-                        w.WriteString("type", "audio");
-                        w.WriteString("name", "AAC");
-                        w.WriteNumber("bitrate", audio.BitrateKbps);
-                        w.WriteNumber("channels", Math.Clamp(audio.Channels, 1, 2));
-                        w.WriteEndObject();
-                    }
-                    w.WriteEndArray();
-                }
-                if (layout)
-                {
-                    w.WriteStartObject("active_layout");
-                    w.WriteString("id", "1");
-                    w.WriteString("name", "Default");
-                    w.WriteStartObject("sources");
-                    w.WriteStartArray("video");
-                    w.WriteStartObject(); w.WriteString("id", InputId(ch.Number, cc)); w.WriteString("name", InputName(ch.Number, cc)); w.WriteEndObject();
-                    w.WriteEndArray();
-                    w.WriteEndObject();
-                    w.WriteEndObject();
-                }
+                rest(w, ch);
                 w.WriteEndObject();
             }
             w.WriteEndArray();
         });
     }
 
-    /// <summary>Not in the reference: each channel's live state (what /channels does not carry) in the Pearl style.</summary>
-    static Task ChannelsStatusAsync(HttpContext ctx, AdminContext c)
+    static Task ChannelsAsync(HttpContext ctx, AdminContext c)
     {
-        var ids = ApiReply.Ids(ctx);
-        var status = c.Device.Status();
-        return ApiReply.Ok(ctx, w =>
+        bool publishers = ApiReply.Flag(ctx, "publishers"), encoders = ApiReply.Flag(ctx, "encoders"), layout = ApiReply.Flag(ctx, "active_layout");
+        var config = c.Store.Current;
+        return EachChannel(ctx, c.Device.Status().Channels, (w, ch) =>
         {
-            w.WriteStartArray();
-            foreach (var ch in status.Channels)
+            var cc = ch.Number <= config.Channels.Count ? config.Channels[ch.Number - 1] : null;
+            if (publishers) { w.WriteStartArray("publishers"); w.WriteEndArray(); }
+            if (encoders)
             {
-                string id = ch.Number.ToString(CultureInfo.InvariantCulture);
-                if (ids is not null && !ids.Contains(id)) continue;
+                w.WriteStartArray("encoders");
                 w.WriteStartObject();
-                w.WriteString("id", id);
-                w.WriteString("name", ch.Name);
-                w.WriteStartObject("status");
-                w.WriteString("state", ch.FramesEncoded > 0 ? "started" : "starting");
-                w.WriteBoolean("streaming", ch.Streaming);
-                w.WriteBoolean("login_required", ch.LoginRequired);
-                w.WriteString("video", $"{ch.Width}x{ch.Height}@{ch.Fps}");
-                w.WriteNumber("bitrate", ch.BitrateKbps);
-                w.WriteNumber("frames", ch.FramesEncoded);
-                w.WriteStartObject("viewers");
-                foreach (var (door, n) in ch.Viewers) w.WriteNumber(door, n);
+                w.WriteString("id", "video");
+                w.WriteString("type", "video");
+                w.WriteString("name", "H.264");
+                w.WriteString("resolution", $"{ch.Width}x{ch.Height}");
+                w.WriteNumber("framerate", Math.Clamp(ch.Fps, 1, 99));
+                w.WriteNumber("bitrate", Math.Clamp(ch.BitrateKbps, 1, 50000));
                 w.WriteEndObject();
-                w.WriteString("recorder", RecorderWord(ch.Recorder));
+                if (cc?.Audio is { Enabled: true } audio)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("id", "audio");
+                    w.WriteString("type", "audio");
+                    w.WriteString("name", "AAC");
+                    w.WriteNumber("bitrate", audio.BitrateKbps);
+                    w.WriteNumber("channels", Math.Clamp(audio.Channels, 1, 2));
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+            }
+            if (layout)
+            {
+                w.WriteStartObject("active_layout");
+                w.WriteString("id", "1");
+                w.WriteString("name", "Default");
+                w.WriteStartObject("sources");
+                w.WriteStartArray("video");
+                w.WriteStartObject(); w.WriteString("id", InputId(ch.Number, cc)); w.WriteString("name", InputName(ch.Number, cc)); w.WriteEndObject();
+                w.WriteEndArray();
                 w.WriteEndObject();
                 w.WriteEndObject();
             }
-            w.WriteEndArray();
         });
     }
+
+    /// <summary>Not in the reference: each channel's live state (what /channels does not carry) in the Pearl style.</summary>
+    static Task ChannelsStatusAsync(HttpContext ctx, AdminContext c) =>
+        EachChannel(ctx, c.Device.Status().Channels, (w, ch) =>
+        {
+            w.WriteStartObject("status");
+            w.WriteString("state", ch.FramesEncoded > 0 ? "started" : "starting");
+            w.WriteBoolean("streaming", ch.Streaming);
+            w.WriteBoolean("login_required", ch.LoginRequired);
+            w.WriteString("video", $"{ch.Width}x{ch.Height}@{ch.Fps}");
+            w.WriteNumber("bitrate", ch.BitrateKbps);
+            w.WriteNumber("frames", ch.FramesEncoded);
+            w.WriteStartObject("viewers");
+            foreach (var (door, n) in ch.Viewers) w.WriteNumber(door, n);
+            w.WriteEndObject();
+            w.WriteString("recorder", RecorderWord(ch.Recorder));
+            w.WriteEndObject();
+        });
 
     static async Task RenameChannelAsync(HttpContext ctx, AdminContext c, ChannelStatus ch)
     {
@@ -400,27 +396,12 @@ public static class PearlApi
         w.WriteEndObject();
     }
 
-    static Task RecordersAsync(HttpContext ctx, AdminContext c, bool status)
-    {
-        var ids = ApiReply.Ids(ctx);
-        var channels = c.Device.Status().Channels;
-        return ApiReply.Ok(ctx, w =>
+    static Task RecordersAsync(HttpContext ctx, AdminContext c, bool status) =>
+        EachChannel(ctx, c.Device.Status().Channels, (w, ch) =>
         {
-            w.WriteStartArray();
-            foreach (var ch in channels)
-            {
-                string id = ch.Number.ToString(CultureInfo.InvariantCulture);
-                if (ids is not null && !ids.Contains(id)) continue;
-                w.WriteStartObject();
-                w.WriteString("id", id);
-                w.WriteString("name", ch.Name);
-                if (status) { w.WritePropertyName("status"); WriteRecorderStatus(w, ch); }
-                else w.WriteBoolean("multisource", false);
-                w.WriteEndObject();
-            }
-            w.WriteEndArray();
+            if (status) { w.WritePropertyName("status"); WriteRecorderStatus(w, ch); }
+            else w.WriteBoolean("multisource", false);
         });
-    }
 
     static async Task RecordControlAsync(HttpContext ctx, AdminContext c, bool start, IReadOnlyCollection<string>? ids)
     {
