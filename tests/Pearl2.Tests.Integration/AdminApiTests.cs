@@ -118,8 +118,9 @@ public sealed class AdminApiTests(ITestOutputHelper output)
         Assert.Equal(HttpStatusCode.OK, (await panel.PostAsync($"{Api}/x-pearl2/logout")).Status);
         Assert.Equal(HttpStatusCode.Unauthorized, (await panel.GetAsync($"{Api}/x-pearl2/config")).Status);
 
-        // A huge body is refused before it is read; the connection's next request still works.
-        var huge = await admin.PutAsync($"{Api}/x-pearl2/config", new string(' ', 2 << 20));
+        // A huge body is refused before it is read: a client that asks first (Expect: 100-continue, as curl does for
+        // large bodies) gets the 413 instead of "100 Continue" and never sends it.
+        var huge = await admin.SendAsync(HttpMethod.Put, $"{Api}/x-pearl2/config", new string(' ', 2 << 20), r => r.Headers.ExpectContinue = true);
         Assert.Equal(HttpStatusCode.RequestEntityTooLarge, huge.Status);
         Assert.Equal("error", Ok(huge.Json));
 
@@ -309,6 +310,7 @@ public sealed class AdminApiTests(ITestOutputHelper output)
         Assert.Contains($"DNS:{Environment.MachineName}.local", x509.Stdout);
         Assert.Contains("IP Address:127.0.0.1", x509.Stdout);
 
+        File.Copy(cert, cert + ".old");
         await device.KillAsync();
         await using var again = await device.RestartAsync();
         Assert.Equal(fingerprint, (await admin.GetAsync($"{Api}/x-pearl2/certificate")).Json!["result"]!["sha256"]!.GetValue<string>());
@@ -316,6 +318,37 @@ public sealed class AdminApiTests(ITestOutputHelper output)
         Assert.Contains("admin.certificate source=kept", again.Log);
         // The users survive too: setup is not offered again.
         Assert.False((await anon.GetAsync($"{Api}/x-pearl2/setup")).Json!["result"]!["pending"]!.GetValue<bool>());
+
+        // An uploaded certificate replaces it at once; garbage is refused and changes nothing.
+        var work = Directory.CreateTempSubdirectory("pearl2-cert").FullName;
+        var made = await Peers.RunAsync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=uploaded",
+            "-addext", "subjectAltName=DNS:localhost", "-days", "30", "-keyout", Path.Combine(work, "key.pem"), "-out", Path.Combine(work, "cert.pem")], TimeSpan.FromSeconds(30));
+        Assert.True(made.ExitCode == 0, made.Stderr);
+        var bad = await admin.PutAsync($"{Api}/x-pearl2/certificate", """{ "certificate": "-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----", "key": "x" }""");
+        Assert.Equal(HttpStatusCode.BadRequest, bad.Status);
+        Assert.StartsWith("certificate: not a PEM certificate with its private key", bad.Json!["message"]!.GetValue<string>());
+        var upload = new JsonObject { ["certificate"] = File.ReadAllText(Path.Combine(work, "cert.pem")), ["key"] = File.ReadAllText(Path.Combine(work, "key.pem")) };
+        var replaced = await admin.PutAsync($"{Api}/x-pearl2/certificate", upload.ToJsonString());
+        Assert.Equal(HttpStatusCode.OK, replaced.Status);
+        Assert.Equal("CN=uploaded", replaced.Json!["result"]!["subject"]!.GetValue<string>());
+        var withNew = await Peers.RunAsync("curl", ["-sS", "--cacert", Path.Combine(work, "cert.pem"), "-u", $"admin:{AdminPassword}", "-o", "/dev/null", "-w", "%{http_code}",
+            $"https://localhost:{httpsPort}/api/v2.0/system/ident"], TimeSpan.FromSeconds(30));
+        Assert.Equal("200", withNew.Stdout);
+        var withOld = await Peers.RunAsync("curl", ["-sS", "--cacert", cert + ".old", "-o", "/dev/null", $"https://localhost:{httpsPort}/"], TimeSpan.FromSeconds(30));
+        Assert.NotEqual(0, withOld.ExitCode);   // the old self-signed one no longer identifies the device
+        Assert.Contains("audit.certificate_replaced", File.ReadAllText(Path.Combine(again.DataDir, "audit.log")));
+
+        // Browsers on plain HTTP can be sent to HTTPS, with HSTS there; the API stays on HTTP for Pearl clients.
+        var config = (await admin.GetAsync($"{Api}/x-pearl2/config")).Json!["result"]!["config"]!;
+        config["admin"]!["redirectToHttps"] = true;
+        config["admin"]!["hsts"] = true;
+        Assert.Equal(HttpStatusCode.OK, (await admin.PutAsync($"{Api}/x-pearl2/config", config.ToJsonString())).Status);
+        var page = await anon.GetAsync("/");
+        Assert.Equal(HttpStatusCode.Redirect, page.Status);
+        Assert.Equal($"https://127.0.0.1:{httpsPort}/", page.Response.Headers.Location?.ToString());
+        Assert.Equal(HttpStatusCode.OK, (await admin.GetAsync($"{Api}/system/ident")).Status);
+        var hsts = await Peers.RunAsync("curl", ["-sS", "-D", "-", "-o", "/dev/null", "--cacert", Path.Combine(work, "cert.pem"), $"https://localhost:{httpsPort}/"], TimeSpan.FromSeconds(30));
+        Assert.Contains("strict-transport-security: max-age=31536000", hsts.Stdout.ToLowerInvariant());
     }
 
     [Fact]

@@ -68,24 +68,29 @@ public sealed class AdminPanelTests(ITestOutputHelper output)
 
         // The dashboard: a tile per channel, with a live preview.
         await page.WaitForSelectorAsync("#tile-2");
-        await page.WaitForFunctionAsync("() => ['preview-1', 'preview-2'].every(id => document.getElementById(id).naturalWidth > 0)", null, new() { Timeout = 20000 });
+        await page.WaitForFunctionAsync("() => ['preview-1', 'preview-2'].every(id => document.getElementById(id)?.naturalWidth > 0)", null, new() { Timeout = 20000 });
         Assert.Equal(320, await page.EvalOnSelectorAsync<int>("#preview-1", "i => i.naturalWidth"));
         Assert.Contains("Hall", await page.TextContentAsync("#tile-1 h2"));
         Assert.Contains($"rtsp://", await page.TextContentAsync("#tile-1 .urls"));
         // Previews keep coming: the picture changes (the test pattern's counter runs).
         string first = await page.GetAttributeAsync("#preview-1", "src") ?? "";
-        await page.WaitForFunctionAsync($"() => document.getElementById('preview-1').src !== '{first}'", null, new() { Timeout = 10000 });
+        await page.WaitForFunctionAsync($"() => (document.getElementById('preview-1')?.src ?? '{first}') !== '{first}'", null, new() { Timeout = 10000 });
         // The audio meter moves with the test tone (-20 dBFS, beeps at -6).
-        await page.WaitForFunctionAsync("() => { const d = document.getElementById('meter-1').dataset.dbfs; return d && Number(d.split(',')[0]) > -25; }", null, new() { Timeout = 10000 });
+        await page.WaitForFunctionAsync("() => { const d = document.getElementById('meter-1')?.dataset.dbfs; return d && Number(d.split(',')[0]) > -25; }", null, new() { Timeout = 10000 });
         await ShotAsync(page, "2-dashboard");
+        // On a phone: the tiles stack and nothing is wider than the screen.
+        await page.SetViewportSizeAsync(390, 844);
+        Assert.True(await page.EvaluateAsync<bool>("() => document.documentElement.scrollWidth <= 390"), "the dashboard is wider than a phone");
+        await ShotAsync(page, "2-dashboard-phone");
+        await page.SetViewportSizeAsync(1100, 900);
 
         // Record from the dashboard: the tile shows it, and the file plays.
         await page.ClickAsync("#record-1");
-        await page.WaitForFunctionAsync("() => document.querySelector('#tile-1 .rec').textContent.startsWith('● Recording')", null, new() { Timeout = 10000 });
+        await page.WaitForFunctionAsync("() => document.querySelector('#tile-1 .rec')?.textContent.startsWith('● Recording')", null, new() { Timeout = 10000 });
         await Task.Delay(3000);
         await ShotAsync(page, "3-recording");
         await page.ClickAsync("#record-1");
-        await page.WaitForFunctionAsync("() => !document.querySelector('#tile-1 .rec').textContent.startsWith('●')", null, new() { Timeout = 10000 });
+        await page.WaitForFunctionAsync("() => (e => e && !e.textContent.startsWith('●'))(document.querySelector('#tile-1 .rec'))", null, new() { Timeout = 10000 });
         var file = Directory.GetFiles(Path.Combine(device.DataDir, "recordings"), "Hall_*.mp4").Single();
         var probe = await Peers.RunAsync("ffprobe", ["-v", "error", "-count_frames", "-select_streams", "v", "-show_entries", "stream=codec_name,nb_read_frames", "-of", "csv=p=0", file], TimeSpan.FromSeconds(30));
         output.WriteLine($"{Path.GetFileName(file)}: {probe.Stdout.Trim()}");
@@ -104,14 +109,14 @@ public sealed class AdminPanelTests(ITestOutputHelper output)
         await page.ClickAsync("#settings-save");
         var error = page.Locator("[data-error-for='channels[1].video.width']");
         await error.WaitForAsync();
-        await page.WaitForFunctionAsync("() => document.querySelector(\"[data-error-for='channels[1].video.width']\").textContent.length > 0");
+        await page.WaitForFunctionAsync("() => document.querySelector(\"[data-error-for='channels[1].video.width']\")?.textContent.length > 0");
         Assert.Contains("641 is not an even number", await error.TextContentAsync());
         await ShotAsync(page, "5-settings-error");
         Assert.Equal("640,360", await ProbeSizeAsync(device.Url(2)));
         await page.FillAsync("#f-channels-1--video-width", "480");
         await page.FillAsync("#f-channels-1--video-height", "270");
         await page.ClickAsync("#settings-save");
-        await page.WaitForFunctionAsync("() => document.getElementById('settings-result').textContent.startsWith('Applied')", null, new() { Timeout = 20000 });
+        await page.WaitForFunctionAsync("() => document.getElementById('settings-result')?.textContent.startsWith('Applied')", null, new() { Timeout = 20000 });
         Assert.Equal("480,270", await ProbeSizeAsync(device.Url(2)));
         Assert.Equal(1, device.CountInLog("pearl2d.start "));   // no restart
 
@@ -120,7 +125,7 @@ public sealed class AdminPanelTests(ITestOutputHelper output)
         await page.FillAsync("#f-channels-0--auth-username", "viewer");
         await page.FillAsync("#f-channels-0--auth-password", "door-pw-1");
         await page.ClickAsync("#settings-save");
-        await page.WaitForFunctionAsync("() => document.getElementById('settings-result').textContent.startsWith('Applied (config version 3')", null, new() { Timeout = 20000 });
+        await page.WaitForFunctionAsync("() => document.getElementById('settings-result')?.textContent.startsWith('Applied (config version 3')", null, new() { Timeout = 20000 });
         var denied = await Peers.RunAsync("ffprobe", ["-v", "error", "-rtsp_transport", "tcp", device.Url(1)], TimeSpan.FromSeconds(30));
         Assert.Contains("401", denied.Stderr);
         Assert.Equal("320,240", await ProbeSizeAsync(device.Url(1).Replace("rtsp://", "rtsp://viewer:door-pw-1@")));
@@ -142,7 +147,7 @@ public sealed class AdminPanelTests(ITestOutputHelper output)
         Assert.Contains("0.1.0 (Pearl API: 4.25.0)", await page.TextContentAsync("#firmware-info"));
         await ShotAsync(page, "7-firmware");
         await page.GotoAsync(api.Base + "/#system");
-        await page.WaitForFunctionAsync("() => document.getElementById('log').textContent.includes('audit.')", null, new() { Timeout = 10000 });
+        await page.WaitForFunctionAsync("() => document.getElementById('log')?.textContent.includes('audit.')", null, new() { Timeout = 10000 });
         Assert.Contains("admin panel HTTP", await page.TextContentAsync("#ports"));
         await ShotAsync(page, "8-system");
 
@@ -165,7 +170,7 @@ public sealed class AdminPanelTests(ITestOutputHelper output)
         await page.ClickAsync("#logout");
         await page.WaitForSelectorAsync("#login-user");
         await LogInAsync(page, "watch", "viewer pw 3");
-        await page.WaitForFunctionAsync("() => document.getElementById('preview-2').naturalWidth > 0", null, new() { Timeout = 20000 });
+        await page.WaitForFunctionAsync("() => document.getElementById('preview-2')?.naturalWidth > 0", null, new() { Timeout = 20000 });
         Assert.False(await page.IsVisibleAsync("#record-1"));
         Assert.False(await page.IsVisibleAsync("#streaming-toggle"));
         Assert.False(await page.IsVisibleAsync("#nav a[href='#recordings']"));
@@ -204,7 +209,7 @@ public sealed class AdminPanelTests(ITestOutputHelper output)
         await page.WaitForSelectorAsync("#f-update-url");
         await page.FillAsync("#f-update-url", $"http://127.0.0.1:{slow.Port}/");
         await page.ClickAsync("#settings-save");
-        await page.WaitForFunctionAsync("() => document.getElementById('settings-result').textContent.startsWith('Applied')", null, new() { Timeout = 20000 });
+        await page.WaitForFunctionAsync("() => document.getElementById('settings-result')?.textContent.startsWith('Applied')", null, new() { Timeout = 20000 });
         await device.WaitForLogAsync($"update.reconfigured url=http://127.0.0.1:{slow.Port}/ running=yes", TimeSpan.FromSeconds(10));
         await page.GotoAsync(api.Base + "/#firmware");
         await page.WaitForSelectorAsync("#firmware-check");
@@ -216,7 +221,7 @@ public sealed class AdminPanelTests(ITestOutputHelper output)
         double early = await page.EvalOnSelectorAsync<double>("#firmware-progress", "p => p.value");
         Assert.Contains("downloading 0.2.0", await page.TextContentAsync("#firmware-phase"));
         await ShotAsync(page, "11-firmware-progress");
-        await page.WaitForFunctionAsync($"() => document.getElementById('firmware-progress').value > {early.ToString(System.Globalization.CultureInfo.InvariantCulture)}", null, new() { Timeout = 30000 });
+        await page.WaitForFunctionAsync($"() => (document.getElementById('firmware-progress')?.value ?? 0) > {early.ToString(System.Globalization.CultureInfo.InvariantCulture)}", null, new() { Timeout = 30000 });
 
         // The device reboots (an exec under the host boot loader) into 0.2.0, which confirms itself.
         var until = DateTime.UtcNow.AddSeconds(90);
