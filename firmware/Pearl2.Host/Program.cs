@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
@@ -173,13 +172,14 @@ namespace Pearl2.Host
                 reboot = true;
                 _ = Task.Delay(500).ContinueWith(_ => stop.TrySetResult(), TaskScheduler.Default);
             }
+            // Restarting and switching off: on a board, the root unit pearl2-reboot does it when asked; in the host
+            // simulation a reboot is the boot loader's exec, and switching off stops pearl2d.
+            bool onBoard = slotsDir is null && board.Slots.Kind != "none";
             if (slotsDir is not null) device.RebootHandler = _ => Reboot();
-            // Switching off: on a board, the system powers off; on a host, pearl2d stops.
-            device.ShutdownHandler = by => Task.Delay(500).ContinueWith(_ =>
-            {
-                if (board.Slots.Kind != "none") Process.Start("/usr/bin/systemctl", "poweroff");
-                stop.TrySetResult();
-            }, TaskScheduler.Default);
+            else if (onBoard) device.RebootHandler = _ => BootControls.RequestPower(dataDir, "reboot");
+            device.ShutdownHandler = onBoard
+                ? _ => BootControls.RequestPower(dataDir, "poweroff")
+                : _ => Task.Delay(500).ContinueWith(_ => stop.TrySetResult(), TaskScheduler.Default);
             var updater = StartUpdater(config.Update, board, running, slotsDir, bootedSlot, cmdlineSlot, dataDir, device, loggers, log, Reboot);
             device.Updater = updater;
             // A new update server, key or interval (the admin panel, SIGHUP) applies at once: the updater starts again with it.
@@ -210,6 +210,11 @@ namespace Pearl2.Host
                 {
                     admin = await StartAdminAsync(store, device, dataDir, recentLog, loggers);
                     device.SetupPending = () => admin.SetupPending;
+                }
+                catch (InvalidDataException e)
+                {
+                    // A damaged users file must not reopen first-run setup to the whole LAN: the panel stays off, the rest runs.
+                    log.LogCritical("admin.off error=\"{Error}\" effect=\"the admin panel and API stay off; restore or remove users.json (removing it reopens first-run setup)\"", e.Message);
                 }
                 catch (IOException e)
                 {

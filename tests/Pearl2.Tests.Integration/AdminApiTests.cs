@@ -462,4 +462,18 @@ public sealed class AdminApiTests(ITestOutputHelper output)
         Assert.Equal(Environment.MachineName, net["hostname"]!.GetValue<string>());
         Assert.Contains(net["interfaces"]!.AsArray(), i => i!["addresses"]!.AsArray().Any(a => a!.GetValue<string>() == "127.0.0.1/8"));
     }
+
+    [Fact]
+    public async Task ADamagedUsersFileKeepsThePanelOffAndNeverReopensSetupWhileTheChannelsRunOn()
+    {
+        var (device, anon, _) = await StartAsync();
+        await SetupAsync(anon);
+        await device.KillAsync();
+        File.WriteAllText(Path.Combine(device.DataDir, "users.json"), "{ \"users\": [ { \"name\": \"admin\", ");   // torn
+        await using var again = await device.RestartAsync();
+        Assert.Contains("admin.off error=", again.Log);
+        Assert.False(Peers.TcpListening(new Uri(anon.Base).Port), "the admin port must stay closed, not offer setup again");
+        var probe = await Peers.RunAsync("ffprobe", ["-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v", "-show_entries", "stream=codec_name", "-of", "csv=p=0", again.Url(1)], TimeSpan.FromSeconds(30));
+        Assert.Equal("h264", probe.Stdout.Trim());
+    }
 }

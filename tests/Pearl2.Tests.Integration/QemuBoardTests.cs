@@ -95,6 +95,14 @@ public sealed class QemuBoard : IAsyncDisposable
         }
     }
 
+    /// <summary>Waits for the board to switch itself off (qemu exits); false on timeout.</summary>
+    public async Task<bool> WaitForExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        try { await _qemu.WaitForExitAsync(cts.Token); return true; }
+        catch (OperationCanceledException) { return false; }
+    }
+
     public async Task PowerOffAsync()
     {
         await _qemu.StandardInput.WriteAsync("systemctl poweroff\n");
@@ -318,7 +326,10 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
             await WaitForFrameAsync(url, TimeSpan.FromMinutes(2));
 
             await UpdateToTheNextVersionAsync(board, dir, url);
-            await board.PowerOffAsync();
+            // Switched off through the API as a control room does (the unprivileged pearl2d asks the root unit pearl2-reboot).
+            using (var api = new AdminClient("127.0.0.1", board.AdminPort) { User = "admin", Password = AdminApiTests.AdminPassword })
+                Assert.Equal(System.Net.HttpStatusCode.OK, (await api.PostAsync("/api/v2.0/system/control/shutdown")).Status);
+            Assert.True(await board.WaitForExitAsync(TimeSpan.FromSeconds(90)), "the board did not power off after /system/control/shutdown");
 
             // Read the file back off the card's data partition and play it.
             var (_, parts) = await Images.ReadTableAsync(Images.PathOf(Board));

@@ -83,7 +83,7 @@ public sealed class AdminUsers
     {
         if (!File.Exists(path)) return [];
         try { return JsonSerializer.Deserialize(File.ReadAllBytes(path), UsersJson.Default.StoredUsers)?.Users ?? []; }
-        catch (JsonException e) { throw new IOException($"{path}: not a users file ({e.Message})", e); }
+        catch (JsonException e) { throw new InvalidDataException($"{path}: not a users file ({e.Message.Split(" Path:")[0]})", e); }
     }
 
     /// <summary>True until the first admin exists: the panel then offers only the setup page.</summary>

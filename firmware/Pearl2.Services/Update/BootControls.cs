@@ -31,6 +31,17 @@ public static class BootControls
         return null;
     }
 
+    /// <summary>
+    /// On a board, pearl2d runs unprivileged: it asks the root path unit pearl2-reboot for a reboot or a power-off by
+    /// writing the request file (DATA-DIR/update/reboot-request: "reboot", "tryboot" or "poweroff").
+    /// </summary>
+    public static void RequestPower(string dataDir, string kind)
+    {
+        var path = Path.Combine(dataDir, "update", "reboot-request");
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        DurableFile.Write(path, System.Text.Encoding.ASCII.GetBytes(kind));
+    }
+
     /// <summary>A partition's size from sysfs (/dev/vda3 → /sys/class/block/vda3/size, in 512-byte sectors).</summary>
     static long PartitionBytes(string node)
     {
