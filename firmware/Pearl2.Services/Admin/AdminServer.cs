@@ -154,6 +154,13 @@ public sealed class AdminServer : IAsyncDisposable
         {
             if (_c.Throttle.Record(address, AuthOutcome.Missing) == AuthOutcome.Throttled) { await TooManyAsync(ctx, address); return; }
             var role = await Task.Run(() => _c.Users.Verify(user, password));
+            if (role is null && open)
+            {
+                // A stale login a browser keeps sending must not lock anyone out of the login page itself: anonymous here.
+                ctx.Items[typeof(AdminCaller)] = null;
+                await next(ctx);
+                return;
+            }
             if (role is null)
             {
                 var outcome = _c.Throttle.Record(address, AuthOutcome.Refused);

@@ -68,6 +68,7 @@ public sealed class AdminUsers
     readonly object _lock = new();
     readonly byte[] _cacheKey = RandomNumberGenerator.GetBytes(32);
     readonly Dictionary<string, (string User, AdminRole Role, long At)> _remembered = new(StringComparer.Ordinal);
+    readonly SemaphoreSlim _hashing = new(1, 1);
     List<StoredUser> _users;
     /// <summary>What an unknown name is checked against, so that it takes as long as a wrong password.</summary>
     readonly StoredUser _decoy;
@@ -183,7 +184,11 @@ public sealed class AdminUsers
         byte[] salt, expected;
         try { salt = Convert.FromBase64String(stored.Salt); expected = Convert.FromBase64String(stored.Hash); }
         catch (FormatException) { return null; }
-        var actual = Rfc2898DeriveBytes.Pbkdf2(Encoding.UTF8.GetBytes(password), salt, Math.Max(1, stored.Iterations), HashAlgorithmName.SHA256, expected.Length);
+        // One PBKDF2 at a time: a crowd of wrong passwords from many addresses queues here instead of taking every core from the streams.
+        byte[] actual;
+        _hashing.Wait();
+        try { actual = Rfc2898DeriveBytes.Pbkdf2(Encoding.UTF8.GetBytes(password), salt, Math.Max(1, stored.Iterations), HashAlgorithmName.SHA256, expected.Length); }
+        finally { _hashing.Release(); }
         if (!CryptographicOperations.FixedTimeEquals(actual, expected) || user is null) return null;
         var role = Role(user);
         lock (_lock)
