@@ -157,6 +157,8 @@ function showDashboard() {
       if (!t) { t = tile(ch, banner); tiles.set(ch.id, t); grid.append(t.root); }
       t.update(ch);
     }
+    // A channel removed from the config takes its tile with it.
+    for (const [id, t] of tiles) if (!s.channels.some(ch => ch.id === id)) { t.root.remove(); tiles.delete(id); }
   });
   // Previews: a few frames a second, each tile fetching its next picture when the last one arrived.
   every(350, () => { for (const t of tiles.values()) t.refresh(); });
