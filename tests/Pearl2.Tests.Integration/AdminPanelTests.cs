@@ -213,6 +213,8 @@ public sealed class AdminPanelTests(ITestOutputHelper output)
         await device.WaitForLogAsync($"update.reconfigured url=http://127.0.0.1:{slow.Port}/ running=yes", TimeSpan.FromSeconds(10));
         await page.GotoAsync(api.Base + "/#firmware");
         await page.WaitForSelectorAsync("#firmware-check");
+        // The page draws its facts after its first fetch, which a loaded machine may answer after the button is there.
+        await page.WaitForFunctionAsync("() => (document.getElementById('firmware-info') || {}).textContent?.includes('(Pearl API:')", null, new() { Timeout = 20000 });
         Assert.Contains("0.1.0 (Pearl API: 4.25.0)", await page.TextContentAsync("#firmware-info"));
         await page.ClickAsync("#firmware-check");
 
