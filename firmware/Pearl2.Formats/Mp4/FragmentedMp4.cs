@@ -345,6 +345,33 @@ public static class FragmentedMp4
     /// The movie's duration from the head of a file (ftyp, moov/mvhd, version 0 or 1). False when the boxes are not in
     /// <paramref name="head"/> or the duration is 0, as in a file that is still being written or was never finished.
     /// </summary>
+    /// <summary>The picture size of the first track with one (tkhd's 16.16 width and height, its last 8 bytes), from a file's head.</summary>
+    public static bool TryReadVideoSize(ReadOnlySpan<byte> head, out int width, out int height)
+    {
+        width = height = 0;
+        int at = 0;
+        while (TryReadBoxHeader(head[at..], head.Length - at, out long size, out uint type, out int hl) && at + size <= head.Length)
+        {
+            if (type == Type("moov"u8))
+            {
+                var moov = head.Slice(at + hl, (int)size - hl);
+                for (int m = 0; TryReadBoxHeader(moov[m..], moov.Length - m, out long bs, out uint bt, out int bh) && m + bs <= moov.Length; m += (int)bs)
+                {
+                    if (bt != Type("trak"u8)) continue;
+                    var trak = moov.Slice(m + bh, (int)bs - bh);
+                    if (!TryReadBoxHeader(trak, trak.Length, out long ts, out uint tt, out int th) || tt != Type("tkhd"u8) || ts > trak.Length || ts < th + 8) continue;
+                    var tkhd = trak.Slice(th, (int)ts - th);
+                    width = (int)(BinaryPrimitives.ReadUInt32BigEndian(tkhd[^8..]) >> 16);
+                    height = (int)(BinaryPrimitives.ReadUInt32BigEndian(tkhd[^4..]) >> 16);
+                    if (width > 0 && height > 0) return true;
+                }
+                return false;
+            }
+            at += (int)size;
+        }
+        return false;
+    }
+
     public static bool TryReadDuration(ReadOnlySpan<byte> head, out TimeSpan duration)
     {
         duration = default;

@@ -11,6 +11,7 @@ using Microsoft.Extensions.Options;
 using Pearl2.Formats.Flv;
 using Pearl2.Formats.Http;
 using Pearl2.Formats.Rtsp;
+using Pearl2.Formats.Upnp;
 using Pearl2.Media;
 
 namespace Pearl2.Services.HttpLive;
@@ -202,7 +203,10 @@ public sealed class HttpLiveServer
             if (await Task.WhenAny(ready, Task.Delay(5000)) != ready) { await Reply(socket, "503 Service Unavailable"); return; }
             var info = ready.Result;
 
-            var head = Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nServer: pearl2d\r\nContent-Type: {(flv ? "video/x-flv" : "video/mp2t")}\r\nCache-Control: no-cache, no-store\r\nConnection: close\r\n")
+            // DLNA players (the UPnP media server's live items point here): a live stream has no time seek, and says what it is.
+            if (ts && request["TimeSeekRange.dlna.org"] is not null) { await Reply(socket, "406 Not Acceptable"); return; }
+            string dlna = ts ? $"transferMode.dlna.org: Streaming\r\ncontentFeatures.dlna.org: {DlnaInfo.LiveFeatures(DlnaInfo.Profile("ts", info.Width, info.Height))}\r\n" : "";
+            var head = Encoding.ASCII.GetBytes($"HTTP/1.1 200 OK\r\nServer: pearl2d\r\nContent-Type: {(flv ? "video/x-flv" : "video/mp2t")}\r\nCache-Control: no-cache, no-store\r\n{dlna}Connection: close\r\n")
                 .Concat(Cors.ToArray()).Concat("\r\n"u8.ToArray()).ToArray();
             await SocketSend.AllAsync(socket, head);
             if (request.Method == "HEAD") return;

@@ -1,0 +1,245 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Pearl2.Formats.Ssdp;
+
+namespace Pearl2.Services.Discovery;
+
+/// <summary>
+/// SSDP for the UPnP media server (UPnP Device Architecture 1.1 §1), over IPv4 on every LAN interface: ssdp:alive for
+/// each of our five targets at start (twice) and again well within max-age, ssdp:byebye at stop, ssdp:update when an
+/// interface's address changes (then alive with the next BOOTID), and answers to M-SEARCH after a random part of MX,
+/// unicast to the searcher, at most <see cref="AnswersPerWindow"/> searches per address in 10 s and
+/// <see cref="MaxPending"/> waiting in all. LOCATION names the address of the interface the search came in on.
+/// </summary>
+public sealed class SsdpAdvertiser : IAsyncDisposable
+{
+    public const int MaxAge = 1800, AnswersPerWindow = 20, MaxPending = 64;
+    static readonly IPAddress Group = IPAddress.Parse(SsdpWriter.MulticastAddress);
+
+    readonly string _uuid;
+    readonly Func<IPAddress, string> _location;
+    readonly string _server;
+    readonly int _configId;
+    int _bootId;
+    readonly ILogger _log;
+    readonly TimeProvider _time;
+    readonly Func<IReadOnlyList<LanLink>> _links;
+    readonly TimeSpan _linkPoll;
+    Dictionary<int, LanLink> _joined = new();
+    Socket? _socket;
+    readonly SemaphoreSlim _sendLock = new(1, 1);
+    readonly CancellationTokenSource _stop = new();
+    readonly Dictionary<IPAddress, (long WindowStart, int Count)> _perAddress = new();
+    int _pending;
+    long _searches, _answered, _refused;
+    Task _tasks = Task.CompletedTask;
+
+    /// <param name="location">The description URL for an interface address.</param>
+    /// <param name="bootId">BOOTID.UPNP.ORG: one more at every start (kept by the caller).</param>
+    public SsdpAdvertiser(string uuid, Func<IPAddress, string> location, string server, int bootId, int configId, ILogger log, TimeProvider time,
+        Func<IReadOnlyList<LanLink>>? links = null, TimeSpan? linkPoll = null)
+    {
+        _uuid = uuid; _location = location; _server = server; _bootId = bootId; _configId = configId & 0xffffff; _log = log; _time = time;
+        _links = links ?? LanLinks.Current; _linkPoll = linkPoll ?? TimeSpan.FromSeconds(3);
+        Targets =
+        [
+            new("upnp:rootdevice", $"uuid:{uuid}::upnp:rootdevice"),
+            new($"uuid:{uuid}", $"uuid:{uuid}"),
+            new(UpnpMediaServer.DeviceType, $"uuid:{uuid}::{UpnpMediaServer.DeviceType}"),
+            new(UpnpMediaServer.ContentDirectoryType, $"uuid:{uuid}::{UpnpMediaServer.ContentDirectoryType}"),
+            new(UpnpMediaServer.ConnectionManagerType, $"uuid:{uuid}::{UpnpMediaServer.ConnectionManagerType}"),
+        ];
+    }
+
+    public IReadOnlyList<SsdpTarget> Targets { get; }
+    public int BootId => Volatile.Read(ref _bootId);
+    public long Searches => Interlocked.Read(ref _searches);
+    public long Answered => Interlocked.Read(ref _answered);
+
+    public void Start()
+    {
+        var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        try
+        {
+            s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            s.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.PacketInformation, true);
+            s.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.MulticastTimeToLive, 2);   // UDA 1.1 §1.1.2: TTL 2 by default
+            s.Bind(new IPEndPoint(IPAddress.Any, SsdpWriter.Port));
+        }
+        catch { s.Dispose(); throw; }
+        _socket = s;
+        UpdateLinks(announce: false);
+        _log.LogInformation("ssdp.started uuid={Uuid} boot_id={BootId} config_id={ConfigId} links={Links}", _uuid, _bootId, _configId, string.Join(',', _joined.Values.Select(l => l.Name)));
+        _tasks = Task.WhenAll(Task.Run(ReceiveLoopAsync), Task.Run(AliveLoopAsync), Task.Run(LinkLoopAsync));
+    }
+
+    async Task AliveLoopAsync()
+    {
+        try
+        {
+            // Twice at start (UDP may lose one), then every third of max-age with some jitter (UDA: "well within" it).
+            foreach (var link in _joined.Values.ToList()) await AliveAsync(link);
+            await Task.Delay(TimeSpan.FromMilliseconds(300), _time, _stop.Token);
+            foreach (var link in _joined.Values.ToList()) await AliveAsync(link);
+            while (!_stop.IsCancellationRequested)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(MaxAge / 3 - Random.Shared.Next(0, 60)), _time, _stop.Token);
+                foreach (var link in _joined.Values.ToList()) await AliveAsync(link);
+            }
+        }
+        catch (OperationCanceledException) { }
+    }
+
+    async Task AliveAsync(LanLink link)
+    {
+        string location = _location(link.V4[0]);
+        foreach (var t in Targets) await SendAsync(link, SsdpWriter.Alive(t, location, MaxAge, _server, BootId, _configId), null);
+    }
+
+    async Task LinkLoopAsync()
+    {
+        try
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                await Task.Delay(_linkPoll, _time, _stop.Token);
+                UpdateLinks(announce: true);
+            }
+        }
+        catch (OperationCanceledException) { }
+    }
+
+    void UpdateLinks(bool announce)
+    {
+        IReadOnlyList<LanLink> now;
+        try { now = _links(); }
+        catch (Exception e) when (e is System.Net.NetworkInformation.NetworkInformationException or IOException) { return; }
+        var next = now.ToDictionary(l => l.Index);
+        foreach (var link in now)
+        {
+            if (_joined.TryGetValue(link.Index, out var old))
+            {
+                if (old.V4.SequenceEqual(link.V4)) continue;
+                // A new address: ssdp:update announces the next BOOTID, then everything is alive again under it (UDA 1.1 §1.2.4).
+                int next1 = Interlocked.Increment(ref _bootId);
+                _log.LogInformation("ssdp.address_change link={Link} address={Address} boot_id={BootId}", link.Name, link.V4[0], next1);
+                _ = UpdateThenAliveAsync(link, next1 - 1, next1);
+                continue;
+            }
+            try
+            {
+                _socket!.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.AddMembership, new MulticastOption(Group, link.Index));
+                if (announce) { _log.LogInformation("ssdp.link_up link={Link} address={Address}", link.Name, link.V4[0]); _ = AliveAsync(link); }
+            }
+            catch (SocketException e)
+            {
+                _log.LogWarning("ssdp.join_failed link={Link} error=\"{Error}\"", link.Name, e.Message);
+                next.Remove(link.Index);
+            }
+        }
+        foreach (var gone in _joined.Keys.Except(next.Keys))
+        {
+            try { _socket!.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.DropMembership, new MulticastOption(Group, gone)); }
+            catch (SocketException) { }
+        }
+        _joined = next;
+    }
+
+    async Task UpdateThenAliveAsync(LanLink link, int bootId, int nextBootId)
+    {
+        string location = _location(link.V4[0]);
+        foreach (var t in Targets) await SendAsync(link, SsdpWriter.Update(t, location, bootId, _configId, nextBootId), null);
+        await AliveAsync(link);
+    }
+
+    async Task ReceiveLoopAsync()
+    {
+        var buffer = new byte[8192];
+        EndPoint any = new IPEndPoint(IPAddress.Any, 0);
+        while (!_stop.IsCancellationRequested)
+        {
+            SocketReceiveMessageFromResult r;
+            try { r = await _socket!.ReceiveMessageFromAsync(buffer, SocketFlags.None, any, _stop.Token); }
+            catch (OperationCanceledException) { return; }
+            catch (ObjectDisposedException) { return; }
+            catch (SocketException) { continue; }
+            var from = (IPEndPoint)r.RemoteEndPoint;
+            if (!_joined.TryGetValue(r.PacketInformation.Interface, out var link)) continue;
+            bool multicast = r.PacketInformation.Address.Equals(Group);
+            var data = buffer.AsSpan(0, r.ReceivedBytes);
+            if (!data.StartsWith("M-SEARCH "u8)) continue;   // NOTIFYs of other devices: not ours to answer
+            Interlocked.Increment(ref _searches);
+            if (!SsdpSearch.TryParse(data, multicast, out var search, out var error))
+            {
+                _log.LogDebug("ssdp.bad_search from={From} error=\"{Error}\"", from, error);
+                continue;
+            }
+            var answers = SsdpWriter.Matching(Targets, search!.SearchTarget).ToList();
+            if (answers.Count == 0) continue;
+            if (!Admit(from.Address)) continue;
+            if (Interlocked.Increment(ref _pending) > MaxPending) { Interlocked.Decrement(ref _pending); Interlocked.Increment(ref _refused); continue; }
+            _ = AnswerAsync(link, from, search, answers);
+        }
+    }
+
+    /// <summary>At most <see cref="AnswersPerWindow"/> searches answered per address in 10 s: SSDP must not be an amplifier.</summary>
+    bool Admit(IPAddress from)
+    {
+        lock (_perAddress)
+        {
+            long now = _time.GetTimestamp();
+            if (_perAddress.Count > 1024) _perAddress.Clear();
+            var (start, count) = _perAddress.GetValueOrDefault(from, (now, 0));
+            if (_time.GetElapsedTime(start, now) > TimeSpan.FromSeconds(10)) (start, count) = (now, 0);
+            _perAddress[from] = (start, count + 1);
+            if (count + 1 == AnswersPerWindow + 1)
+                _log.LogWarning("ssdp.rate_limited from={From} answers_per_10s={Limit}", from, AnswersPerWindow);
+            if (count + 1 > AnswersPerWindow) { Interlocked.Increment(ref _refused); return false; }
+            return true;
+        }
+    }
+
+    async Task AnswerAsync(LanLink link, IPEndPoint to, SsdpSearch search, List<SsdpTarget> answers)
+    {
+        try
+        {
+            // A random moment within MX (UDA 1.1 §1.3.3), so that every device on the LAN does not answer at once.
+            if (search.MaxWaitSeconds > 0) await Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(0, search.MaxWaitSeconds * 1000)), _time, _stop.Token);
+            string location = _location(link.V4[0]);
+            foreach (var t in answers)
+                await SendAsync(link, SsdpWriter.SearchResponse(t, location, MaxAge, _server, BootId, _configId, _time.GetUtcNow()), to);
+            Interlocked.Increment(ref _answered);
+        }
+        catch (OperationCanceledException) { }
+        finally { Interlocked.Decrement(ref _pending); }
+    }
+
+    async Task SendAsync(LanLink link, byte[] bytes, IPEndPoint? to)
+    {
+        var s = _socket;
+        if (s is null) return;
+        await _sendLock.WaitAsync();
+        try
+        {
+            if (to is null) s.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.MulticastInterface, IPAddress.HostToNetworkOrder(link.Index));
+            await s.SendToAsync(bytes, SocketFlags.None, to ?? new IPEndPoint(Group, SsdpWriter.Port));
+        }
+        catch (SocketException e) { _log.LogWarning("ssdp.send_failed link={Link} to={To} error=\"{Error}\"", link.Name, to?.ToString() ?? "multicast", e.Message); }
+        catch (ObjectDisposedException) { }
+        finally { _sendLock.Release(); }
+    }
+
+    /// <summary>ssdp:byebye for every target on every link, then closes.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_socket is null) return;
+        _stop.Cancel();
+        foreach (var link in _joined.Values.ToList())
+            foreach (var t in Targets) await SendAsync(link, SsdpWriter.ByeBye(t, BootId, _configId), null);
+        _log.LogInformation("ssdp.stopped byebye={Count} searches={Searches} answered={Answered} refused={Refused}", _joined.Count * Targets.Count, Searches, Answered, Interlocked.Read(ref _refused));
+        _socket.Dispose();
+        try { await _tasks; } catch (OperationCanceledException) { }
+        _socket = null;
+    }
+}
