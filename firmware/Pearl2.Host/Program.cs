@@ -8,6 +8,7 @@ using Pearl2.Media.FFmpeg;
 using Pearl2.Formats.Update;
 using Pearl2.Services;
 using Pearl2.Services.Admin;
+using Pearl2.Services.Discovery;
 using Pearl2.Services.Configuration;
 using Pearl2.Services.Update;
 using System.Security.Cryptography;
@@ -203,12 +204,19 @@ namespace Pearl2.Host
                     finally { updaterTurn.Release(); }
                 });
             };
+            // Discovery (mDNS, SSDP and the UPnP media server). PEARL2_DISCOVERY=off keeps it silent whatever the config says:
+            // for a developer's machine, and for the tests that run pearl2d on the host's own network.
+            DiscoveryService? discovery = null;
+            if (Environment.GetEnvironmentVariable("PEARL2_DISCOVERY") == "off")
+                log.LogInformation("discovery.off reason=\"PEARL2_DISCOVERY=off in the environment\"");
+            else
+                discovery = new DiscoveryService(store, device, device.Library, device.Auth!, DeviceIdentity.Load(dataDir), running, dataDir, loggers, TimeProvider.System);
             AdminServer? admin = null;
             if (store.Ports.AdminPort != 0)
             {
                 try
                 {
-                    admin = await StartAdminAsync(store, device, dataDir, recentLog, loggers);
+                    admin = await StartAdminAsync(store, device, dataDir, recentLog, loggers, discovery);
                     device.SetupPending = () => admin.SetupPending;
                 }
                 catch (InvalidDataException e)
@@ -225,6 +233,7 @@ namespace Pearl2.Host
                     return 5;
                 }
             }
+            if (discovery is not null) await discovery.StartAsync();
             var control = new ControlSocket(Path.Combine(dataDir, ControlSocket.FileName), device, device.Library, panel, loggers.CreateLogger("Pearl2.Control"));
             log.LogInformation("pearl2d.ready control={Control}", Path.Combine(dataDir, ControlSocket.FileName));
             using var systemd = new SystemdNotifier();
@@ -247,6 +256,7 @@ namespace Pearl2.Host
             systemd.Notify("STOPPING=1");
             await store.QuiesceAsync();
             await control.DisposeAsync();
+            if (discovery is not null) await discovery.DisposeAsync();   // goodbyes first, while the addresses still answer
             if (admin is not null) await admin.DisposeAsync();
             await updaterTurn.WaitAsync();
             if (updater is not null) await updater.DisposeAsync();
@@ -386,7 +396,7 @@ namespace Pearl2.Host
         }
 
         /// <summary>The admin panel and REST API on the port plan's admin ports; a port that cannot be bound is an IOException naming it.</summary>
-        static async Task<AdminServer> StartAdminAsync(ConfigStore store, Device device, string dataDir, RecentLog recentLog, ILoggerFactory loggers)
+        static async Task<AdminServer> StartAdminAsync(ConfigStore store, Device device, string dataDir, RecentLog recentLog, ILoggerFactory loggers, DiscoveryService? discovery)
         {
             var time = TimeProvider.System;
             var adminLog = loggers.CreateLogger("Pearl2.Admin");
@@ -407,6 +417,7 @@ namespace Pearl2.Host
                 Time = time,
                 DataDir = dataDir,
                 HostAddress = HostAddresses.Primary,
+                Discovery = discovery,
             };
             try { return await AdminServer.StartAsync(context, http, https, loggers); }
             catch (Exception e) when (e is IOException or SocketException or Microsoft.AspNetCore.Connections.AddressInUseException)

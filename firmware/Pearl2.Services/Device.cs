@@ -84,9 +84,11 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
             new RtspChannelService(rtsp, loggers),
             new HttpLiveChannelService(http, time),
             new RecorderChannelService(library, time, loggers),
-        ], loggers, time) { Library = library, OnDispose = rtsp.DisposeAsync };
+        ], loggers, time) { Library = library, Auth = auth, OnDispose = rtsp.DisposeAsync };
     }
 
+    /// <summary>The one viewer login every door to the channels' pictures asks (null on a device built without one).</summary>
+    public ViewerAuth? Auth { get; init; }
     /// <summary>The recordings (null on a device built without a recorder service).</summary>
     public RecordingLibrary? Library { get; init; }
     /// <summary>What else stops with the device (the RTSP server's heartbeat), after the channels.</summary>

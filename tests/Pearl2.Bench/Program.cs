@@ -7,6 +7,8 @@ using Pearl2.Tests.Integration;
 // make bench: RTSP/TCP fan-out of one 1080p30 ~4 Mbit/s channel, pearl2d against gst-rtsp-server (shared
 // media relaying the same encoded stream), N viewers per step, in one run on this machine.
 CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
+// Every pearl2d the bench starts runs on this machine's own network: nothing announced on the LAN (mDNS, SSDP).
+Environment.SetEnvironmentVariable("PEARL2_DISCOVERY", "off");
 if (args is ["--update", ..]) return await UpdateBench.RunAsync();
 if (args is ["--admin", ..]) { try { return await AdminBench.RunAsync(); } finally { FanOutBench.KillAll(); } }
 if (args is ["--record", ..]) { try { return await RecordBench.RunAsync(); } finally { FanOutBench.KillAll(); } }

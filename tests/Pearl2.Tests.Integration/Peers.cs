@@ -156,6 +156,8 @@ public sealed class Pearl2dProcess : IAsyncDisposable
     Pearl2dProcess(ProcessStartInfo start, int rtspBase, string configPath, string dataDir)
     {
         _start = start;
+        // On the host's own network nothing may be announced (mDNS, SSDP): discovery runs only in the tests' own namespaces.
+        if (start.FileName == Peers.Pearl2d) start.Environment["PEARL2_DISCOVERY"] = "off";
         var p = Process.Start(start)!;
         _p = p; RtspBase = rtspBase; ConfigPath = configPath; DataDir = dataDir;
         p.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (_lock) _log.AppendLine(e.Data); };

@@ -11,6 +11,8 @@ public sealed record DidlResource(string Url, string ProtocolInfo)
     public (int Width, int Height)? Resolution { get; init; }
     /// <summary>Bytes per second, as ContentDirectory:1 defines <c>res@bitrate</c>.</summary>
     public long? BytesPerSecond { get; init; }
+    public int? SampleFrequency { get; init; }
+    public int? AudioChannels { get; init; }
 }
 
 /// <summary>A container or item of a DIDL-Lite result.</summary>
@@ -58,6 +60,8 @@ public static class DidlWriter
                     if (r.Resolution is { } res && f.Has("res@resolution"))
                         sb.Append(" resolution=\"").Append(res.Width.ToString(CultureInfo.InvariantCulture)).Append('x').Append(res.Height.ToString(CultureInfo.InvariantCulture)).Append('"');
                     if (r.BytesPerSecond is { } bps && f.Has("res@bitrate")) sb.Append(" bitrate=\"").Append(bps.ToString(CultureInfo.InvariantCulture)).Append('"');
+                    if (r.SampleFrequency is { } hz && f.Has("res@sampleFrequency")) sb.Append(" sampleFrequency=\"").Append(hz.ToString(CultureInfo.InvariantCulture)).Append('"');
+                    if (r.AudioChannels is { } ac && f.Has("res@nrAudioChannels")) sb.Append(" nrAudioChannels=\"").Append(ac.ToString(CultureInfo.InvariantCulture)).Append('"');
                     sb.Append('>').Append(Xml.Escape(r.Url)).Append("</res>");
                 }
             sb.Append("</").Append(tag).Append('>');
@@ -107,16 +111,18 @@ public static class DlnaInfo
     public static string ProtocolInfo(string mime, string features) => $"http-get:*:{mime}:{features}";
 
     /// <summary>
-    /// The DLNA profile of an H.264/AAC file by container and picture size: MPEG-TS (192-byte packets are not ours: the ISO
-    /// variant _ISO) and MP4. Null when no profile fits (the 4th field then carries only the flags).
+    /// The DLNA profile (DLNA guidelines 7.3.2, the AVC profiles) of an H.264/AAC stream by container and picture size:
+    /// CIF and smaller as baseline CIF (our encoder's ultrafast output is constrained baseline), SD and HD as main profile.
+    /// Null for an unknown container.
     /// </summary>
     public static string? Profile(string container, int width, int height)
     {
-        bool hd = width > 720 || height > 576;
+        long pixels = (long)width * height;
         return container switch
         {
-            "ts" => hd ? "AVC_TS_HD_EU_ISO" : "AVC_TS_MP_SD_AAC_MULT5_ISO",
-            "mp4" => hd ? "AVC_MP4_MP_HD_720p_AAC" : "AVC_MP4_MP_SD_AAC_MULT5",
+            "ts" => pixels <= 720 * 576 ? "AVC_TS_MP_SD_AAC_MULT5_ISO" : "AVC_TS_MP_HD_AAC_MULT5_ISO",
+            "mp4" => pixels <= 352 * 288 ? "AVC_MP4_BL_CIF30_AAC_940" : pixels <= 720 * 576 ? "AVC_MP4_MP_SD_AAC_MULT5"
+                : pixels <= 1280 * 720 ? "AVC_MP4_MP_HD_720p_AAC" : "AVC_MP4_MP_HD_1080i_AAC",
             _ => null,
         };
     }

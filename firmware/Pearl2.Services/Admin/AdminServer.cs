@@ -39,6 +39,8 @@ public sealed class AdminContext
     public required string DataDir { get; init; }
     /// <summary>The host name and the address other hosts reach the device at (for URLs the panel shows).</summary>
     public required Func<string> HostAddress { get; init; }
+    /// <summary>mDNS, SSDP and the UPnP media server (null when discovery is kept off by the environment).</summary>
+    public Discovery.DiscoveryService? Discovery { get; init; }
 }
 
 /// <summary>

@@ -64,13 +64,86 @@ public static class OwnApi
                 w.WriteString("field", p.Field);
                 w.WriteEndObject();
             }
+            // The media server's port is drawn at each start: known only while it runs.
+            if (c.Discovery?.UpnpPort is > 0 and var upnp)
+            {
+                w.WriteStartObject();
+                w.WriteNumber("port", upnp);
+                w.WriteString("protocol", "tcp");
+                w.WriteString("owner", "UPnP media server (random at each start)");
+                w.WriteString("field", "discovery.upnp");
+                w.WriteEndObject();
+            }
             w.WriteEndArray();
         })).WithMetadata(ViewerRole);
+        x.MapGet("/discovery", ctx => DiscoveryAsync(ctx, c)).WithMetadata(ViewerRole);
+        x.MapPut("/discovery", ctx => PutDiscoveryAsync(ctx, c)).WithMetadata(AdminOnly);
         x.MapGet("/log", ctx => LogAsync(ctx, c)).WithMetadata(AdminOnly);
         x.MapGet("/audit", ctx => ApiReply.Ok(ctx, w => { w.WriteStartArray(); foreach (var l in c.Audit.Tail(200)) w.WriteStringValue(l); w.WriteEndArray(); })).WithMetadata(AdminOnly);
         x.MapGet("/certificate", ctx => CertificateAsync(ctx, c)).WithMetadata(ViewerRole);
         x.MapPut("/certificate", ctx => PutCertificateAsync(ctx, c)).WithMetadata(AdminOnly);
         x.MapGet("/recordings", ctx => RecordingsAsync(ctx, c)).WithMetadata(OperatorRole);
+    }
+
+    /// <summary>mDNS and UPnP: switched on or off, the name and services announced, the media server's port.</summary>
+    static Task DiscoveryAsync(HttpContext ctx, AdminContext c)
+    {
+        var config = c.Store.Current.Discovery;
+        var s = c.Discovery?.Status();
+        return ApiReply.Ok(ctx, w =>
+        {
+            w.WriteStartObject();
+            w.WriteBoolean("mdns", config.Mdns);
+            w.WriteBoolean("upnp", config.Upnp);
+            w.WriteString("host_name", config.HostName);
+            w.WriteBoolean("available", c.Discovery is not null);
+            if (s is not null)
+            {
+                w.WriteBoolean("mdns_running", s.Mdns);
+                if (s.HostName is { } host) w.WriteString("mdns_host", host + ".local");
+                w.WriteStartArray("mdns_services");
+                foreach (var svc in s.Services)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("name", svc.Instance); w.WriteString("type", svc.Type); w.WriteNumber("port", svc.Port);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+                w.WriteBoolean("upnp_running", s.Upnp);
+                w.WriteNumber("upnp_port", s.UpnpPort);
+                w.WriteString("uuid", s.Uuid);
+                w.WriteString("serial", s.Serial);
+            }
+            w.WriteEndObject();
+        });
+    }
+
+    /// <summary>Switches mDNS or UPnP (either field may be left out) and sets the host name: a config change, applied at once and saved.</summary>
+    static async Task PutDiscoveryAsync(HttpContext ctx, AdminContext c)
+    {
+        using var body = await ReadJsonAsync(ctx);
+        if (body is null) return;
+        if (body.RootElement.ValueKind != JsonValueKind.Object) { await ApiReply.BadRequest(ctx, "the body must be a JSON object"); return; }
+        var next = PearlApi.Copy(c.Store.Current);
+        foreach (var p in body.RootElement.EnumerateObject())
+        {
+            switch (p.Name)
+            {
+                case "mdns" or "upnp" when p.Value.ValueKind is JsonValueKind.True or JsonValueKind.False:
+                    if (p.Name == "mdns") next.Discovery.Mdns = p.Value.GetBoolean(); else next.Discovery.Upnp = p.Value.GetBoolean();
+                    break;
+                case "host_name" when p.Value.ValueKind == JsonValueKind.String:
+                    next.Discovery.HostName = p.Value.GetString()!;
+                    break;
+                case "mdns" or "upnp" or "host_name":
+                    await ApiReply.BadRequest(ctx, $"discovery.{p.Name}: must be {(p.Name == "host_name" ? "a string" : "true or false")}");
+                    return;
+                default:
+                    await ApiReply.BadRequest(ctx, $"discovery.{p.Name}: unknown field (known: mdns, upnp, host_name)");
+                    return;
+            }
+        }
+        if (await ApplyAsync(ctx, c, next, "discovery")) await DiscoveryAsync(ctx, c);
     }
 
     /// <summary>The request's JSON body, or null after answering 400 (not JSON) or 413 (too large).</summary>

@@ -17,6 +17,7 @@ namespace Pearl2.Services.Configuration;
 [JsonSerializable(typeof(RecordingConfig))]
 [JsonSerializable(typeof(UpdateConfig))]
 [JsonSerializable(typeof(AdminConfig))]
+[JsonSerializable(typeof(DiscoveryConfig))]
 [JsonSerializable(typeof(DeviceConfig))]
 [JsonSerializable(typeof(SlotsProfile))]
 internal sealed partial class ConfigJson : JsonSerializerContext;

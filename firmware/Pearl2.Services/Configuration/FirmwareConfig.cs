@@ -19,6 +19,7 @@ public sealed class FirmwareConfig
     public RecordingConfig Recording { get; set; } = new();
     public UpdateConfig Update { get; set; } = new();
     public AdminConfig Admin { get; set; } = new();
+    public DiscoveryConfig Discovery { get; set; } = new();
 
     /// <summary>Every error of the whole config, each "path: reason"; each section checks its own fields.</summary>
     public List<string> Validate()
@@ -33,6 +34,7 @@ public sealed class FirmwareConfig
         if (Http is null) e.Add("http: must be an object"); else Http.Validate(e, "http", Channels.Count);
         if (Recording is null) e.Add("recording: must be an object"); else Recording.Validate(e, "recording");
         if (Admin is null) e.Add("admin: must be an object"); else Admin.Validate(e, "admin");
+        if (Discovery is null) e.Add("discovery: must be an object"); else Discovery.Validate(e, "discovery");
         // Ports of different sections may not meet: checked once, over every listener (the port offset applies at start).
         if (e.List.Count == 0) e.List.AddRange(PortPlan.Of(this, 0).Errors);
         return e.List;
@@ -142,6 +144,22 @@ public sealed class AdminConfig
         e.Check(Metrics is "login" or "token" or "open", $"{p}.metrics", $"'{Metrics}' is not login, token or open");
         e.Check(Metrics != "token" || MetricsToken is { Length: >= 16 and <= 256 }, $"{p}.metricsToken", "must be 16 to 256 characters when admin.metrics is token");
     }
+}
+
+/// <summary>
+/// Being found on the LAN: mDNS/DNS-SD on UDP 5353 (the host name, the admin panel, each channel's RTSP) and UPnP (SSDP on
+/// UDP 1900 with a DLNA media server on a random TCP port from 50000 to 65000). Both apply at once when changed.
+/// </summary>
+public sealed class DiscoveryConfig
+{
+    public bool Mdns { get; set; } = true;
+    public bool Upnp { get; set; } = true;
+    /// <summary>The mDNS host name without ".local"; empty: pearl2-&lt;serial&gt;.</summary>
+    public string HostName { get; set; } = "";
+
+    internal void Validate(ConfigErrors e, string p) =>
+        e.Check(HostName is not null && (HostName.Length == 0 || (HostName.Length <= 63 && HostName.All(c => char.IsAsciiLetterOrDigit(c) || c == '-')
+            && HostName[0] != '-' && HostName[^1] != '-')), $"{p}.hostName", $"'{HostName}' is not empty or a host name label (letters, digits and '-', at most 63, not starting or ending with '-')");
 }
 
 public sealed class ChannelConfig

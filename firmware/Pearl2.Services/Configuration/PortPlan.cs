@@ -38,7 +38,7 @@ public sealed class PortPlan
     /// <summary>The admin panel's HTTPS port, or 0 when the panel or HTTPS is off.</summary>
     public int AdminHttpsPort => _config.Admin is { Enabled: true, HttpsPort: > 0 } a ? a.HttpsPort + Offset : 0;
 
-    static readonly string[] FieldOrder = ["rtsp.port", "rtsp.udpPortBase", "http.port", "admin.port", "admin.httpsPort"];
+    static readonly string[] FieldOrder = ["discovery.mdns", "discovery.upnp", "rtsp.port", "rtsp.udpPortBase", "http.port", "admin.port", "admin.httpsPort"];
 
     public static PortPlan Of(FirmwareConfig config, int offset)
     {
@@ -59,6 +59,10 @@ public sealed class PortPlan
             ports.Add(new(PortProtocol.Tcp, admin.Port + offset, "admin panel HTTP", "admin.port"));
             if (admin.HttpsPort != 0) ports.Add(new(PortProtocol.Tcp, admin.HttpsPort + offset, "admin panel HTTPS", "admin.httpsPort"));
         }
+
+        // Discovery's ports are the protocols' own: the port offset does not move them, and other responders share them (SO_REUSEADDR).
+        if (config.Discovery is { Mdns: true }) ports.Add(new(PortProtocol.Udp, 5353, "mDNS / DNS-SD", "discovery.mdns"));
+        if (config.Discovery is { Upnp: true }) ports.Add(new(PortProtocol.Udp, 1900, "SSDP (UPnP discovery)", "discovery.upnp"));
 
         var errors = new List<string>();
         // Past 65535: one error per field, as the operator set it (the offset is what usually moved it there).

@@ -6,7 +6,13 @@ using Pearl2.Formats.Dns;
 namespace Pearl2.Services.Discovery;
 
 /// <summary>A DNS-SD service this device offers: the instance name (the channel's name), its type ("_rtsp._tcp"), port and TXT.</summary>
-public sealed record MdnsService(string Instance, string Type, int Port, IReadOnlyList<string> Txt);
+public sealed record MdnsService(string Instance, string Type, int Port, IReadOnlyList<string> Txt)
+{
+    public bool Equals(MdnsService? other) =>
+        other is not null && Instance == other.Instance && Type == other.Type && Port == other.Port && Txt.SequenceEqual(other.Txt);
+
+    public override int GetHashCode() => HashCode.Combine(Instance, Type, Port, Txt.Count);
+}
 
 /// <summary>
 /// Our own mDNS responder (RFC 6762) with DNS-SD (RFC 6763) over IPv4, on every LAN interface: the host name's A and

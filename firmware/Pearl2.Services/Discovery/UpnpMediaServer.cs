@@ -99,9 +99,10 @@ public sealed class UpnpMediaServer : IAsyncDisposable
                 server._events.Start(() => server.SystemUpdateId);
                 return server;
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or Microsoft.AspNetCore.Connections.AddressInUseException or SocketException)
             {
-                last = e;
+                // Taken by another program: another random port.
+                last = e as IOException ?? new IOException(e.Message, e);
                 await app.DisposeAsync();
             }
         }
@@ -308,12 +309,14 @@ public sealed class UpnpMediaServer : IAsyncDisposable
         foreach (var ch in status.Channels)
         {
             string profile = DlnaInfo.Profile("ts", ch.Width, ch.Height) ?? "";
+            var liveAudio = ch.Number <= config.Channels.Count ? config.Channels[ch.Number - 1].Audio : null;
             Add(new DidlObject($"live/{ch.Number}", "live", ch.Name, "object.item.videoItem")
             {
                 AlbumArtUrl = $"{media}/upnp/thumb/{ch.Number}.jpg",
                 Resources = [new DidlResource($"http://{host}:{ch.HttpPort}/stream.ts", DlnaInfo.ProtocolInfo("video/mp2t", DlnaInfo.LiveFeatures(profile)))
                 {
                     Resolution = (ch.Width, ch.Height), BytesPerSecond = ch.BitrateKbps * 1000L / 8,
+                    SampleFrequency = liveAudio is { Enabled: true } ? liveAudio.SampleRate : null, AudioChannels = liveAudio is { Enabled: true } ? liveAudio.Channels : null,
                 }],
             });
             Add(new DidlObject($"rec/{ch.Number}", "rec", ch.Name, "object.container.storageFolder"));
@@ -328,6 +331,7 @@ public sealed class UpnpMediaServer : IAsyncDisposable
                 string parent = owner.Prefix is null ? "rec/other" : $"rec/{owner.Number}";
                 if (!tree.ContainsKey(parent)) Add(new DidlObject(parent, "rec", "Other recordings", "object.container.storageFolder"));
                 bool ts = e.Name.EndsWith(".ts", StringComparison.Ordinal);
+                var audio = owner.Prefix is null || owner.Number > config.Channels.Count ? null : config.Channels[owner.Number - 1].Audio;
                 var (w, h) = SizeOf(e, owner.Prefix is null ? null : status.Channels[owner.Number - 1]);
                 long? bps = e.Duration is { TotalSeconds: > 0 } d ? (long)(e.Bytes / d.TotalSeconds) : null;
                 Add(new DidlObject($"{parent}/{e.Name}", parent, Path.GetFileNameWithoutExtension(e.Name), "object.item.videoItem")
@@ -338,6 +342,8 @@ public sealed class UpnpMediaServer : IAsyncDisposable
                         DlnaInfo.ProtocolInfo(ts ? "video/mp2t" : "video/mp4", DlnaInfo.FileFeatures(w > 0 ? DlnaInfo.Profile(ts ? "ts" : "mp4", w, h) : null)))
                     {
                         Size = e.Bytes, Duration = e.Duration, Resolution = w > 0 ? (w, h) : null, BytesPerSecond = bps,
+                        // The sound as the channel records it (a file of no current channel: unknown, left out).
+                        SampleFrequency = audio is { Enabled: true } ? audio.SampleRate : null, AudioChannels = audio is { Enabled: true } ? audio.Channels : null,
                     }],
                 });
             }
