@@ -1,11 +1,14 @@
 using System.Buffers;
 using System.Text;
 using Pearl2.Formats.Codecs;
+using Pearl2.Formats.Dns;
 using Pearl2.Formats.Ext4;
 using Pearl2.Formats.Http;
 using Pearl2.Formats.Rtp;
 using Pearl2.Formats.Rtsp;
 using Pearl2.Formats.Sdp;
+using Pearl2.Formats.Ssdp;
+using Pearl2.Formats.Upnp;
 
 namespace Pearl2.Fuzz;
 
@@ -28,7 +31,23 @@ public static class FuzzTargets
         ["rtp"] = b => RtpHeader.TryParse(b, out _, out _),
         ["http-request"] = HttpRequests,
         ["ext4-superblock"] = b => Ext4Superblock.FileSystemBytes(b),
+        ["dns"] = Dns,
+        ["ssdp"] = b => { SsdpSearch.TryParse(b, true, out _, out _); SsdpSearch.TryParse(b, false, out _, out _); },
+        ["soap"] = b => SoapAction.TryParse(b, "urn:schemas-upnp-org:service:ContentDirectory:1#Browse", out _, out _),
     };
+
+    /// <summary>As the mDNS responder reads a datagram; what parses must write back and parse again to the same records.</summary>
+    static void Dns(byte[] data)
+    {
+        if (!DnsMessage.TryParse(data, out var m)) return;
+        var buf = new byte[DnsMessage.MaxSize * 2];
+        int n = m!.WriteTo(buf);
+        if (n < 0) return;   // a record this codec keeps as written cannot always be re-encoded smaller (e.g. a 255-byte name near the limit)
+        if (!DnsMessage.TryParse(buf.AsSpan(0, n), out var again)) throw new InvalidOperationException("a message we wrote does not parse");
+        if (again!.Questions.Count != m.Questions.Count || again.Answers.Count != m.Answers.Count
+            || !again.Answers.Zip(m.Answers).All(p => p.First.SameData(p.Second)))
+            throw new InvalidOperationException("a written message parses to other records: " + string.Join(" | ", m.Answers) + " became " + string.Join(" | ", again.Answers));
+    }
 
     /// <summary>As the HTTP stream ports read them: one head after another, each parse passing over what it read.</summary>
     static void HttpRequests(byte[] data)

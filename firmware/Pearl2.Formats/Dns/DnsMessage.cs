@@ -92,7 +92,7 @@ public sealed record DnsRecord(DnsName Name, DnsType Type, uint Ttl, bool CacheF
             DnsType.Ptr => Target!.Equals(o.Target),
             DnsType.Srv => Target!.Equals(o.Target) && Port == o.Port && Priority == o.Priority && Weight == o.Weight,
             DnsType.Txt => Text!.SequenceEqual(o.Text!),
-            DnsType.Nsec => Target!.Equals(o.Target) && Types!.SequenceEqual(o.Types!),
+            DnsType.Nsec => Target!.Equals(o.Target) && Types!.Distinct().Order().SequenceEqual(o.Types!.Distinct().Order()),
             _ => Raw.AsSpan().SequenceEqual(o.Raw),
         };
     }
@@ -381,12 +381,15 @@ ref struct DnsWriter(Span<byte> buffer, bool compress)
             {
                 // RFC 6762 §6.1: the next name is the record's own name, uncompressed; one window of types below 256.
                 NameUncompressed(r.Target!);
-                int max = r.Types!.Where(t => (int)t < 256).Select(t => (int)t).DefaultIfEmpty(0).Max();
-                int blen = max / 8 + 1;
-                U8(0); U8((byte)blen);
-                _buf.Slice(Position, blen).Clear();
-                foreach (var t in r.Types!) if ((int)t < 256) _buf[Position + (int)t / 8] |= (byte)(0x80 >> ((int)t % 8));
-                Position += blen;
+                // One bitmap per window of 256 types, in window order (RFC 4034 §4.1.2).
+                foreach (var window in r.Types!.Select(t => (int)t).Distinct().GroupBy(t => t >> 8).OrderBy(g => g.Key))
+                {
+                    int blen = window.Max(t => t & 0xff) / 8 + 1;
+                    U8((byte)window.Key); U8((byte)blen);
+                    _buf.Slice(Position, blen).Clear();
+                    foreach (int t in window) _buf[Position + (t & 0xff) / 8] |= (byte)(0x80 >> (t % 8));
+                    Position += blen;
+                }
                 break;
             }
             default:

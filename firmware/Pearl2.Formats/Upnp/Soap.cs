@@ -12,6 +12,7 @@ public sealed record SoapAction(string ServiceType, string Name, IReadOnlyDictio
 {
     public const int MaxBytes = 64 * 1024;
     const string EnvelopeNs = "http://schemas.xmlsoap.org/soap/envelope/";
+    static readonly UTF8Encoding StrictUtf8 = new(false, throwOnInvalidBytes: true);
 
     public string? this[string argument] => Arguments.TryGetValue(argument, out var v) ? v : null;
 
@@ -34,7 +35,12 @@ public sealed record SoapAction(string ServiceType, string Name, IReadOnlyDictio
         };
         try
         {
-            using var reader = XmlReader.Create(new MemoryStream(body.ToArray()), settings);
+            // UPnP control bodies are UTF-8 (UDA 1.1 §3.2.1): decoded strictly here, so that the reader never switches
+            // encodings on a declaration's say (its code for that fails on truncated declarations).
+            string text;
+            try { text = StrictUtf8.GetString(body.StartsWith("\uFEFF"u8) ? body[3..] : body); }
+            catch (DecoderFallbackException) { error = "the body is not UTF-8"; return false; }
+            using var reader = XmlReader.Create(new StringReader(text), settings);
             reader.MoveToContent();
             if (reader.LocalName != "Envelope" || reader.NamespaceURI != EnvelopeNs) { error = "the root is not a SOAP 1.1 Envelope"; return false; }
             // To the Body, skipping a Header if there is one.
@@ -68,6 +74,7 @@ public sealed record SoapAction(string ServiceType, string Name, IReadOnlyDictio
             return true;
         }
         catch (XmlException e) { error = "malformed XML: " + e.Message; return false; }
+        catch (ArgumentException e) { error = "malformed XML: " + e.Message; return false; }
     }
 
     /// <summary>The answer to an action: its out arguments in order (values escaped here).</summary>

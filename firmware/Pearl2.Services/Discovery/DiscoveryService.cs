@@ -86,10 +86,17 @@ public sealed class DiscoveryService : IAsyncDisposable
             {
                 try
                 {
+                    // A new port at each start, as Pearl-2 has it: never the last one (kept in DATA/upnp-port).
+                    string portFile = Path.Combine(_dataDir, "upnp-port");
+                    int last = 0;
+                    try { int.TryParse(File.ReadAllText(portFile).Trim(), out last); }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
                     _upnp = await UpnpMediaServer.StartAsync(new UpnpContext
                     {
                         Device = _device, Store = _store, Library = _library, Identity = _identity, FirmwareVersion = _version, Auth = _auth, Time = _time,
-                    }, _loggers);
+                    }, _loggers, last);
+                    try { File.WriteAllText(portFile, _upnp.Port + "\n"); }
+                    catch (Exception e) when (e is IOException or UnauthorizedAccessException) { }
                     var upnp = _upnp;
                     _ssdp = new SsdpAdvertiser(_identity.Uuid, upnp.DescriptionUrl, UpnpMediaServer.Server(_version), NextBootId(), upnp.ConfigId,
                         _loggers.CreateLogger("Pearl2.Ssdp"), _time);

@@ -68,14 +68,15 @@ public sealed class UpnpMediaServer : IAsyncDisposable
     /// <summary>A number that changes when the description does (CONFIGID.UPNP.ORG).</summary>
     public int ConfigId => (int)(BitConverter.ToUInt32(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(Describe(null)))) & 0xffffff);
 
-    /// <summary>Starts on a random free port in 50000–65000 (up to 50 tries).</summary>
-    public static async Task<UpnpMediaServer> StartAsync(UpnpContext c, ILoggerFactory loggers)
+    /// <summary>Starts on a random free port in 50000–65000 other than <paramref name="avoid"/> (the last start's), up to 50 tries.</summary>
+    public static async Task<UpnpMediaServer> StartAsync(UpnpContext c, ILoggerFactory loggers, int avoid = 0)
     {
         var log = loggers.CreateLogger("Pearl2.Upnp");
         IOException? last = null;
         for (int attempt = 0; attempt < 50; attempt++)
         {
             int port = Random.Shared.Next(FirstPort, LastPort + 1);
+            if (port == avoid) continue;
             var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions { ApplicationName = "pearl2d" });
             builder.Services.AddLogging();
             builder.Services.Replace(ServiceDescriptor.Singleton(loggers));
