@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}; shift || true
-targets=${*:-"rtsp-request transport session range sdp tunnel-base64 authorization h264 rtp http-request ext4-superblock"}
+targets=${*:-"rtsp-request transport session range sdp tunnel-base64 authorization h264 rtp http-request ext4-superblock dns ssdp soap"}
 export PATH="$PATH:$HOME/.dotnet/tools"
 command -v sharpfuzz >/dev/null || dotnet tool install --global SharpFuzz.CommandLine --version 2.3.0
 bin=out/fuzz/afl-bin

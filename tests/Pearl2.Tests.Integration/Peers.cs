@@ -273,6 +273,16 @@ public sealed class Pearl2dProcess : IAsyncDisposable
         return r.Stdout["error: update ".Length..];
     }
 
+    /// <summary>Stops pearl2d as systemd does (SIGTERM) and waits for it to exit; its exit code.</summary>
+    public async Task<int> StopAsync()
+    {
+        Signal(15);
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await _p.WaitForExitAsync(cts.Token);
+        _p.WaitForExit();   // this overload also waits for the last lines of output to be read
+        return _p.ExitCode;
+    }
+
     public async Task KillAsync()
     {
         Signal(9);
@@ -323,7 +333,11 @@ public sealed class NetworkPair : IAsyncDisposable
     public string Device { get; }
     public string External { get; }
     public const string DeviceAddress = "192.0.2.1";
+    public const string ExternalAddress = "192.0.2.2";
     readonly string _vethDev, _vethExt;
+    /// <summary>The pair's interface in the device's namespace, and in the other host's.</summary>
+    public string DeviceLink => _vethDev;
+    public string ExternalLink => _vethExt;
 
     NetworkPair(string tag)
     {
@@ -352,6 +366,8 @@ public sealed class NetworkPair : IAsyncDisposable
         {
             await Ip("-n", ns, "link", "set", link, "up");
             await Ip("-n", ns, "link", "set", "lo", "up");
+            // Multicast (mDNS, SSDP) goes out on the pair: a namespace has no default route for it.
+            await Ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", link);
         }
         return n;
     }

@@ -9,12 +9,14 @@ namespace Pearl2.Services.Discovery;
 /// SSDP for the UPnP media server (UPnP Device Architecture 1.1 §1), over IPv4 on every LAN interface: ssdp:alive for
 /// each of our five targets at start (twice) and again well within max-age, ssdp:byebye at stop, ssdp:update when an
 /// interface's address changes (then alive with the next BOOTID), and answers to M-SEARCH after a random part of MX,
-/// unicast to the searcher, at most <see cref="AnswersPerWindow"/> searches per address in 10 s and
+/// unicast to the searcher, at most <see cref="AnswersPerWindow"/> searches per address in 5 s (a control point sends a few
+/// at a time; a flood is not answered) and
 /// <see cref="MaxPending"/> waiting in all. LOCATION names the address of the interface the search came in on.
 /// </summary>
 public sealed class SsdpAdvertiser : IAsyncDisposable
 {
-    public const int MaxAge = 1800, AnswersPerWindow = 20, MaxPending = 64;
+    public const int MaxAge = 1800, AnswersPerWindow = 40, MaxPending = 64;
+    static readonly TimeSpan Window = TimeSpan.FromSeconds(5);
     static readonly IPAddress Group = IPAddress.Parse(SsdpWriter.MulticastAddress);
 
     readonly string _uuid;
@@ -183,7 +185,7 @@ public sealed class SsdpAdvertiser : IAsyncDisposable
         }
     }
 
-    /// <summary>At most <see cref="AnswersPerWindow"/> searches answered per address in 10 s: SSDP must not be an amplifier.</summary>
+    /// <summary>At most <see cref="AnswersPerWindow"/> searches answered per address in 5 s: SSDP must not be an amplifier.</summary>
     bool Admit(IPAddress from)
     {
         lock (_perAddress)
@@ -191,10 +193,10 @@ public sealed class SsdpAdvertiser : IAsyncDisposable
             long now = _time.GetTimestamp();
             if (_perAddress.Count > 1024) _perAddress.Clear();
             var (start, count) = _perAddress.GetValueOrDefault(from, (now, 0));
-            if (_time.GetElapsedTime(start, now) > TimeSpan.FromSeconds(10)) (start, count) = (now, 0);
+            if (_time.GetElapsedTime(start, now) > Window) (start, count) = (now, 0);
             _perAddress[from] = (start, count + 1);
             if (count + 1 == AnswersPerWindow + 1)
-                _log.LogWarning("ssdp.rate_limited from={From} answers_per_10s={Limit}", from, AnswersPerWindow);
+                _log.LogWarning("ssdp.rate_limited from={From} answers_per_5s={Limit}", from, AnswersPerWindow);
             if (count + 1 > AnswersPerWindow) { Interlocked.Increment(ref _refused); return false; }
             return true;
         }
