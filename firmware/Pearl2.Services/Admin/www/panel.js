@@ -316,6 +316,10 @@ async function showSettings() {
     field(config, 'recording.format', 'Format', 'select', { options: ['mp4', 'ts'] }),
     field(config, 'recording.rotateSeconds', 'New file every (s)', 'number'), field(config, 'recording.rotateMegabytes', 'or every (MB)', 'number'),
     field(config, 'recording.spaceLimitMegabytes', 'Space limit (MB, 0: none)', 'number'), field(config, 'recording.minFreeMegabytes', 'Keep free (MB)', 'number')));
+  sections.push(el('fieldset', { id: 'discovery' }, el('legend', { text: 'Discovery on the LAN' }),
+    field(config, 'discovery.mdns', 'mDNS / Bonjour (name.local, the channels as RTSP services)', 'checkbox'),
+    field(config, 'discovery.upnp', 'UPnP / DLNA media server (smart TVs, VLC, Kodi)', 'checkbox'),
+    field(config, 'discovery.hostName', 'Host name (empty: pearl2-<serial>)')));
   sections.push(el('fieldset', {}, el('legend', { text: 'Firmware updates' }),
     field(config, 'update.url', 'Update server URL (empty: no updates)', 'url', { nullable: true }),
     field(config, 'update.intervalSeconds', 'Check every (s)', 'number')));
