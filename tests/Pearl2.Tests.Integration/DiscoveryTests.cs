@@ -90,6 +90,14 @@ public sealed class DiscoveryTests(ITestOutputHelper output) : IAsyncLifetime
         var ptrs = ka["answers"]!.AsArray().Where(x => x!["section"]!.GetValue<string>() == "answer").Select(x => x!["data"]!.GetValue<string>()).ToList();
         Assert.Equal(["Stage._rtsp._tcp.local"], ptrs);
 
+        // A new address on the interface is answered at once (and announced); when it goes, a goodbye withdraws it.
+        await NetworkPair.RunInAsync(_net.Device, "ip", ["addr", "add", "192.0.2.11/24", "dev", _net.DeviceLink], TimeSpan.FromSeconds(10));
+        await device.WaitForLogAsync("mdns.address_change link=" + _net.DeviceLink + " added=192.0.2.11", TimeSpan.FromSeconds(10));
+        var two = JsonNode.Parse((await NetworkPair.RunInAsync(_net.External, "/usr/bin/python3", [PeerScript("mdns-query.py"), NetworkPair.ExternalAddress, "pearl2-clash-2.local", "A"], TimeSpan.FromSeconds(20))).Stdout)!;
+        Assert.Equal(["192.0.2.1", "192.0.2.11"], two["answers"]!.AsArray().Where(x => x!["type"]!.GetValue<string>() == "A").Select(x => x!["data"]!.GetValue<string>()).Order());
+        await NetworkPair.RunInAsync(_net.Device, "ip", ["addr", "del", "192.0.2.11/24", "dev", _net.DeviceLink], TimeSpan.FromSeconds(10));
+        await device.WaitForLogAsync("removed=192.0.2.11", TimeSpan.FromSeconds(10));
+
         // The Stream button: no channel streams to other hosts, so none is announced (goodbyes); pressed again, back they come.
         var watch = avahi.Start("avahi-browse", ["-rp", "_rtsp._tcp"]);
         await watch.WaitForAsync(o => AvahiLines(o, '=').Count >= 2, TimeSpan.FromSeconds(10));
@@ -188,6 +196,13 @@ public sealed class DiscoveryTests(ITestOutputHelper output) : IAsyncLifetime
             Assert.Equal("200", await CurlCodeAsync(["-o", "/dev/null", "-u", "view:secret1", "--basic", stageThumb]));
             Assert.Equal("200", await CurlCodeAsync(["-o", "/dev/null", objects["live/1"]!["fields"]!["upnp:albumArtURI"]!.GetValue<string>()]));
 
+            // A flood of searches from one host is answered up to the limit, not one for one.
+            var flood = await NetworkPair.RunInAsync(_net.External, "/usr/bin/python3", ["-c", SsdpFloodScript, NetworkPair.ExternalAddress, "300"], TimeSpan.FromSeconds(30));
+            output.WriteLine($"SSDP flood: {flood.Stdout}{flood.Stderr}");
+            int answers = int.Parse(flood.Stdout.Trim());
+            Assert.InRange(answers, 5, 45 * 5);   // at most 40 searches answered in a 5 s window (5 lines each), plus a window that turned
+            await device.WaitForLogAsync("ssdp.rate_limited from=192.0.2.2", TimeSpan.FromSeconds(5));
+
             // minidlna serving the same folder: every field it gives an item, ours gives too.
             await CompareWithMinidlnaAsync(device, objects, hallFile);
 
@@ -198,14 +213,15 @@ public sealed class DiscoveryTests(ITestOutputHelper output) : IAsyncLifetime
             await device.ControlAsync("panel", "press", "stream");
 
             // A byebye at stop, which gssdp-discover reports; the next start takes another port, and the ports table shows it.
-            var psi = new ProcessStartInfo("ip", ["netns", "exec", _net.External, Peers.Require("gssdp-discover"), "-i", _net.ExternalLink, "-t", "urn:schemas-upnp-org:device:MediaServer:1", "-m", "all", "-n", "30"])
+            var psi = new ProcessStartInfo("ip", ["netns", "exec", _net.External, Peers.Require("gssdp-discover"), "-i", _net.ExternalLink, "-t", "urn:schemas-upnp-org:device:MediaServer:1", "-m", "all", "-r", "2", "-n", "30"])
             { RedirectStandardOutput = true, RedirectStandardError = true };
             using (var gssdp = Process.Start(psi)!)
             {
                 var watch = new RunningPeer(gssdp);
                 try
                 {
-                    await watch.WaitForAsync(o => o.Contains("resource available"), TimeSpan.FromSeconds(15));
+                    try { await watch.WaitForAsync(o => o.Contains("resource available"), TimeSpan.FromSeconds(15)); }
+                    catch (TimeoutException) { output.WriteLine(string.Join('\n', device.Log.Split('\n').Where(l => l.Contains("ssdp") || l.Contains("upnp")))); throw; }
                     Assert.Equal(0, await device.StopAsync());
                     Assert.True(device.Log.Contains("ssdp.stopped byebye=5"), "no byebye at stop:\n" + string.Join('\n', device.Log.Split('\n').TakeLast(15)));
                     await watch.WaitForAsync(o => o.Contains("resource unavailable"), TimeSpan.FromSeconds(10));
@@ -221,6 +237,26 @@ public sealed class DiscoveryTests(ITestOutputHelper output) : IAsyncLifetime
         }
         finally { await device.DisposeAsync(); }
     }
+
+    /// <summary>COUNT M-SEARCH ssdp:all (MX 1) sent at once from one socket; prints how many answers came back in 3 s.</summary>
+    const string SsdpFloodScript = """
+        import socket, sys, time
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton(sys.argv[1]))
+        s.bind((sys.argv[1], 0))
+        msg = b'M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: "ssdp:discover"\r\nMX: 1\r\nST: ssdp:all\r\n\r\n'
+        for i in range(int(sys.argv[2])):
+            s.sendto(msg, ("239.255.255.250", 1900))
+        s.settimeout(0.2)
+        n, end = 0, time.time() + 3
+        while time.time() < end:
+            try:
+                if s.recv(4096).startswith(b"HTTP/1.1 200"):
+                    n += 1
+            except socket.timeout:
+                pass
+        print(n)
+        """;
 
     static int UpnpPort(string log)
     {

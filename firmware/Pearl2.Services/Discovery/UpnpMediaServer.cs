@@ -81,6 +81,8 @@ public sealed class UpnpMediaServer : IAsyncDisposable
             builder.Services.AddLogging();
             builder.Services.Replace(ServiceDescriptor.Singleton(loggers));
             builder.Services.AddRoutingCore();
+            // Switched off while a player downloads: the download is cut after 2 s, the config change does not wait for it.
+            builder.WebHost.UseShutdownTimeout(TimeSpan.FromSeconds(2));
             builder.WebHost.UseKestrelCore().ConfigureKestrel(k =>
             {
                 k.AddServerHeader = false;
@@ -439,7 +441,9 @@ public sealed class UpnpMediaServer : IAsyncDisposable
         bool loopback = ctx.Connection.RemoteIpAddress is { } ip && IPAddress.IsLoopback(ip.IsIPv4MappedToIPv6 ? ip.MapToIPv4() : ip);
         if (n <= status.Channels.Count && !status.Channels[n - 1].Streaming && !loopback) { ctx.Response.StatusCode = 403; return; }
         if (cc.Auth is { } a && !await AuthorizeAsync(ctx, n, new ViewerCredentials(a.Username, a.Password, a.AllowBasic))) return;
-        var jpeg = await _c.Device.PreviewAsync(n, 160);
+        byte[]? jpeg;
+        try { jpeg = await _c.Device.PreviewAsync(n, 160); }
+        catch (ArgumentException) { ctx.Response.StatusCode = 404; return; }   // the channel went away in between
         if (jpeg is null) { ctx.Response.StatusCode = 503; return; }
         ctx.Response.Headers.CacheControl = "no-cache";
         await BytesAsync(ctx, "image/jpeg", jpeg);
