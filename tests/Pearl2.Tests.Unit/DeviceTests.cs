@@ -218,8 +218,16 @@ public sealed class ConfigStoreTests : IDisposable
         var plan = PortPlan.Of(new FirmwareConfig(), 10000);
         Assert.Empty(plan.Errors);
         Assert.Equal((10554, 10555, 18000, 18001, 16970, 16974), (plan.RtspPort(0), plan.RtspPort(1), plan.HttpPort(0), plan.HttpPort(1), plan.UdpPort(0), plan.UdpPort(1)));
-        // Per channel RTSP, HTTP and 4 UDP ports; for the device the admin panel's HTTP and HTTPS ports.
-        Assert.Equal(2 * (1 + 1 + 4) + 2, plan.Ports.Count);
+        // Per channel RTSP, HTTP and 4 UDP ports; for the device the admin panel's HTTP and HTTPS ports, mDNS and SSDP.
+        Assert.Equal(2 * (1 + 1 + 4) + 2 + 2, plan.Ports.Count);
+        // Discovery's ports are the protocols' own: the offset does not move them.
+        Assert.Contains(plan.Ports, p => p.ToString() == "5353/udp (mDNS / DNS-SD)");
+        Assert.Contains(plan.Ports, p => p.ToString() == "1900/udp (SSDP (UPnP discovery))");
+        var onSsdp = new FirmwareConfig();
+        onSsdp.Rtsp.UdpPortBase = 1896;   // channel 2's video RTP would be 1900
+        Assert.Contains("rtsp.udpPortBase: port 1900/udp is taken twice: channel 2 RTSP/UDP video RTP and SSDP (UPnP discovery)", PortPlan.Of(onSsdp, 0).Errors);
+        onSsdp.Discovery.Upnp = false;
+        Assert.Empty(PortPlan.Of(onSsdp, 0).Errors);
         Assert.Equal((10080, 10443), (plan.AdminPort, plan.AdminHttpsPort));
         Assert.Contains(plan.Ports, p => p.ToString() == "10443/tcp (admin panel HTTPS)");
         Assert.Contains(plan.Ports, p => p.ToString() == "16977/udp (channel 2 RTSP/UDP audio RTCP)");
