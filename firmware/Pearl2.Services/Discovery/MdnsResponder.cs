@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Pearl2.Formats.Dns;
 
@@ -50,9 +49,7 @@ public sealed class MdnsResponder : IAsyncDisposable
     readonly TimeProvider _time;
     readonly Func<IReadOnlyList<LanLink>> _links;
     readonly TimeSpan _linkPoll;
-    Dictionary<int, LanLink> _joined = new();
-    Socket? _socket;
-    readonly SemaphoreSlim _sendLock = new(1, 1);
+    MulticastLinks? _net;
     readonly CancellationTokenSource _stop = new();
     readonly SemaphoreSlim _probeWanted = new(0, 1);
     /// <summary>Names a probe in progress found taken: renamed when the round ends.</summary>
@@ -79,25 +76,18 @@ public sealed class MdnsResponder : IAsyncDisposable
         get { lock (_lock) return _services.Where(e => e.Confirmed).Select(e => e.Wanted with { Instance = e.Instance }).ToList(); }
     }
 
-    public bool Running => _socket is not null;
+    public bool Running => _net is not null;
+
+    IReadOnlyCollection<LanLink> Joined => _net?.Joined ?? [];
 
     public void Start(IReadOnlyList<MdnsService> services)
     {
-        var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        try
-        {
-            s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-            s.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.PacketInformation, true);
-            s.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.MulticastTimeToLive, 255);
-            s.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.MulticastLoopback, true);
-            s.Bind(new IPEndPoint(IPAddress.Any, Port));
-        }
-        catch { s.Dispose(); throw; }
-        _socket = s;
+        // TTL 255 (RFC 6762 §11); our own datagrams come back (loopback) so that another responder on this machine hears us.
+        _net = new MulticastLinks("mdns", Group, Port, ttl: 255, loopback: true, _log, _links);
         lock (_lock) foreach (var svc in services) _services.Add(new Entry(svc));
-        UpdateLinks();
-        _log.LogInformation("mdns.started host={Host}.local services={Services} links={Links}", HostName, services.Count, string.Join(',', _joined.Values.Select(l => l.Name)));
-        _tasks = Task.WhenAll(Task.Run(ReceiveLoopAsync), Task.Run(ProbeLoopAsync), Task.Run(LinkLoopAsync));
+        _net.Update();
+        _log.LogInformation("mdns.started host={Host}.local services={Services} links={Links}", HostName, services.Count, string.Join(',', Joined.Select(l => l.Name)));
+        _tasks = Task.WhenAll(Task.Run(ReceiveLoopAsync), Task.Run(ProbeLoopAsync), Task.Run(() => _net.WatchAsync(_linkPoll, _time, LinkChangedAsync, _stop.Token)));
         WantProbe();
     }
 
@@ -180,7 +170,7 @@ public sealed class MdnsResponder : IAsyncDisposable
                         _lostTieBreak = false;
                         names = new();
                         proposed = new();
-                        var any = _joined.Values.FirstOrDefault();
+                        var any = Joined.FirstOrDefault();
                         if (!_hostConfirmed) { names.Add(HostDns); if (any is not null) proposed.AddRange(HostRecords(any)); }
                         foreach (var e in _services.Where(e => !e.Confirmed))
                         {
@@ -220,7 +210,7 @@ public sealed class MdnsResponder : IAsyncDisposable
                     _log.LogInformation("mdns.announce host={Host}.local services=\"{Services}\"", HostName, string.Join("; ", Services.Select(s => $"{s.Instance}.{s.Type}:{s.Port}")));
                     for (int k = 0; k < 2; k++)
                     {
-                        foreach (var link in _joined.Values.ToList()) await SendAnnouncementAsync(link);
+                        foreach (var link in Joined.ToList()) await SendAnnouncementAsync(link);
                         if (k == 0) await Task.Delay(TimeSpan.FromSeconds(1), _time, ct);
                     }
                     break;
@@ -279,61 +269,19 @@ public sealed class MdnsResponder : IAsyncDisposable
 
     // ---- links ----
 
-    async Task LinkLoopAsync()
+    /// <summary>A link that came up is announced on; an address change says goodbye for the addresses gone and announces the new set.</summary>
+    async Task LinkChangedAsync(LanLink link, LanLink? old)
     {
-        try
+        if (old is not null)
         {
-            while (!_stop.IsCancellationRequested)
-            {
-                await Task.Delay(_linkPoll, _time, _stop.Token);
-                UpdateLinks();
-            }
+            var gone = old.All.Except(link.All).ToList();
+            _log.LogInformation("mdns.address_change link={Link} added={Added} removed={Removed}", link.Name,
+                string.Join(',', link.All.Except(old.All)), string.Join(',', gone));
+            List<DnsRecord>? bye = null;
+            lock (_lock) if (_hostConfirmed && gone.Count > 0) bye = gone.Select(a => DnsRecord.A(HostDns, a, 0)).ToList();
+            if (bye is not null) await SendAsync(link, new DnsMessage { Flags = DnsMessage.ResponseFlag | DnsMessage.AuthoritativeFlag, Answers = bye }, null);
         }
-        catch (OperationCanceledException) { }
-    }
-
-    /// <summary>Joins the group on new links; on an address change says goodbye for the addresses gone and announces the new ones.</summary>
-    void UpdateLinks()
-    {
-        IReadOnlyList<LanLink> now;
-        try { now = _links(); }
-        catch (Exception e) when (e is System.Net.NetworkInformation.NetworkInformationException or IOException) { return; }
-        var next = now.ToDictionary(l => l.Index);
-        foreach (var link in now)
-        {
-            if (_joined.TryGetValue(link.Index, out var old))
-            {
-                if (old.SameAddresses(link)) continue;
-                var gone = old.All.Except(link.All).ToList();
-                _log.LogInformation("mdns.address_change link={Link} added={Added} removed={Removed}", link.Name,
-                    string.Join(',', link.All.Except(old.All)), string.Join(',', gone));
-                lock (_lock)
-                {
-                    if (_hostConfirmed && gone.Count > 0)
-                        _ = SendAsync(link, new DnsMessage { Flags = DnsMessage.ResponseFlag | DnsMessage.AuthoritativeFlag, Answers = gone.Select(a => DnsRecord.A(HostDns, a, 0)).ToList() }, null);
-                }
-                _ = SendAnnouncementAsync(link);
-                continue;
-            }
-            try
-            {
-                _socket!.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.AddMembership, new MulticastOption(Group, link.Index));
-                _log.LogInformation("mdns.link_up link={Link} index={Index} addresses={Addresses}", link.Name, link.Index, string.Join(',', link.All));
-                if (_joined.Count > 0) _ = SendAnnouncementAsync(link);
-            }
-            catch (SocketException e)
-            {
-                _log.LogWarning("mdns.join_failed link={Link} error=\"{Error}\"", link.Name, e.Message);
-                next.Remove(link.Index);
-            }
-        }
-        foreach (var gone in _joined.Keys.Except(next.Keys))
-        {
-            try { _socket!.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.DropMembership, new MulticastOption(Group, gone)); }
-            catch (SocketException) { }   // the interface went away with its membership
-            _log.LogInformation("mdns.link_down link={Link}", _joined[gone].Name);
-        }
-        _joined = next;
+        await SendAnnouncementAsync(link);
     }
 
     // ---- receiving and answering ----
@@ -341,28 +289,19 @@ public sealed class MdnsResponder : IAsyncDisposable
     async Task ReceiveLoopAsync()
     {
         var buffer = new byte[DnsMessage.MaxSize];
-        EndPoint any = new IPEndPoint(IPAddress.Any, 0);
-        var ct = _stop.Token;
-        while (!ct.IsCancellationRequested)
+        while (await _net!.ReceiveAsync(buffer, _stop.Token) is { } d)
         {
-            SocketReceiveMessageFromResult r;
-            try { r = await _socket!.ReceiveMessageFromAsync(buffer, SocketFlags.None, any, ct); }
-            catch (OperationCanceledException) { return; }
-            catch (ObjectDisposedException) { return; }
-            catch (SocketException) { continue; }   // an ICMP error for an earlier unicast answer
-            var from = (IPEndPoint)r.RemoteEndPoint;
-            if (!_joined.TryGetValue(r.PacketInformation.Interface, out var link)) continue;
             // Our own multicast comes back to us (loopback on): not a conflict, not a question.
-            if (link.All.Contains(from.Address) && from.Port == Port) continue;
-            if (!DnsMessage.TryParse(buffer.AsSpan(0, r.ReceivedBytes), out var m)) continue;
+            if (d.Link.All.Contains(d.From.Address) && d.From.Port == Port) continue;
+            if (!DnsMessage.TryParse(buffer.AsSpan(0, d.Length), out var m)) continue;
             try
             {
                 if (m!.IsResponse) CheckConflicts(m);
-                else Answer(m, from, link);
+                else Answer(m, d.From, d.Link);
             }
             catch (Exception e) when (e is InvalidOperationException or ArgumentException)
             {
-                _log.LogWarning("mdns.bad_message from={From} error=\"{Error}\"", from, e.Message);
+                _log.LogWarning("mdns.bad_message from={From} error=\"{Error}\"", d.From, e.Message);
             }
         }
     }
@@ -373,7 +312,7 @@ public sealed class MdnsResponder : IAsyncDisposable
         bool reprobe = false;
         lock (_lock)
         {
-            var ours = _joined.Values.SelectMany(l => HostRecords(l)).Concat(_services.SelectMany(ServiceRecords)).Where(r => r.CacheFlush).ToList();
+            var ours = Joined.SelectMany(l => HostRecords(l)).Concat(_services.SelectMany(ServiceRecords)).Where(r => r.CacheFlush).ToList();
             foreach (var rec in m.Answers.Concat(m.Additionals))
             {
                 if (rec.Type is not (DnsType.A or DnsType.Aaaa or DnsType.Srv or DnsType.Txt) || rec.Ttl == 0) continue;
@@ -475,7 +414,7 @@ public sealed class MdnsResponder : IAsyncDisposable
 
     IEnumerable<DnsRecord> ProbingRecords()
     {
-        var any = _joined.Values.FirstOrDefault();
+        var any = Joined.FirstOrDefault();
         if (!_hostConfirmed && any is not null) foreach (var r in HostRecords(any)) yield return r;
         foreach (var e in _services.Where(e => !e.Confirmed))
             foreach (var r in ServiceRecords(e).Where(r => r.Type is DnsType.Srv or DnsType.Txt)) yield return r;
@@ -502,47 +441,35 @@ public sealed class MdnsResponder : IAsyncDisposable
 
     async Task SendEverywhereAsync(DnsMessage m)
     {
-        foreach (var link in _joined.Values.ToList()) await SendAsync(link, m, null);
+        foreach (var link in Joined.ToList()) await SendAsync(link, m, null);
     }
 
-    async Task SendEverywhereAsync(List<DnsRecord> records)
-    {
-        foreach (var link in _joined.Values.ToList())
-            await SendAsync(link, new DnsMessage { Flags = DnsMessage.ResponseFlag | DnsMessage.AuthoritativeFlag, Answers = records }, null);
-    }
+    Task SendEverywhereAsync(List<DnsRecord> records) =>
+        SendEverywhereAsync(new DnsMessage { Flags = DnsMessage.ResponseFlag | DnsMessage.AuthoritativeFlag, Answers = records });
 
-    /// <summary>Multicast on one link (or unicast to <paramref name="to"/>); a failed send is logged, never thrown.</summary>
+    /// <summary>Multicast on one link (or unicast to <paramref name="to"/>).</summary>
     async Task SendAsync(LanLink link, DnsMessage m, IPEndPoint? to)
     {
-        var s = _socket;
-        if (s is null) return;
+        if (_net is not { } net) return;
         byte[] bytes;
         try { bytes = m.ToArray(); }
         catch (InvalidOperationException e) { _log.LogWarning("mdns.too_large error=\"{Error}\"", e.Message); return; }
-        await _sendLock.WaitAsync();
-        try
-        {
-            if (to is null) s.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.MulticastInterface, IPAddress.HostToNetworkOrder(link.Index));
-            await s.SendToAsync(bytes, SocketFlags.None, to ?? new IPEndPoint(Group, Port));
-        }
-        catch (SocketException e) { _log.LogWarning("mdns.send_failed link={Link} to={To} error=\"{Error}\"", link.Name, to?.ToString() ?? "multicast", e.Message); }
-        catch (ObjectDisposedException) { }
-        finally { _sendLock.Release(); }
+        await net.SendAsync(link, bytes, to);
     }
 
     /// <summary>Goodbye for every record on every link (TTL 0, RFC 6762 §10.1), then closes.</summary>
     public async ValueTask DisposeAsync()
     {
-        if (_socket is null) return;
+        if (_net is null) return;
         List<(LanLink Link, List<DnsRecord> Records)> bye;
-        lock (_lock) bye = _joined.Values.Select(l => (l, RecordsFor(l).Select(r => r with { Ttl = 0 }).ToList())).ToList();
+        lock (_lock) bye = Joined.Select(l => (l, RecordsFor(l).Select(r => r with { Ttl = 0 }).ToList())).ToList();
         foreach (var (link, records) in bye)
             foreach (var part in records.Chunk(12))
                 await SendAsync(link, new DnsMessage { Flags = DnsMessage.ResponseFlag | DnsMessage.AuthoritativeFlag, Answers = part.ToList() }, null);
         _log.LogInformation("mdns.stopped goodbyes={Records}", bye.Sum(b => b.Records.Count));
         _stop.Cancel();
-        _socket.Dispose();
+        _net.Dispose();
         try { await _tasks; } catch (OperationCanceledException) { }
-        _socket = null;
+        _net = null;
     }
 }

@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Pearl2.Formats.Ssdp;
 
@@ -28,9 +27,7 @@ public sealed class SsdpAdvertiser : IAsyncDisposable
     readonly TimeProvider _time;
     readonly Func<IReadOnlyList<LanLink>> _links;
     readonly TimeSpan _linkPoll;
-    Dictionary<int, LanLink> _joined = new();
-    Socket? _socket;
-    readonly SemaphoreSlim _sendLock = new(1, 1);
+    MulticastLinks? _net;
     readonly CancellationTokenSource _stop = new();
     readonly Dictionary<IPAddress, (long WindowStart, int Count)> _perAddress = new();
     int _pending;
@@ -59,21 +56,15 @@ public sealed class SsdpAdvertiser : IAsyncDisposable
     public long Searches => Interlocked.Read(ref _searches);
     public long Answered => Interlocked.Read(ref _answered);
 
+    IReadOnlyCollection<LanLink> Joined => _net?.Joined ?? [];
+
     public void Start()
     {
-        var s = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
-        try
-        {
-            s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-            s.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.PacketInformation, true);
-            s.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.MulticastTimeToLive, 2);   // UDA 1.1 §1.1.2: TTL 2 by default
-            s.Bind(new IPEndPoint(IPAddress.Any, SsdpWriter.Port));
-        }
-        catch { s.Dispose(); throw; }
-        _socket = s;
-        UpdateLinks(announce: false);
-        _log.LogInformation("ssdp.started uuid={Uuid} boot_id={BootId} config_id={ConfigId} links={Links}", _uuid, _bootId, _configId, string.Join(',', _joined.Values.Select(l => l.Name)));
-        _tasks = Task.WhenAll(Task.Run(ReceiveLoopAsync), Task.Run(AliveLoopAsync), Task.Run(LinkLoopAsync));
+        // UDA 1.1 §1.1.2: TTL 2 by default.
+        _net = new MulticastLinks("ssdp", Group, SsdpWriter.Port, ttl: 2, loopback: false, _log, _links);
+        _net.Update();
+        _log.LogInformation("ssdp.started uuid={Uuid} boot_id={BootId} config_id={ConfigId} links={Links}", _uuid, _bootId, _configId, string.Join(',', Joined.Select(l => l.Name)));
+        _tasks = Task.WhenAll(Task.Run(ReceiveLoopAsync), Task.Run(AliveLoopAsync), Task.Run(() => _net.WatchAsync(_linkPoll, _time, LinkChangedAsync, _stop.Token)));
     }
 
     async Task AliveLoopAsync()
@@ -81,13 +72,13 @@ public sealed class SsdpAdvertiser : IAsyncDisposable
         try
         {
             // Twice at start (UDP may lose one), then every third of max-age with some jitter (UDA: "well within" it).
-            foreach (var link in _joined.Values.ToList()) await AliveAsync(link);
+            foreach (var link in Joined.ToList()) await AliveAsync(link);
             await Task.Delay(TimeSpan.FromMilliseconds(300), _time, _stop.Token);
-            foreach (var link in _joined.Values.ToList()) await AliveAsync(link);
+            foreach (var link in Joined.ToList()) await AliveAsync(link);
             while (!_stop.IsCancellationRequested)
             {
                 await Task.Delay(TimeSpan.FromSeconds(MaxAge / 3 - Random.Shared.Next(0, 60)), _time, _stop.Token);
-                foreach (var link in _joined.Values.ToList()) await AliveAsync(link);
+                foreach (var link in Joined.ToList()) await AliveAsync(link);
             }
         }
         catch (OperationCanceledException) { }
@@ -99,53 +90,14 @@ public sealed class SsdpAdvertiser : IAsyncDisposable
         foreach (var t in Targets) await SendAsync(link, SsdpWriter.Alive(t, location, MaxAge, _server, BootId, _configId), null);
     }
 
-    async Task LinkLoopAsync()
+    /// <summary>A link that came up hears alive; a new address is announced by ssdp:update with the next BOOTID, then alive under it (UDA 1.1 §1.2.4).</summary>
+    async Task LinkChangedAsync(LanLink link, LanLink? old)
     {
-        try
-        {
-            while (!_stop.IsCancellationRequested)
-            {
-                await Task.Delay(_linkPoll, _time, _stop.Token);
-                UpdateLinks(announce: true);
-            }
-        }
-        catch (OperationCanceledException) { }
-    }
-
-    void UpdateLinks(bool announce)
-    {
-        IReadOnlyList<LanLink> now;
-        try { now = _links(); }
-        catch (Exception e) when (e is System.Net.NetworkInformation.NetworkInformationException or IOException) { return; }
-        var next = now.ToDictionary(l => l.Index);
-        foreach (var link in now)
-        {
-            if (_joined.TryGetValue(link.Index, out var old))
-            {
-                if (old.V4.SequenceEqual(link.V4)) continue;
-                // A new address: ssdp:update announces the next BOOTID, then everything is alive again under it (UDA 1.1 §1.2.4).
-                int next1 = Interlocked.Increment(ref _bootId);
-                _log.LogInformation("ssdp.address_change link={Link} address={Address} boot_id={BootId}", link.Name, link.V4[0], next1);
-                _ = UpdateThenAliveAsync(link, next1 - 1, next1);
-                continue;
-            }
-            try
-            {
-                _socket!.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.AddMembership, new MulticastOption(Group, link.Index));
-                if (announce) { _log.LogInformation("ssdp.link_up link={Link} address={Address}", link.Name, link.V4[0]); _ = AliveAsync(link); }
-            }
-            catch (SocketException e)
-            {
-                _log.LogWarning("ssdp.join_failed link={Link} error=\"{Error}\"", link.Name, e.Message);
-                next.Remove(link.Index);
-            }
-        }
-        foreach (var gone in _joined.Keys.Except(next.Keys))
-        {
-            try { _socket!.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.DropMembership, new MulticastOption(Group, gone)); }
-            catch (SocketException) { }
-        }
-        _joined = next;
+        if (old is null) { await AliveAsync(link); return; }
+        if (old.V4.SequenceEqual(link.V4)) return;
+        int next = Interlocked.Increment(ref _bootId);
+        _log.LogInformation("ssdp.address_change link={Link} address={Address} boot_id={BootId}", link.Name, link.V4[0], next);
+        await UpdateThenAliveAsync(link, next - 1, next);
     }
 
     async Task UpdateThenAliveAsync(LanLink link, int bootId, int nextBootId)
@@ -158,30 +110,21 @@ public sealed class SsdpAdvertiser : IAsyncDisposable
     async Task ReceiveLoopAsync()
     {
         var buffer = new byte[8192];
-        EndPoint any = new IPEndPoint(IPAddress.Any, 0);
-        while (!_stop.IsCancellationRequested)
+        while (await _net!.ReceiveAsync(buffer, _stop.Token) is { } d)
         {
-            SocketReceiveMessageFromResult r;
-            try { r = await _socket!.ReceiveMessageFromAsync(buffer, SocketFlags.None, any, _stop.Token); }
-            catch (OperationCanceledException) { return; }
-            catch (ObjectDisposedException) { return; }
-            catch (SocketException) { continue; }
-            var from = (IPEndPoint)r.RemoteEndPoint;
-            if (!_joined.TryGetValue(r.PacketInformation.Interface, out var link)) continue;
-            bool multicast = r.PacketInformation.Address.Equals(Group);
-            var data = buffer.AsSpan(0, r.ReceivedBytes);
+            var data = buffer.AsSpan(0, d.Length);
             if (!data.StartsWith("M-SEARCH "u8)) continue;   // NOTIFYs of other devices: not ours to answer
             Interlocked.Increment(ref _searches);
-            if (!SsdpSearch.TryParse(data, multicast, out var search, out var error))
+            if (!SsdpSearch.TryParse(data, d.ToGroup, out var search, out var error))
             {
-                _log.LogDebug("ssdp.bad_search from={From} error=\"{Error}\"", from, error);
+                _log.LogDebug("ssdp.bad_search from={From} error=\"{Error}\"", d.From, error);
                 continue;
             }
             var answers = SsdpWriter.Matching(Targets, search!.SearchTarget).ToList();
             if (answers.Count == 0) continue;
-            if (!Admit(from.Address)) continue;
+            if (!Admit(d.From.Address)) continue;
             if (Interlocked.Increment(ref _pending) > MaxPending) { Interlocked.Decrement(ref _pending); Interlocked.Increment(ref _refused); continue; }
-            _ = AnswerAsync(link, from, search, answers);
+            _ = AnswerAsync(d.Link, d.From, search, answers);
         }
     }
 
@@ -217,31 +160,19 @@ public sealed class SsdpAdvertiser : IAsyncDisposable
         finally { Interlocked.Decrement(ref _pending); }
     }
 
-    async Task SendAsync(LanLink link, byte[] bytes, IPEndPoint? to)
-    {
-        var s = _socket;
-        if (s is null) return;
-        await _sendLock.WaitAsync();
-        try
-        {
-            if (to is null) s.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.MulticastInterface, IPAddress.HostToNetworkOrder(link.Index));
-            await s.SendToAsync(bytes, SocketFlags.None, to ?? new IPEndPoint(Group, SsdpWriter.Port));
-        }
-        catch (SocketException e) { _log.LogWarning("ssdp.send_failed link={Link} to={To} error=\"{Error}\"", link.Name, to?.ToString() ?? "multicast", e.Message); }
-        catch (ObjectDisposedException) { }
-        finally { _sendLock.Release(); }
-    }
+    Task SendAsync(LanLink link, byte[] bytes, IPEndPoint? to) => _net?.SendAsync(link, bytes, to) ?? Task.CompletedTask;
 
     /// <summary>ssdp:byebye for every target on every link, then closes.</summary>
     public async ValueTask DisposeAsync()
     {
-        if (_socket is null) return;
+        if (_net is null) return;
         _stop.Cancel();
-        foreach (var link in _joined.Values.ToList())
+        var links = Joined.ToList();
+        foreach (var link in links)
             foreach (var t in Targets) await SendAsync(link, SsdpWriter.ByeBye(t, BootId, _configId), null);
-        _log.LogInformation("ssdp.stopped byebye={Count} searches={Searches} answered={Answered} refused={Refused}", _joined.Count * Targets.Count, Searches, Answered, Interlocked.Read(ref _refused));
-        _socket.Dispose();
+        _log.LogInformation("ssdp.stopped byebye={Count} searches={Searches} answered={Answered} refused={Refused}", links.Count * Targets.Count, Searches, Answered, Interlocked.Read(ref _refused));
+        _net.Dispose();
         try { await _tasks; } catch (OperationCanceledException) { }
-        _socket = null;
+        _net = null;
     }
 }
