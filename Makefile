@@ -16,9 +16,11 @@ TEST_PKGS    := ffmpeg gcc pkg-config libavcodec-dev libavformat-dev libavutil-d
                 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
                 gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium fonts-dejavu-core \
                 libc6-dev-arm64-cross python3 openssl curl iproute2 prometheus
-# The discovery tests' peers: avahi (with its own D-Bus), python-zeroconf, gssdp-discover, a GUPnP control point, minidlna.
-# Their daemons must not start on this machine when installed: they run only inside the tests' network namespaces.
-DISCOVERY_PKGS := avahi-daemon avahi-utils dbus python3-zeroconf gupnp-tools gir1.2-gupnp-1.6 gir1.2-gssdp-1.6 gir1.2-gupnp-av-1.0 python3-gi minidlna
+# Peers that are daemons: the discovery tests' (avahi with its own D-Bus, python-zeroconf, gssdp-discover, a GUPnP control
+# point, minidlna) and the upload tests' (vsftpd, OpenSSH's sshd). They must not start on this machine when installed:
+# the tests run them in namespaces and on loopback ports of their own.
+PEER_DAEMON_PKGS := avahi-daemon avahi-utils dbus python3-zeroconf gupnp-tools gir1.2-gupnp-1.6 gir1.2-gssdp-1.6 gir1.2-gupnp-av-1.0 python3-gi minidlna \
+                    vsftpd openssh-server openssh-sftp-server
 # python3 (http.server) and openssl (signing) are the update tests' server and release tooling; prometheus for promtool,
 # which checks the admin panel's /metrics.
 # libc6-dev-arm64-cross: the arm64 kernel headers the V4L2 ABI test compiles against (with clang from BUILD_PKGS)
@@ -72,7 +74,7 @@ deps-build:
 
 deps-test: deps-runtime deps-build
 	$(call apt_install,$(TEST_PKGS))
-	@missing=""; for p in $(DISCOVERY_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(PEER_DAEMON_PKGS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages (their services kept from starting):$$missing"; \
 	  own=""; [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; $(SUDO) chmod 755 /usr/sbin/policy-rc.d; own=1; }; \
@@ -81,6 +83,8 @@ deps-test: deps-runtime deps-build
 	  [ -n "$$own" ] && $(SUDO) rm -f /usr/sbin/policy-rc.d; \
 	  case "$$missing " in *" avahi-daemon "*) $(SUDO) systemctl disable --now avahi-daemon.service avahi-daemon.socket >/dev/null 2>&1 || true;; esac; \
 	  case "$$missing " in *" minidlna "*) $(SUDO) systemctl disable --now minidlna.service >/dev/null 2>&1 || true;; esac; \
+	  case "$$missing " in *" vsftpd "*) $(SUDO) systemctl disable --now vsftpd.service >/dev/null 2>&1 || true;; esac; \
+	  case "$$missing " in *" openssh-server "*) $(SUDO) systemctl disable --now ssh.service ssh.socket >/dev/null 2>&1 || true;; esac; \
 	  exit $$rc; \
 	fi
 	@command -v node >/dev/null || { $(SUDO) apt-get -q -o DPkg::Lock::Timeout=600 update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=600 nodejs npm; }

@@ -131,6 +131,10 @@ public sealed class ControlSocket : IAsyncDisposable
             if (u.LastResult is { } r) sb.Append(CultureInfo.InvariantCulture, $" last=\"{r}\"");
         }
         sb.Append('\n');
+        if (s.Upload is { } up)
+            sb.Append(CultureInfo.InvariantCulture, $"upload state={up.State} protocol={up.Protocol} queued={up.QueuedFiles} queued_bytes={up.QueuedBytes} uploaded={up.Uploaded}")
+              .Append(up.File is { } f ? string.Create(CultureInfo.InvariantCulture, $" file={f} bytes={up.FileBytes}/{up.FileSize} rate_kbps={up.BytesPerSecond * 8 / 1000:F0}") : "")
+              .Append(up.LastError is { } err ? $" error=\"{err}\"" : "").Append('\n');
         return sb.ToString();
     }
 

@@ -9,6 +9,7 @@ using Pearl2.Formats.Update;
 using Pearl2.Services;
 using Pearl2.Services.Admin;
 using Pearl2.Services.Discovery;
+using Pearl2.Services.Upload;
 using Pearl2.Services.Configuration;
 using Pearl2.Services.Update;
 using System.Security.Cryptography;
@@ -206,11 +207,29 @@ namespace Pearl2.Host
             };
             // Discovery (mDNS, SSDP and the UPnP media server). PEARL2_DISCOVERY=off keeps it silent whatever the config says:
             // for a developer's machine, and for the tests that run pearl2d on the host's own network.
+            var identity = DeviceIdentity.Load(dataDir);
             DiscoveryService? discovery = null;
             if (Environment.GetEnvironmentVariable("PEARL2_DISCOVERY") == "off")
                 log.LogInformation("discovery.off reason=\"PEARL2_DISCOVERY=off in the environment\"");
             else
-                discovery = new DiscoveryService(store, device, device.Library, device.Auth!, DeviceIdentity.Load(dataDir), running, dataDir, loggers, TimeProvider.System);
+                discovery = new DiscoveryService(store, device, device.Library, device.Auth!, identity, running, dataDir, loggers, TimeProvider.System);
+            // Automatic file upload: every finished recording to the configured server, once; new settings apply at once.
+            Uploader? uploader = null;
+            if (device.Library is { } library)
+            {
+                uploader = new Uploader(config.Upload, library, dataDir, identity.Serial, loggers.CreateLogger("Pearl2.Upload"), TimeProvider.System);
+                uploader.Start();
+                device.UploadView = uploader.Status;
+                device.UploadFailing = () => uploader.Failing;
+                var uploadSettings = ConfigLoader.ToJson(new FirmwareConfig { Upload = config.Upload });
+                store.Changed += (next, version) =>
+                {
+                    var settings = ConfigLoader.ToJson(new FirmwareConfig { Upload = next.Upload });
+                    if (settings == uploadSettings) return;
+                    uploadSettings = settings;
+                    _ = Task.Run(() => uploader.ReconfigureAsync(next.Upload));
+                };
+            }
             AdminServer? admin = null;
             if (store.Ports.AdminPort != 0)
             {
@@ -257,6 +276,7 @@ namespace Pearl2.Host
             await store.QuiesceAsync();
             await control.DisposeAsync();
             if (discovery is not null) await discovery.DisposeAsync();   // goodbyes first, while the addresses still answer
+            if (uploader is not null) await uploader.DisposeAsync();   // a transfer in flight stops; its .part resumes at the next start
             if (admin is not null) await admin.DisposeAsync();
             await updaterTurn.WaitAsync();
             if (updater is not null) await updater.DisposeAsync();

@@ -102,6 +102,10 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
     public Updater? Updater { get; set; }
     /// <summary>The front panel's LEDs and display, when there is a panel.</summary>
     public Func<PanelView>? PanelView { get; set; }
+    /// <summary>The automatic file upload's state, when there is an uploader.</summary>
+    public Func<Upload.UploadStatus>? UploadView { get; set; }
+    /// <summary>True while the upload target refuses us (the Status LED asks for attention); read on every panel tick.</summary>
+    public Func<bool>? UploadFailing { get; set; }
     /// <summary>How this device restarts (the composition root knows: exec the boot loader, or ask the board's reboot unit).</summary>
     public Action<string>? RebootHandler { get; set; }
 
@@ -291,7 +295,8 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
 
     DeviceState EffectiveState => _view.Any(c => c.Pipeline.Fault is not null) ? DeviceState.Fatal : State;
 
-    PanelStatus IPanelActions.Status => new(EffectiveState, IsRecording, RecordingFault, IsStreaming, SetupPending?.Invoke() ?? false);
+    PanelStatus IPanelActions.Status => new(EffectiveState, IsRecording, RecordingFault, IsStreaming, SetupPending?.Invoke() ?? false,
+        UploadFailing?.Invoke() ?? false);
 
     /// <summary>True while the admin panel waits for its first password (the display says so).</summary>
     public Func<bool>? SetupPending { get; set; }
@@ -330,7 +335,7 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException) { }
         }
         return new DeviceStatus(EffectiveState, IsRecording, RecordingFault, IsStreaming, channels, disk, FirmwareVersion, Slot,
-            Updater?.Status, PanelView?.Invoke(), _store.Version);
+            Updater?.Status, PanelView?.Invoke(), _store.Version) { Upload = UploadView?.Invoke() };
     }
 
     IEnumerable<RunningChannel> Selected(int? channel)

@@ -7,7 +7,7 @@ namespace Pearl2.Services;
 public enum DeviceState { Starting, Ready, Updating, Fatal }
 
 /// <summary>What the panel shows; read on every tick, so any part of the device can change it without events.</summary>
-public readonly record struct PanelStatus(DeviceState State, bool Recording, bool RecordingFault, bool Streaming, bool SetupPending = false);
+public readonly record struct PanelStatus(DeviceState State, bool Recording, bool RecordingFault, bool Streaming, bool SetupPending = false, bool UploadFailing = false);
 
 /// <summary>A channel's recorder: its state, the file it writes, and why it stopped when it failed.</summary>
 public sealed record RecorderStatus(RecorderState State, string? CurrentFile, DateTimeOffset? StartedAt, string? LastError);
@@ -36,7 +36,11 @@ public sealed record PanelView(string RecordLed, string StreamLed, string Status
 /// built fresh by <see cref="IDeviceControl.Status"/>, never updated in place.
 /// </summary>
 public sealed record DeviceStatus(DeviceState State, bool Recording, bool RecordingFault, bool Streaming, IReadOnlyList<ChannelStatus> Channels,
-    DiskStatus? Disk, string FirmwareVersion, string? Slot, UpdateStatus? Update, PanelView? Panel, long ConfigVersion);
+    DiskStatus? Disk, string FirmwareVersion, string? Slot, UpdateStatus? Update, PanelView? Panel, long ConfigVersion)
+{
+    /// <summary>The automatic file upload, when the device has one.</summary>
+    public Upload.UploadStatus? Upload { get; init; }
+}
 
 /// <summary>
 /// Everything an operator can ask of the device, whichever door it comes through. Channel numbers are 1-based;

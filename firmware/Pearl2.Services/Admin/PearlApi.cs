@@ -123,16 +123,16 @@ public static class PearlApi
         api.MapMethods("/recorders/{rid}/archive/files/{fid}", ["GET", "HEAD"], ctx => WithRecorder(ctx, c, ch => DownloadAsync(ctx, c, ch))).WithMetadata(OperatorRole);
         api.MapDelete("/recorders/{rid}/archive/files/{fid}", ctx => WithRecorder(ctx, c, ch => DeleteFileAsync(ctx, c, ch))).WithMetadata(OperatorRole);
 
-        // Automatic file upload: one AFU, disabled until uploads are configured
+        // Automatic file upload: one AFU (id 0), the uploader's state in the reference's shape.
         api.MapGet("/afu", ctx => ApiReply.Ok(ctx, w => { w.WriteStartArray(); w.WriteStartObject(); w.WriteString("id", "0"); w.WriteEndObject(); w.WriteEndArray(); })).WithMetadata(ViewerRole);
         api.MapGet("/afu/status", ctx => ApiReply.Ok(ctx, w =>
         {
             w.WriteStartArray();
-            w.WriteStartObject(); w.WriteString("id", "0"); w.WritePropertyName("status"); WriteAfuStatus(w); w.WriteEndObject();
+            w.WriteStartObject(); w.WriteString("id", "0"); w.WritePropertyName("status"); WriteAfuStatus(w, c); w.WriteEndObject();
             w.WriteEndArray();
         })).WithMetadata(ViewerRole);
         api.MapGet("/afu/{aid}/status", ctx => ApiReply.Route(ctx, "aid") == "0"
-            ? ApiReply.Ok(ctx, WriteAfuStatus) : ApiReply.NotFound(ctx, $"AFU {ApiReply.Route(ctx, "aid")} not found (there is one: 0)")).WithMetadata(ViewerRole);
+            ? ApiReply.Ok(ctx, w => WriteAfuStatus(w, c)) : ApiReply.NotFound(ctx, $"AFU {ApiReply.Route(ctx, "aid")} not found (there is one: 0)")).WithMetadata(ViewerRole);
 
         // Inputs: each channel's capture source
         api.MapGet("/inputs", ctx => InputsAsync(ctx, c)).WithMetadata(ViewerRole);
@@ -140,12 +140,31 @@ public static class PearlApi
 
     static Task EmptyList(HttpContext ctx) => ApiReply.Ok(ctx, w => { w.WriteStartArray(); w.WriteEndArray(); });
 
-    static void WriteAfuStatus(Utf8JsonWriter w)
+    /// <summary>
+    /// The uploader as Pearl's AfuStatus: state idle/uploading/error/disabled (connecting and retrying are "uploading"
+    /// and "error"), the protocol (ftps is ftp there), the queue, the file in flight and the last error.
+    /// </summary>
+    static void WriteAfuStatus(Utf8JsonWriter w, AdminContext c)
     {
+        var status = c.Device.Status();
+        var u = status.Upload;
         w.WriteStartObject();
-        w.WriteString("state", "disabled");
-        w.WriteString("protocol", "ftp");
-        w.WriteStartObject("queue"); w.WriteNumber("files", 0); w.WriteNumber("size", 0); w.WriteEndObject();
+        w.WriteString("state", u is null ? "disabled" : u.State switch { "idle" => "idle", "disabled" => "disabled", "failed" or "retrying" => "error", _ => "uploading" });
+        w.WriteString("protocol", u?.Protocol == "sftp" ? "sftp" : "ftp");
+        w.WriteStartObject("queue"); w.WriteNumber("files", u?.QueuedFiles ?? 0); w.WriteNumber("size", u?.QueuedBytes ?? 0); w.WriteEndObject();
+        if (u?.File is { } file)
+        {
+            w.WriteStartObject("file");
+            int cut = file.LastIndexOf('_');
+            string channel = cut > 0 ? file[..cut] : "";
+            var number = status.Channels.FirstOrDefault(ch => RecordingLibrary.SafeName(ch.Name) == channel)?.Number;
+            w.WriteString("recorder", number?.ToString(CultureInfo.InvariantCulture) ?? "");
+            w.WriteString("id", file);
+            w.WriteNumber("uploaded", u.FileBytes);
+            w.WriteNumber("size", u.FileSize);
+            w.WriteEndObject();
+        }
+        if (u?.LastError is { } error) { w.WriteStartObject("error"); w.WriteString("message", error); w.WriteEndObject(); }
         w.WriteEndObject();
     }
 

@@ -20,6 +20,7 @@ public sealed class FirmwareConfig
     public UpdateConfig Update { get; set; } = new();
     public AdminConfig Admin { get; set; } = new();
     public DiscoveryConfig Discovery { get; set; } = new();
+    public UploadConfig Upload { get; set; } = new();
 
     /// <summary>Every error of the whole config, each "path: reason"; each section checks its own fields.</summary>
     public List<string> Validate()
@@ -35,6 +36,7 @@ public sealed class FirmwareConfig
         if (Recording is null) e.Add("recording: must be an object"); else Recording.Validate(e, "recording");
         if (Admin is null) e.Add("admin: must be an object"); else Admin.Validate(e, "admin");
         if (Discovery is null) e.Add("discovery: must be an object"); else Discovery.Validate(e, "discovery");
+        if (Upload is null) e.Add("upload: must be an object"); else Upload.Validate(e, "upload");
         // Ports of different sections may not meet: checked once, over every listener (the port offset applies at start).
         if (e.List.Count == 0) e.List.AddRange(PortPlan.Of(this, 0).Errors);
         return e.List;
@@ -160,6 +162,50 @@ public sealed class DiscoveryConfig
     internal void Validate(ConfigErrors e, string p) =>
         e.Check(HostName is not null && (HostName.Length == 0 || (HostName.Length <= 63 && HostName.All(c => char.IsAsciiLetterOrDigit(c) || c == '-')
             && HostName[0] != '-' && HostName[^1] != '-')), $"{p}.hostName", $"'{HostName}' is not empty or a host name label (letters, digits and '-', at most 63, not starting or ending with '-')");
+}
+
+/// <summary>
+/// Automatic file upload (AFU): every finished recording goes to one server once, over FTP, explicit FTPS or SFTP,
+/// through a queue on the data partition. Applies at once when changed.
+/// </summary>
+public sealed class UploadConfig
+{
+    public bool Enabled { get; set; }
+    /// <summary>"ftp", "ftps" (explicit: AUTH TLS on the FTP port) or "sftp".</summary>
+    public string Protocol { get; set; } = "ftp";
+    public string Host { get; set; } = "";
+    /// <summary>0: the protocol's own (21 for FTP and FTPS, 22 for SFTP).</summary>
+    public int Port { get; set; }
+    public string Username { get; set; } = "";
+    public string Password { get; set; } = "";
+    /// <summary>SFTP: a private key file (OpenSSH format) instead of, or besides, the password; relative to the data directory.</summary>
+    public string? PrivateKeyFile { get; set; }
+    /// <summary>Where each file goes: {channel}, {serial}, {yyyy}, {MM}, {dd}, {HH}, {date} (yyyy-MM-dd) and {file}, which must be last.</summary>
+    public string RemotePath { get; set; } = "{channel}/{date}/{file}";
+    /// <summary>Delete the local file once the server has it whole (its size checked first).</summary>
+    public bool DeleteAfterUpload { get; set; }
+    /// <summary>At most this rate (0: no limit).</summary>
+    public int BandwidthKbps { get; set; }
+    /// <summary>FTPS: the server certificate's SHA-256 (hex); null trusts the system's store and checks the host name.</summary>
+    public string? TlsPinSha256 { get; set; }
+    /// <summary>Each step (connect, a reply, a write) must finish within this.</summary>
+    public int TimeoutSeconds { get; set; } = 30;
+
+    public int EffectivePort => Port != 0 ? Port : Protocol == "sftp" ? 22 : 21;
+
+    internal void Validate(ConfigErrors e, string p)
+    {
+        e.Check(Protocol is "ftp" or "ftps" or "sftp", $"{p}.protocol", $"'{Protocol}' is not ftp, ftps or sftp");
+        e.Check(!Enabled || (Host is { Length: > 0 and <= 253 } && !Host.Any(c => char.IsControl(c) || c is ' ' or '/')), $"{p}.host", "must name the server (a host name or address)");
+        e.Check(Port is >= 0 and <= 65535, $"{p}.port", $"{Port} is not 0 (the protocol's own) or a TCP port");
+        e.Check(!Enabled || Username is { Length: > 0 and <= 128 } && !Username.Any(char.IsControl), $"{p}.username", "must be 1 to 128 printable characters");
+        e.Check(Password is not null && Password.Length <= 256 && !Password.Any(char.IsControl), $"{p}.password", "must be at most 256 printable characters");
+        e.Check(RemotePath is not null && RemotePath.EndsWith("{file}", StringComparison.Ordinal) && !RemotePath.Split('/').Contains("..") && !RemotePath.Any(char.IsControl),
+            $"{p}.remotePath", $"'{RemotePath}' must end with {{file}} and have no '..' or control characters");
+        e.Check(BandwidthKbps is >= 0 and <= 10_000_000, $"{p}.bandwidthKbps", $"{BandwidthKbps} is not from 0 (no limit) to 10000000");
+        e.Check(TlsPinSha256 is null || (TlsPinSha256.Replace(":", "").Length == 64 && TlsPinSha256.Replace(":", "").All(char.IsAsciiHexDigit)), $"{p}.tlsPinSha256", "must be a SHA-256 in hex (64 digits, colons allowed)");
+        e.Check(TimeoutSeconds is >= 3 and <= 600, $"{p}.timeoutSeconds", $"{TimeoutSeconds} is not from 3 to 600");
+    }
 }
 
 public sealed class ChannelConfig

@@ -5,7 +5,7 @@ namespace Pearl2.Services.FrontPanel;
 
 public enum PanelButton { Record, Stream }
 
-public enum LedPattern { Off, On, Blink, FastBlink, Fault }
+public enum LedPattern { Off, On, Blink, FastBlink, Fault, Attention }
 
 /// <summary>What the buttons do, carried out by the device.</summary>
 public interface IPanelActions
@@ -25,7 +25,8 @@ public static class LedPatterns
 {
     /// <summary>
     /// Whether a LED with this pattern is lit <paramref name="ms"/> after the pattern began: Blink is 1 Hz, FastBlink
-    /// 4 Hz, and Fault three short flashes then a pause (2 s), which no other state looks like.
+    /// 4 Hz, and Fault three short flashes then a pause (2 s), which no other state looks like. Attention is on but for two
+    /// short gaps every 2 s: the device works, something needs a look (an upload target that refuses us).
     /// </summary>
     public static bool IsLit(LedPattern p, long ms) => p switch
     {
@@ -33,6 +34,7 @@ public static class LedPatterns
         LedPattern.Blink => ms % 1000 < 500,
         LedPattern.FastBlink => ms % 250 < 125,
         LedPattern.Fault => (ms % 2000) is < 150 or (>= 300 and < 450) or (>= 600 and < 750),
+        LedPattern.Attention => (ms % 2000) is not (< 150 or (>= 300 and < 450)),
         _ => false,
     };
 }
@@ -104,7 +106,7 @@ public sealed class FrontPanel : IAsyncDisposable
             _leds[2].Show(s.State switch
             {
                 DeviceState.Starting => LedPattern.Blink,
-                DeviceState.Ready => LedPattern.On,
+                DeviceState.Ready => s.UploadFailing ? LedPattern.Attention : LedPattern.On,
                 DeviceState.Updating => LedPattern.FastBlink,
                 _ => LedPattern.Fault,
             });

@@ -1,0 +1,104 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text.RegularExpressions;
+
+namespace Pearl2.Tests.Integration;
+
+/// <summary>
+/// A real vsftpd (plain FTP and explicit FTPS on one port, TLS session reuse required on data connections, as vsftpd
+/// ships) on 127.0.0.1, logging every command. Its test user exists only inside a private mount namespace: a copy of
+/// /etc/passwd, shadow and group with the user added is bind-mounted there, so nothing on the machine changes.
+/// </summary>
+public sealed class VsftpdPeer : IAsyncDisposable
+{
+    public const string User = "pearl2up", Password = "up pw 1";
+    readonly Process _p;
+    public string Dir { get; }
+    public int Port { get; }
+    /// <summary>Where uploads land: the user's home (the login directory).</summary>
+    public string Home => Path.Combine(Dir, "home");
+    public string CertificateSha256 { get; }
+    public string Log => File.Exists(Path.Combine(Dir, "vsftpd.log")) ? File.ReadAllText(Path.Combine(Dir, "vsftpd.log")) : "";
+
+    VsftpdPeer(Process p, string dir, int port, string sha) { _p = p; Dir = dir; Port = port; CertificateSha256 = sha; }
+
+    public static async Task<VsftpdPeer> StartAsync(int? port = null, string? dir = null, string extraConfig = "")
+    {
+        Peers.Require("vsftpd");
+        dir ??= Directory.CreateTempSubdirectory("pearl2-vsftpd").FullName;
+        // The test user must reach its home below it (a temporary directory is made 0700).
+        await Peers.RunAsync("chmod", ["755", dir], TimeSpan.FromSeconds(10));
+        int p = port ?? Peers.FreePortBase(1);
+        int pasv = Peers.FreePortBase(20);
+        Directory.CreateDirectory(Path.Combine(dir, "home"));
+        Directory.CreateDirectory(Path.Combine(dir, "etc"));
+        if (!File.Exists(Path.Combine(dir, "cert.pem")))
+        {
+            var r = await Peers.RunAsync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", Path.Combine(dir, "key.pem"),
+                "-out", Path.Combine(dir, "cert.pem"), "-days", "30", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], TimeSpan.FromSeconds(30));
+            if (r.ExitCode != 0) throw new InvalidOperationException("openssl: " + r.Stderr);
+            string hash = (await Peers.RunAsync("openssl", ["passwd", "-6", Password], TimeSpan.FromSeconds(10))).Stdout.Trim();
+            File.WriteAllText(Path.Combine(dir, "etc", "passwd"), File.ReadAllText("/etc/passwd") + $"{User}:x:4242:4242::{dir}/home:/bin/sh\n");
+            File.WriteAllText(Path.Combine(dir, "etc", "shadow"), File.ReadAllText("/etc/shadow") + $"{User}:{hash}:19000:0:99999:7:::\n");
+            File.WriteAllText(Path.Combine(dir, "etc", "group"), File.ReadAllText("/etc/group") + $"{User}:x:4242:\n");
+            await Peers.RunAsync("chown", ["4242:4242", Path.Combine(dir, "home")], TimeSpan.FromSeconds(10));
+        }
+        File.WriteAllText(Path.Combine(dir, "vsftpd.conf"), $"""
+            listen=YES
+            listen_ipv6=NO
+            listen_address=127.0.0.1
+            listen_port={p}
+            background=NO
+            anonymous_enable=NO
+            local_enable=YES
+            write_enable=YES
+            local_umask=022
+            pasv_enable=YES
+            pasv_min_port={pasv}
+            pasv_max_port={pasv + 19}
+            seccomp_sandbox=NO
+            secure_chroot_dir=/run/vsftpd/empty
+            pam_service_name=vsftpd
+            ssl_enable=YES
+            allow_anon_ssl=NO
+            force_local_data_ssl=NO
+            force_local_logins_ssl=NO
+            require_ssl_reuse=YES
+            rsa_cert_file={dir}/cert.pem
+            rsa_private_key_file={dir}/key.pem
+            vsftpd_log_file={dir}/vsftpd.log
+            xferlog_enable=YES
+            log_ftp_protocol=YES
+            {extraConfig}
+            """);
+        File.WriteAllText(Path.Combine(dir, "run.sh"), $"""
+            set -e
+            mount -t tmpfs tmpfs /run
+            mkdir -p /run/vsftpd/empty
+            for f in passwd shadow group; do mount --bind {dir}/etc/$f /etc/$f; done
+            exec vsftpd {dir}/vsftpd.conf
+            """);
+        var psi = new ProcessStartInfo("setsid", ["unshare", "-m", "--propagation", "private", "bash", Path.Combine(dir, "run.sh")]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var proc = Process.Start(psi)!;
+        _ = proc.StandardOutput.ReadToEndAsync();
+        _ = proc.StandardError.ReadToEndAsync();
+        var cert = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(File.ReadAllText(Path.Combine(dir, "cert.pem")));
+        var peer = new VsftpdPeer(proc, dir, p, Convert.ToHexStringLower(SHA256.HashData(cert.RawData)));
+        for (int i = 0; i < 100 && !Peers.TcpListening(p); i++) await Task.Delay(50);
+        if (!Peers.TcpListening(p)) { await peer.DisposeAsync(); throw new InvalidOperationException("vsftpd did not start"); }
+        return peer;
+    }
+
+    /// <summary>Successful logins and STORs per path, from the protocol log.</summary>
+    public int Logins => Regex.Matches(Log, @"OK LOGIN").Count;
+    public int FailedLogins => Regex.Matches(Log, @"FAIL LOGIN").Count;
+
+    /// <summary>Stops the server (the files stay); <see cref="StartAsync"/> with the same dir and port brings it back.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        await Peers.RunAsync("kill", ["-TERM", "--", $"-{_p.Id}"], TimeSpan.FromSeconds(10));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        try { await _p.WaitForExitAsync(cts.Token); }
+        catch (OperationCanceledException) { await Peers.RunAsync("kill", ["-KILL", "--", $"-{_p.Id}"], TimeSpan.FromSeconds(10)); }
+    }
+}
