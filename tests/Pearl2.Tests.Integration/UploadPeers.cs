@@ -96,6 +96,9 @@ public sealed class VsftpdPeer : IAsyncDisposable
     /// <summary>Stops the server (the files stay); <see cref="StartAsync"/> with the same dir and port brings it back.</summary>
     public async ValueTask DisposeAsync()
     {
+        // The listener and every session process it forked (they outlive a TERM to the listener and finish their transfer):
+        // the server goes away at once, mid-transfer too.
+        await Peers.RunAsync("pkill", ["-KILL", "-f", $"vsftpd {Dir}/vsftpd.conf"], TimeSpan.FromSeconds(10));
         await Peers.RunAsync("kill", ["-TERM", "--", $"-{_p.Id}"], TimeSpan.FromSeconds(10));
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         try { await _p.WaitForExitAsync(cts.Token); }

@@ -21,12 +21,12 @@ public sealed class UploadTests(ITestOutputHelper output)
         """;
 
     /// <summary>Record / stop <paramref name="cycles"/> times: each cycle closes one file per channel.</summary>
-    static async Task RecordCyclesAsync(Pearl2dProcess device, int cycles)
+    static async Task RecordCyclesAsync(Pearl2dProcess device, int cycles, TimeSpan? length = null)
     {
         for (int i = 0; i < cycles; i++)
         {
             await device.ControlAsync("panel", "press", "record");
-            await Task.Delay(1100);
+            await Task.Delay(length ?? TimeSpan.FromMilliseconds(1100));
             await device.ControlAsync("panel", "press", "record");
             await Task.Delay(150);
         }
@@ -72,5 +72,89 @@ public sealed class UploadTests(ITestOutputHelper output)
         Assert.Empty(Directory.GetFiles(Path.Combine(device.DataDir, "recordings"), "*.upload-pending"));
         Assert.Contains("AUTH TLS", ftp.Log);
         Assert.DoesNotContain("FAIL UPLOAD", ftp.Log);
+    }
+
+    static (long Bytes, long Size)? InFlight(string status)
+    {
+        var m = System.Text.RegularExpressions.Regex.Match(status, @"^upload .* bytes=(\d+)/(\d+)", System.Text.RegularExpressions.RegexOptions.Multiline);
+        return m.Success ? (long.Parse(m.Groups[1].Value), long.Parse(m.Groups[2].Value)) : null;
+    }
+
+    /// <summary>Waits until the file in flight is partly on the server (a few hundred KB sent, well short of its end).</summary>
+    static async Task WaitForMidFileAsync(Pearl2dProcess device)
+    {
+        var until = DateTime.UtcNow.AddSeconds(30);
+        while (DateTime.UtcNow < until)
+        {
+            if (InFlight(await device.ControlAsync("status")) is { } f && f.Bytes > 300_000 && f.Bytes < f.Size - 300_000) return;
+            await Task.Delay(100);
+        }
+        throw new TimeoutException("no upload in flight mid-file");
+    }
+
+    /// <summary>
+    /// The faults, one after another on plain FTP with large files sent at a limited rate: a wrong password stops the
+    /// target after one login (the server counts them) and lights the Status LED's attention pattern, and a corrected
+    /// one (SIGHUP) starts it again; the server going away mid-file and coming back, and pearl2d killed with SIGKILL
+    /// mid-file and started again, both resume from the server's partial file. Every file arrives once, byte-identical.
+    /// </summary>
+    [Fact]
+    public async Task AWrongPasswordStopsAfterOneLoginAndCutsMidFileResumeUntilEveryFileArrivesOnce()
+    {
+        var ftp = await VsftpdPeer.StartAsync();
+        string dir = ftp.Dir;
+        int port = ftp.Port;
+        // 4 Mbit/s of constant bitrate for 3 s per file, sent at 4 Mbit/s: about 1.5 MB and 3 s on the wire each.
+        string config = $$"""
+            { "channels": [ { "name": "Hall", "audio": { "enabled": false }, "video": { "width": 320, "height": 180, "bitrateKbps": 4000, "rateControl": "cbr" } } ],
+              "upload": { "enabled": true, "protocol": "ftp", "host": "127.0.0.1", "port": {{port}}, "username": "{{VsftpdPeer.User}}",
+                          "password": "not the password", "remotePath": "{file}", "timeoutSeconds": 5, "bandwidthKbps": 4000 } }
+            """;
+        var device = await Pearl2dProcess.StartAsync(config, channels: 1);
+        try
+        {
+            // A wrong password: one login, a clear error, no storm; the Status LED asks for attention.
+            await RecordCyclesAsync(device, 1, TimeSpan.FromSeconds(3));
+            await device.WaitForLogAsync("upload.refused", TimeSpan.FromSeconds(20));
+            await Task.Delay(6000);
+            var status = await device.ControlAsync("status");
+            output.WriteLine(status);
+            Assert.Equal(1, ftp.FailedLogins);
+            Assert.Contains("upload state=failed", status);
+            Assert.Contains("led_status=attention", status);
+            Assert.Contains("login refused: 530", status);
+
+            // Corrected and reloaded: the same file goes; the server stops mid-file and comes back: it resumes.
+            File.WriteAllText(device.ConfigPath, File.ReadAllText(device.ConfigPath).Replace("not the password", VsftpdPeer.Password));
+            device.Signal(1);
+            await device.WaitForLogAsync("upload.reconfigured", TimeSpan.FromSeconds(10));
+            await WaitForMidFileAsync(device);
+            await ftp.DisposeAsync();
+            await device.WaitForLogAsync("upload.retry", TimeSpan.FromSeconds(20));
+            ftp = await VsftpdPeer.StartAsync(port, dir);
+            await device.WaitForLogAsync("upload.resume", TimeSpan.FromSeconds(60));
+            await WaitForQueueEmptyAsync(device, 1, TimeSpan.FromSeconds(60));
+            Assert.Contains("led_status=on", await device.ControlAsync("status"));
+
+            // pearl2d killed mid-file: after the restart the journal still has the file, and the upload resumes.
+            await RecordCyclesAsync(device, 1, TimeSpan.FromSeconds(3));
+            await WaitForMidFileAsync(device);
+            await device.KillAsync();
+            device = await device.RestartAsync();
+            await device.WaitForLogAsync("upload.resume", TimeSpan.FromSeconds(30));
+            await WaitForQueueEmptyAsync(device, 1, TimeSpan.FromSeconds(60));
+
+            var local = Hashes(Path.Combine(device.DataDir, "recordings"), "*.mp4");
+            Assert.Equal(2, local.Count);
+            Assert.Equal(local.OrderBy(k => k.Key), Hashes(ftp.Home).OrderBy(k => k.Key));
+            foreach (var name in local.Keys)
+                Assert.Single(System.Text.RegularExpressions.Regex.Matches(File.ReadAllText(Path.Combine(dir, "vsftpd.log")), $"OK RENAME: .*{System.Text.RegularExpressions.Regex.Escape(name)}\\.part "));
+            Assert.Empty(Directory.GetFiles(ftp.Home, "*.part", SearchOption.AllDirectories));
+        }
+        finally
+        {
+            await device.DisposeAsync();
+            await ftp.DisposeAsync();
+        }
     }
 }
