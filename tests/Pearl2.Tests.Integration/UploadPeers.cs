@@ -37,11 +37,7 @@ public sealed class VsftpdPeer : IAsyncDisposable
             var r = await Peers.RunAsync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", Path.Combine(dir, "key.pem"),
                 "-out", Path.Combine(dir, "cert.pem"), "-days", "30", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], TimeSpan.FromSeconds(30));
             if (r.ExitCode != 0) throw new InvalidOperationException("openssl: " + r.Stderr);
-            string hash = (await Peers.RunAsync("openssl", ["passwd", "-6", Password], TimeSpan.FromSeconds(10))).Stdout.Trim();
-            File.WriteAllText(Path.Combine(dir, "etc", "passwd"), File.ReadAllText("/etc/passwd") + $"{User}:x:4242:4242::{dir}/home:/bin/sh\n");
-            File.WriteAllText(Path.Combine(dir, "etc", "shadow"), File.ReadAllText("/etc/shadow") + $"{User}:{hash}:19000:0:99999:7:::\n");
-            File.WriteAllText(Path.Combine(dir, "etc", "group"), File.ReadAllText("/etc/group") + $"{User}:x:4242:\n");
-            await Peers.RunAsync("chown", ["4242:4242", Path.Combine(dir, "home")], TimeSpan.FromSeconds(10));
+            await TestUser.WriteAsync(dir, User, Password);
         }
         File.WriteAllText(Path.Combine(dir, "vsftpd.conf"), $"""
             listen=YES
@@ -75,7 +71,7 @@ public sealed class VsftpdPeer : IAsyncDisposable
             set -e
             mount -t tmpfs tmpfs /run
             mkdir -p /run/vsftpd/empty
-            for f in passwd shadow group; do mount --bind {dir}/etc/$f /etc/$f; done
+            {TestUser.Mounts(dir)}
             exec vsftpd {dir}/vsftpd.conf
             """);
         var psi = new ProcessStartInfo("setsid", ["unshare", "-m", "--propagation", "private", "bash", Path.Combine(dir, "run.sh")]) { RedirectStandardOutput = true, RedirectStandardError = true };
@@ -104,4 +100,118 @@ public sealed class VsftpdPeer : IAsyncDisposable
         try { await _p.WaitForExitAsync(cts.Token); }
         catch (OperationCanceledException) { await Peers.RunAsync("kill", ["-KILL", "--", $"-{_p.Id}"], TimeSpan.FromSeconds(10)); }
     }
+}
+
+/// <summary>
+/// A login that exists only in a test server's private mount namespace: copies of /etc/passwd, shadow and group with
+/// the user added (home DIR/home, uid 4242), bind-mounted over the real ones inside the namespace only.
+/// </summary>
+static class TestUser
+{
+    public static async Task WriteAsync(string dir, string user, string password)
+    {
+        Directory.CreateDirectory(Path.Combine(dir, "etc"));
+        Directory.CreateDirectory(Path.Combine(dir, "home"));
+        string hash = (await Peers.RunAsync("openssl", ["passwd", "-6", password], TimeSpan.FromSeconds(10))).Stdout.Trim();
+        File.WriteAllText(Path.Combine(dir, "etc", "passwd"), File.ReadAllText("/etc/passwd") + $"{user}:x:4242:4242::{dir}/home:/bin/sh\n");
+        File.WriteAllText(Path.Combine(dir, "etc", "shadow"), File.ReadAllText("/etc/shadow") + $"{user}:{hash}:19000:0:99999:7:::\n");
+        File.WriteAllText(Path.Combine(dir, "etc", "group"), File.ReadAllText("/etc/group") + $"{user}:x:4242:\n");
+        await Peers.RunAsync("chown", ["4242:4242", Path.Combine(dir, "home")], TimeSpan.FromSeconds(10));
+        // The user must reach its home below the test directory (a temporary directory is made 0700).
+        await Peers.RunAsync("chmod", ["755", dir], TimeSpan.FromSeconds(10));
+    }
+
+    public static string Mounts(string dir) => $"for f in passwd shadow group; do mount --bind {dir}/etc/$f /etc/$f; done";
+}
+
+/// <summary>
+/// A real OpenSSH sshd with its SFTP subsystem on 127.0.0.1, in a private mount namespace (a tmpfs on /run for
+/// /run/sshd, the test user as <see cref="TestUser"/>), with a throwaway host key: <see cref="RekeyAsync"/> makes a new
+/// one, as a re-installed server would have.
+/// </summary>
+public sealed class SshdPeer : IAsyncDisposable
+{
+    public const string User = "pearl2up", Password = "up pw 1";
+    Process _p;
+    public string Dir { get; }
+    public int Port { get; }
+    public string Home => Path.Combine(Dir, "home");
+    public string Log => File.Exists(Path.Combine(Dir, "sshd.log")) ? File.ReadAllText(Path.Combine(Dir, "sshd.log")) : "";
+
+    SshdPeer(Process p, string dir, int port) { _p = p; Dir = dir; Port = port; }
+
+    public static async Task<SshdPeer> StartAsync()
+    {
+        Peers.Require("sshd");
+        string dir = Directory.CreateTempSubdirectory("pearl2-sshd").FullName;
+        await TestUser.WriteAsync(dir, User, Password);
+        int port = Peers.FreePortBase(1);
+        await NewHostKeyAsync(dir);
+        File.WriteAllText(Path.Combine(dir, "sshd_config"), $"""
+            Port {port}
+            ListenAddress 127.0.0.1
+            HostKey {dir}/host_key
+            PidFile none
+            UsePAM no
+            PasswordAuthentication yes
+            KbdInteractiveAuthentication no
+            PermitRootLogin no
+            StrictModes no
+            AllowUsers {User}
+            Subsystem sftp internal-sftp
+            LogLevel VERBOSE
+            """);
+        File.WriteAllText(Path.Combine(dir, "run.sh"), $"""
+            set -e
+            mount -t tmpfs tmpfs /run
+            mkdir -p /run/sshd
+            {TestUser.Mounts(dir)}
+            exec /usr/sbin/sshd -D -e -f {dir}/sshd_config 2>>{dir}/sshd.log
+            """);
+        var peer = new SshdPeer(Start(dir), dir, port);
+        await peer.WaitAsync();
+        return peer;
+    }
+
+    static Process Start(string dir)
+    {
+        var psi = new ProcessStartInfo("setsid", ["unshare", "-m", "--propagation", "private", "bash", Path.Combine(dir, "run.sh")]) { RedirectStandardOutput = true, RedirectStandardError = true };
+        var p = Process.Start(psi)!;
+        _ = p.StandardOutput.ReadToEndAsync();
+        _ = p.StandardError.ReadToEndAsync();
+        return p;
+    }
+
+    async Task WaitAsync()
+    {
+        for (int i = 0; i < 100 && !Peers.TcpListening(Port); i++) await Task.Delay(50);
+        if (!Peers.TcpListening(Port)) throw new InvalidOperationException("sshd did not start: " + Log);
+    }
+
+    static async Task NewHostKeyAsync(string dir)
+    {
+        File.Delete(Path.Combine(dir, "host_key"));
+        File.Delete(Path.Combine(dir, "host_key.pub"));
+        var r = await Peers.RunAsync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", Path.Combine(dir, "host_key")], TimeSpan.FromSeconds(20));
+        if (r.ExitCode != 0) throw new InvalidOperationException("ssh-keygen: " + r.Stderr);
+    }
+
+    /// <summary>The server again on the same port, with a new host key.</summary>
+    public async Task RekeyAsync()
+    {
+        await StopAsync();
+        await NewHostKeyAsync(Dir);
+        _p = Start(Dir);
+        await WaitAsync();
+    }
+
+    async Task StopAsync()
+    {
+        await Peers.RunAsync("pkill", ["-KILL", "-f", $"sshd -D -e -f {Dir}/sshd_config"], TimeSpan.FromSeconds(10));
+        await Peers.RunAsync("kill", ["-KILL", "--", $"-{_p.Id}"], TimeSpan.FromSeconds(10));
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        try { await _p.WaitForExitAsync(cts.Token); } catch (OperationCanceledException) { }
+    }
+
+    public async ValueTask DisposeAsync() => await StopAsync();
 }

@@ -157,4 +157,41 @@ public sealed class UploadTests(ITestOutputHelper output)
             await ftp.DisposeAsync();
         }
     }
+
+    /// <summary>
+    /// SFTP to OpenSSH's sshd: the host key is pinned at the first connection (logged with its fingerprint), the
+    /// recordings arrive byte-identical; then the server comes back with another host key, and the next file is refused
+    /// with that reason before anything is sent (no new file, no temporary name on the server), the Status LED asking for
+    /// attention.
+    /// </summary>
+    [Fact]
+    public async Task SftpPinsTheHostKeyOnFirstUseDeliversAndRefusesAChangedKeyBeforeSendingAnything()
+    {
+        await using var ssh = await SshdPeer.StartAsync();
+        await using var device = await Pearl2dProcess.StartAsync($$"""
+            { "channels": [ { "name": "Hall", "video": { "width": 160, "height": 90, "bitrateKbps": 200 } },
+                            { "name": "Stage", "video": { "width": 160, "height": 90, "bitrateKbps": 200 } } ],
+              "upload": { "enabled": true, "protocol": "sftp", "host": "127.0.0.1", "port": {{ssh.Port}}, "username": "{{SshdPeer.User}}",
+                          "password": "{{SshdPeer.Password}}", "remotePath": "pearl2/{channel}/{file}", "timeoutSeconds": 5 } }
+            """, channels: 2);
+        await RecordCyclesAsync(device, 2);
+        output.WriteLine(await WaitForQueueEmptyAsync(device, 4, TimeSpan.FromSeconds(60)));
+        await device.WaitForLogAsync("upload.host_key_pinned", TimeSpan.FromSeconds(1));
+        string fingerprint = (await Peers.RunAsync("ssh-keygen", ["-l", "-E", "sha256", "-f", Path.Combine(ssh.Dir, "host_key.pub")], TimeSpan.FromSeconds(10))).Stdout.Split(' ')[1];
+        Assert.Contains(fingerprint, device.Log);   // the operator can compare it with the server's own
+        var local = Hashes(Path.Combine(device.DataDir, "recordings"), "*.mp4");
+        Assert.Equal(4, local.Count);
+        Assert.Equal(local.OrderBy(k => k.Key), Hashes(Path.Combine(ssh.Home, "pearl2")).OrderBy(k => k.Key));
+        Assert.True(Directory.Exists(Path.Combine(ssh.Home, "pearl2", "Hall")));
+
+        await ssh.RekeyAsync();
+        await RecordCyclesAsync(device, 1);
+        await device.WaitForLogAsync("upload.refused", TimeSpan.FromSeconds(20));
+        var status = await device.ControlAsync("status");
+        output.WriteLine(status);
+        Assert.Contains("host key of 127.0.0.1:" + ssh.Port + " changed", status);
+        Assert.Contains("led_status=attention", status);
+        Assert.Equal(4, Directory.GetFiles(ssh.Home, "*", SearchOption.AllDirectories).Length);   // nothing new, not even a .part
+        Assert.DoesNotContain("Accepted password", ssh.Log.Split("Server listening").Last());      // no login after the re-key
+    }
 }

@@ -54,7 +54,8 @@ public sealed class Uploader : IAsyncDisposable
         Func<UploadConfig, CancellationToken, Task<IUploadTransport>>? connect = null)
     {
         _config = config; _library = library; _serial = serial; _log = log; _time = time;
-        _connect = connect ?? UploadTransports.ConnectAsync;
+        _connect = connect ?? ((c, ct) => UploadTransports.ConnectAsync(c, dataDir,
+            pinned => log.LogWarning("upload.host_key_pinned host_key=\"{Key}\" reason=\"first connection to this server: its key is trusted from now on\"", pinned), ct));
         string dir = Path.Combine(dataDir, "upload");
         _queue = new UploadQueue(dir);
         _transferLog = Path.Combine(dir, "transfers.log");
@@ -273,10 +274,11 @@ public sealed class Uploader : IAsyncDisposable
 /// <summary>The transports by protocol.</summary>
 public static class UploadTransports
 {
-    public static async Task<IUploadTransport> ConnectAsync(UploadConfig c, CancellationToken ct) => c.Protocol switch
+    public static async Task<IUploadTransport> ConnectAsync(UploadConfig c, string dataDir, Action<string> hostKeyPinned, CancellationToken ct) => c.Protocol switch
     {
         "ftp" or "ftps" => new FtpTransport(await FtpClient.ConnectAsync(
             new FtpEndpoint(c.Host, c.EffectivePort, c.Username, c.Password, c.Protocol == "ftps", c.TlsPinSha256, TimeSpan.FromSeconds(c.TimeoutSeconds)), ct)),
+        "sftp" => await SftpTransport.ConnectAsync(c, dataDir, hostKeyPinned, ct),
         _ => throw new UploadRefusedException($"protocol {c.Protocol} is not supported"),
     };
 
