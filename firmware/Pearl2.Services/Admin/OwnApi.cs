@@ -287,6 +287,16 @@ public static class OwnApi
                 w.WriteStartArray("display"); foreach (var l in p.DisplayLines) w.WriteStringValue(l); w.WriteEndArray();
                 w.WriteEndObject();
             }
+            if (s.Upload is { } u)
+            {
+                w.WriteStartObject("upload");
+                w.WriteString("state", u.State); w.WriteString("protocol", u.Protocol);
+                w.WriteNumber("queued_files", u.QueuedFiles); w.WriteNumber("queued_bytes", u.QueuedBytes);
+                w.WriteNumber("uploaded", u.Uploaded);
+                if (u.File is { } f) { w.WriteString("file", f); w.WriteNumber("file_bytes", u.FileBytes); w.WriteNumber("file_size", u.FileSize); w.WriteNumber("bytes_per_second", Math.Round(u.BytesPerSecond)); }
+                if (u.LastError is { } e) w.WriteString("error", e);
+                w.WriteEndObject();
+            }
             w.WriteStartObject("ports");
             w.WriteNumber("admin_http", ports.AdminPort);
             w.WriteNumber("admin_https", ports.AdminHttpsPort);

@@ -143,7 +143,8 @@ function showDashboard() {
     const r = await call('POST', X + '/streaming/' + (on ? 'stop' : 'start'));
     if (!r.ok) banner.replaceChildren(notice(r.message));
   } });
-  show(el('section', {}, el('div', { class: 'row' }, el('h1', { text: 'Dashboard' }), streaming), banner, grid));
+  const upload = el('div', { class: 'card', id: 'upload', hidden: true });
+  show(el('section', {}, el('div', { class: 'row' }, el('h1', { text: 'Dashboard' }), streaming), banner, grid, upload));
   const tiles = new Map();
   every(2000, async () => {
     const r = await call('GET', X + '/status');
@@ -159,6 +160,17 @@ function showDashboard() {
     }
     // A channel removed from the config takes its tile with it.
     for (const [id, t] of tiles) if (!s.channels.some(ch => ch.id === id)) { t.root.remove(); tiles.delete(id); }
+    // Automatic upload: the queue, the file in flight with a progress bar, the last error.
+    const u = s.upload;
+    upload.hidden = !u || u.state === 'disabled';
+    if (u && u.state !== 'disabled') {
+      const parts = [el('h2', { text: 'Upload (' + u.protocol + '): ' + u.state }),
+        el('p', { id: 'upload-queue', text: u.queued_files + ' file(s) waiting, ' + bytes(u.queued_bytes) + ' · ' + u.uploaded + ' uploaded since start' })];
+      if (u.file) parts.push(el('p', { text: u.file + ' · ' + bytes(u.file_bytes) + ' of ' + bytes(u.file_size) + ' · ' + bytes(u.bytes_per_second) + '/s' }),
+        el('progress', { id: 'upload-progress', max: u.file_size || 1, value: u.file_bytes }));
+      if (u.error) parts.push(notice(u.error, u.state === 'failed' ? 'error' : 'ok'));
+      upload.replaceChildren(...parts);
+    }
   });
   // Previews: a few frames a second, each tile fetching its next picture when the last one arrived.
   every(350, () => { for (const t of tiles.values()) t.refresh(); });
@@ -316,6 +328,15 @@ async function showSettings() {
     field(config, 'recording.format', 'Format', 'select', { options: ['mp4', 'ts'] }),
     field(config, 'recording.rotateSeconds', 'New file every (s)', 'number'), field(config, 'recording.rotateMegabytes', 'or every (MB)', 'number'),
     field(config, 'recording.spaceLimitMegabytes', 'Space limit (MB, 0: none)', 'number'), field(config, 'recording.minFreeMegabytes', 'Keep free (MB)', 'number')));
+  sections.push(el('fieldset', { id: 'upload-settings' }, el('legend', { text: 'Automatic upload of recordings' }),
+    field(config, 'upload.enabled', 'Upload every finished recording', 'checkbox'),
+    field(config, 'upload.protocol', 'Protocol', 'select', { options: ['ftp', 'ftps', 'sftp'] }),
+    field(config, 'upload.host', 'Server'), field(config, 'upload.port', 'Port (0: the protocol\'s own)', 'number'),
+    field(config, 'upload.username', 'User name'), field(config, 'upload.password', 'Password', 'password'),
+    field(config, 'upload.remotePath', 'Remote path ({channel} {serial} {date} {yyyy} {MM} {dd} {HH} {file})'),
+    field(config, 'upload.deleteAfterUpload', 'Delete here once uploaded', 'checkbox'),
+    field(config, 'upload.bandwidthKbps', 'Bandwidth limit (kbit/s, 0: none)', 'number'),
+    field(config, 'upload.tlsPinSha256', 'FTPS: server certificate SHA-256 (empty: the system\'s trust)', 'text', { nullable: true })));
   sections.push(el('fieldset', { id: 'discovery' }, el('legend', { text: 'Discovery on the LAN' }),
     field(config, 'discovery.mdns', 'mDNS / Bonjour (name.local, the channels as RTSP services)', 'checkbox'),
     field(config, 'discovery.upnp', 'UPnP / DLNA media server (smart TVs, VLC, Kodi)', 'checkbox'),
