@@ -49,29 +49,46 @@ public sealed class UploadTests(ITestOutputHelper output)
     static Dictionary<string, string> Hashes(string dir, string pattern = "*") =>
         Directory.GetFiles(dir, pattern, SearchOption.AllDirectories).ToDictionary(f => Path.GetFileName(f), f => Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(f))));
 
-    /// <summary>Twenty recordings of two channels reach vsftpd over explicit FTPS, each once, byte-identical, no temporary names left.</summary>
-    [Fact]
-    public async Task TwentyRecordingsOfTwoChannelsArriveOnceOverFtpsWithTheirHashes()
+    /// <summary>
+    /// Twenty recordings of two channels reach the server, each once and byte-identical, with no temporary name left:
+    /// vsftpd over plain FTP and over explicit FTPS (TLS session reuse required), OpenSSH's sshd over SFTP.
+    /// </summary>
+    [Theory]
+    [InlineData("ftp")]
+    [InlineData("ftps")]
+    [InlineData("sftp")]
+    public async Task TwentyRecordingsOfTwoChannelsArriveOnceWithTheirHashes(string protocol)
     {
-        await using var ftp = await VsftpdPeer.StartAsync();
-        await using var device = await Pearl2dProcess.StartAsync(Config("ftps", ftp.Port, ftp.CertificateSha256), channels: 2);
+        await using var ftp = protocol == "sftp" ? null : await VsftpdPeer.StartAsync();
+        await using var ssh = protocol == "sftp" ? await SshdPeer.StartAsync() : null;
+        string home = ftp?.Home ?? ssh!.Home;
+        await using var device = await Pearl2dProcess.StartAsync(Config(protocol, ftp?.Port ?? ssh!.Port, protocol == "ftps" ? ftp!.CertificateSha256 : null), channels: 2);
         await RecordCyclesAsync(device, 10);
-        string line = await WaitForQueueEmptyAsync(device, 20, TimeSpan.FromSeconds(60));
+        string line = await WaitForQueueEmptyAsync(device, 20, TimeSpan.FromSeconds(90));
         output.WriteLine(line);
         var local = Hashes(Path.Combine(device.DataDir, "recordings"), "*.mp4");
         Assert.Equal(20, local.Count);
-        var remote = Hashes(ftp.Home);
+        var remote = Hashes(home);
         Assert.Equal(local.OrderBy(k => k.Key), remote.OrderBy(k => k.Key));
-        Assert.Empty(Directory.GetFiles(ftp.Home, "*.part", SearchOption.AllDirectories));
+        Assert.Empty(Directory.GetFiles(home, "*.part", SearchOption.AllDirectories));
         // The path template: serial/channel/date/file.
         string serial = File.ReadAllText(Path.Combine(device.DataDir, "serial")).Trim();
         var first = local.Keys.Order().First();
-        Assert.True(File.Exists(Path.Combine(ftp.Home, serial, first[..first.IndexOf('_')], $"{first[(first.IndexOf('_') + 1)..][..4]}-{first[(first.IndexOf('_') + 5)..][..2]}-{first[(first.IndexOf('_') + 7)..][..2]}", first)));
-        // Each file stored once (vsftpd logs every STOR), all over TLS, and no pending markers left on the device.
-        foreach (var name in local.Keys) Assert.Single(System.Text.RegularExpressions.Regex.Matches(ftp.Log, $"OK UPLOAD: .*{System.Text.RegularExpressions.Regex.Escape(name)}\\.part"));
+        string stamp = first[(first.IndexOf('_') + 1)..];
+        Assert.True(File.Exists(Path.Combine(home, serial, first[..first.IndexOf('_')], $"{stamp[..4]}-{stamp[4..6]}-{stamp[6..8]}", first)));
         Assert.Empty(Directory.GetFiles(Path.Combine(device.DataDir, "recordings"), "*.upload-pending"));
-        Assert.Contains("AUTH TLS", ftp.Log);
-        Assert.DoesNotContain("FAIL UPLOAD", ftp.Log);
+        Assert.Contains(" uploaded=20", line);
+        if (ftp is not null)
+        {
+            // Each file stored once (vsftpd logs every STOR and RENAME); FTPS over TLS throughout.
+            foreach (var name in local.Keys)
+            {
+                Assert.Single(System.Text.RegularExpressions.Regex.Matches(ftp.Log, $"OK UPLOAD: .*{System.Text.RegularExpressions.Regex.Escape(name)}\\.part"));
+                Assert.Single(System.Text.RegularExpressions.Regex.Matches(ftp.Log, $"OK RENAME: .*{System.Text.RegularExpressions.Regex.Escape(name)}\\.part "));
+            }
+            Assert.Equal(protocol == "ftps", ftp.Log.Contains("AUTH TLS"));
+            Assert.DoesNotContain("FAIL UPLOAD", ftp.Log);
+        }
     }
 
     static (long Bytes, long Size)? InFlight(string status)
