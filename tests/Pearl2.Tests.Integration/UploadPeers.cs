@@ -22,7 +22,8 @@ public sealed class VsftpdPeer : IAsyncDisposable
 
     VsftpdPeer(Process p, string dir, int port, string sha) { _p = p; Dir = dir; Port = port; CertificateSha256 = sha; }
 
-    public static async Task<VsftpdPeer> StartAsync(int? port = null, string? dir = null, string extraConfig = "")
+    /// <param name="homeKb">When set, the home is a tmpfs of that size inside the server's namespace: a disk that fills up.</param>
+    public static async Task<VsftpdPeer> StartAsync(int? port = null, string? dir = null, string extraConfig = "", int? homeKb = null)
     {
         Peers.Require("vsftpd");
         dir ??= Directory.CreateTempSubdirectory("pearl2-vsftpd").FullName;
@@ -72,6 +73,7 @@ public sealed class VsftpdPeer : IAsyncDisposable
             mount -t tmpfs tmpfs /run
             mkdir -p /run/vsftpd/empty
             {TestUser.Mounts(dir)}
+            {(homeKb is { } kb ? $"mount -t tmpfs -o size={kb}k,mode=755,uid=4242,gid=4242 tmpfs {dir}/home" : "")}
             exec vsftpd {dir}/vsftpd.conf
             """);
         var psi = new ProcessStartInfo("setsid", ["unshare", "-m", "--propagation", "private", "bash", Path.Combine(dir, "run.sh")]) { RedirectStandardOutput = true, RedirectStandardError = true };
@@ -84,6 +86,9 @@ public sealed class VsftpdPeer : IAsyncDisposable
         if (!Peers.TcpListening(p)) { await peer.DisposeAsync(); throw new InvalidOperationException("vsftpd did not start"); }
         return peer;
     }
+
+    /// <summary>The home as the server sees it (its own tmpfs when it has one), from outside its namespace.</summary>
+    public string ServerHome => $"/proc/{_p.Id}/root{Home}";
 
     /// <summary>Successful logins and STORs per path, from the protocol log.</summary>
     public int Logins => Regex.Matches(Log, @"OK LOGIN").Count;

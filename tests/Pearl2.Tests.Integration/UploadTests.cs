@@ -211,4 +211,69 @@ public sealed class UploadTests(ITestOutputHelper output)
         Assert.Equal(4, Directory.GetFiles(ssh.Home, "*", SearchOption.AllDirectories).Length);   // nothing new, not even a .part
         Assert.DoesNotContain("Accepted password", ssh.Log.Split("Server listening").Last());      // no login after the re-key
     }
+
+    /// <summary>
+    /// The server's disk fills up mid-file (vsftpd answers 451/552): the upload is retried with backoff and the file
+    /// waits, then arrives whole once space is freed on the server.
+    /// </summary>
+    [Fact]
+    public async Task AFullServerDiskMakesTheFileWaitUntilSpaceIsFreed()
+    {
+        await using var ftp = await VsftpdPeer.StartAsync(homeKb: 600);
+        string filler = Path.Combine(ftp.ServerHome, "filler");
+        await File.WriteAllBytesAsync(filler, new byte[560 * 1024]);
+        await using var device = await Pearl2dProcess.StartAsync($$"""
+            { "channels": [ { "name": "Hall", "audio": { "enabled": false }, "video": { "width": 320, "height": 180, "bitrateKbps": 1000, "rateControl": "cbr" } } ],
+              "upload": { "enabled": true, "protocol": "ftp", "host": "127.0.0.1", "port": {{ftp.Port}}, "username": "{{VsftpdPeer.User}}",
+                          "password": "{{VsftpdPeer.Password}}", "remotePath": "{file}", "timeoutSeconds": 5 } }
+            """, channels: 1);
+        await RecordCyclesAsync(device, 1, TimeSpan.FromSeconds(2));
+        var queued = Directory.GetFiles(Path.Combine(device.DataDir, "recordings"), "*.mp4").Single();
+        await device.WaitForLogAsync("upload.retry", TimeSpan.FromSeconds(20));
+        output.WriteLine(string.Join('\n', device.Log.Split('\n').Where(l => l.Contains("upload."))));
+        Assert.Matches("upload.retry .*(451|552)", device.Log);
+        Assert.True(File.Exists(queued + ".upload-pending"));
+
+        File.Delete(filler);
+        await WaitForQueueEmptyAsync(device, 1, TimeSpan.FromSeconds(60));
+        Assert.Equal(SHA256.HashData(File.ReadAllBytes(queued)), SHA256.HashData(File.ReadAllBytes(Path.Combine(ftp.ServerHome, Path.GetFileName(queued)))));
+    }
+
+    /// <summary>
+    /// The device's own recording space fills up while a file waits for a server that now refuses us: recording goes
+    /// on, the recordings already uploaded make room, and the queued file is never deleted.
+    /// </summary>
+    [Fact]
+    public async Task AFullLocalDiskNeverDeletesAQueuedFileAndRecordingGoesOn()
+    {
+        await using var ftp = await VsftpdPeer.StartAsync();
+        await using var device = await Pearl2dProcess.StartAsync($$"""
+            { "channels": [ { "name": "Hall", "audio": { "enabled": false }, "video": { "width": 320, "height": 180, "bitrateKbps": 8000, "rateControl": "cbr" } } ],
+              "recording": { "spaceLimitMegabytes": 16, "rotateSeconds": 30 },
+              "upload": { "enabled": true, "protocol": "ftp", "host": "127.0.0.1", "port": {{ftp.Port}}, "username": "{{VsftpdPeer.User}}",
+                          "password": "{{VsftpdPeer.Password}}", "remotePath": "{file}", "timeoutSeconds": 5 } }
+            """, channels: 1);
+        // Three recordings (about 2 MB each) go up and are no longer waiting: they may make room later.
+        await RecordCyclesAsync(device, 3, TimeSpan.FromSeconds(2));
+        await WaitForQueueEmptyAsync(device, 3, TimeSpan.FromSeconds(30));
+        // Now the server refuses us; the next recording waits.
+        File.WriteAllText(device.ConfigPath, File.ReadAllText(device.ConfigPath).Replace(VsftpdPeer.Password, "wrong"));
+        device.Signal(1);
+        await device.WaitForLogAsync("upload.reconfigured", TimeSpan.FromSeconds(10));
+        await RecordCyclesAsync(device, 1, TimeSpan.FromSeconds(2));
+        await device.WaitForLogAsync("upload.refused", TimeSpan.FromSeconds(20));
+        var recordings = Path.Combine(device.DataDir, "recordings");
+        var queued = Directory.GetFiles(recordings, "*.mp4.upload-pending").Single()[..^".upload-pending".Length];
+        // About 8 MB of room left at 1 MB/s: the limit is met within seconds, and room must be made.
+        await device.ControlAsync("panel", "press", "record");
+        await device.WaitForLogAsync("recording.deleted", TimeSpan.FromSeconds(30));
+        var status = await device.ControlAsync("status");
+        await device.ControlAsync("panel", "press", "record");
+        output.WriteLine(string.Join('\n', device.Log.Split('\n').Where(l => l.Contains("recording.") || l.Contains("upload."))));
+        Assert.Contains("recorder=recording", status);
+        Assert.True(File.Exists(queued), "the queued file was deleted to make room");
+        Assert.True(File.Exists(queued + ".upload-pending"));
+        Assert.DoesNotContain($"recording.deleted file={Path.GetFileName(queued)}", device.Log);
+        Assert.Matches("upload state=failed .*queued=1 ", status);
+    }
 }
