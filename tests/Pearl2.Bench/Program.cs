@@ -10,6 +10,7 @@ CultureInfo.DefaultThreadCurrentCulture = CultureInfo.InvariantCulture;
 // Every pearl2d the bench starts runs on this machine's own network: nothing announced on the LAN (mDNS, SSDP).
 Environment.SetEnvironmentVariable("PEARL2_DISCOVERY", "off");
 if (args is ["--update", ..]) return await UpdateBench.RunAsync();
+if (args is ["--upload", ..]) { try { return await UploadBench.RunAsync(); } finally { FanOutBench.KillAll(); } }
 if (args is ["--admin", ..]) { try { return await AdminBench.RunAsync(); } finally { FanOutBench.KillAll(); } }
 if (args is ["--record", ..]) { try { return await RecordBench.RunAsync(); } finally { FanOutBench.KillAll(); } }
 var opts = BenchOptions.Parse(args);

@@ -269,7 +269,7 @@ public sealed class Pearl2dProcess : IAsyncDisposable
     {
         var r = await ControlResultAsync("update", "check");
         if (r.ExitCode != 1 || !r.Stdout.StartsWith("error: update ", StringComparison.Ordinal))
-            throw new Xunit.Sdk.XunitException($"pearl2d update check should have failed with exit 1 and 'error: update …', got {r.ExitCode}: {r.Stdout}{r.Stderr}");
+            throw new InvalidOperationException($"pearl2d update check should have failed with exit 1 and 'error: update …', got {r.ExitCode}: {r.Stdout}{r.Stderr}");
         return r.Stdout["error: update ".Length..];
     }
 

@@ -201,6 +201,15 @@ public sealed class SshdPeer : IAsyncDisposable
         if (r.ExitCode != 0) throw new InvalidOperationException("ssh-keygen: " + r.Stderr);
     }
 
+    /// <summary>Lets the test user in with a key as well: the public key goes to its authorized_keys.</summary>
+    public async Task AuthorizeAsync(string publicKeyFile)
+    {
+        string ssh = Path.Combine(Home, ".ssh");
+        Directory.CreateDirectory(ssh);
+        File.WriteAllText(Path.Combine(ssh, "authorized_keys"), File.ReadAllText(publicKeyFile));
+        await Peers.RunAsync("chown", ["-R", "4242:4242", ssh], TimeSpan.FromSeconds(10));
+    }
+
     /// <summary>The server again on the same port, with a new host key.</summary>
     public async Task RekeyAsync()
     {

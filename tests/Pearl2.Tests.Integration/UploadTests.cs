@@ -26,7 +26,7 @@ public sealed class UploadTests(ITestOutputHelper output)
         for (int i = 0; i < cycles; i++)
         {
             await device.ControlAsync("panel", "press", "record");
-            await Task.Delay(length ?? TimeSpan.FromMilliseconds(1100));
+            await Task.Delay(length ?? TimeSpan.FromMilliseconds(700));
             await device.ControlAsync("panel", "press", "record");
             await Task.Delay(150);
         }

@@ -103,7 +103,14 @@ public sealed class SftpTransport : IUploadTransport
 
     public Task UploadAsync(Stream local, string path, long offset, Func<long, Task> progress, CancellationToken ct) => Guard(async () =>
     {
-        // Into the partial file at its length (SFTP writes at an offset), or a new one.
+        if (offset == 0)
+        {
+            // A whole file: SSH.NET's own upload keeps many write requests in flight (a plain stream waits for each).
+            local.Seek(0, SeekOrigin.Begin);
+            await _client.UploadFileAsync(new ProgressStream(local, progress), path, ct);
+            return true;
+        }
+        // Into the partial file at its length (SFTP writes at an offset).
         await using var remote = await _client.OpenAsync(path, offset > 0 ? FileMode.OpenOrCreate : FileMode.Create, FileAccess.Write, ct);
         remote.Seek(offset, SeekOrigin.Begin);
         local.Seek(offset, SeekOrigin.Begin);
@@ -136,4 +143,35 @@ public sealed class SftpTransport : IUploadTransport
         _client.Dispose();
         return ValueTask.CompletedTask;
     }
+}
+
+/// <summary>Reads the local file for SSH.NET's upload, telling the uploader how far it got (which also paces it for the bandwidth limit).</summary>
+sealed class ProgressStream(Stream inner, Func<long, Task> progress) : Stream
+{
+    public override bool CanRead => true;
+    public override bool CanSeek => false;
+    public override bool CanWrite => false;
+    public override long Length => inner.Length;
+    public override long Position { get => inner.Position; set => throw new NotSupportedException(); }
+
+    public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken ct = default)
+    {
+        int n = await inner.ReadAsync(buffer, ct);
+        await progress(inner.Position);
+        return n;
+    }
+
+    public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken ct) => ReadAsync(buffer.AsMemory(offset, count), ct).AsTask();
+
+    public override int Read(byte[] buffer, int offset, int count)
+    {
+        int n = inner.Read(buffer, offset, count);
+        progress(inner.Position).GetAwaiter().GetResult();
+        return n;
+    }
+
+    public override void Flush() { }
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override void SetLength(long value) => throw new NotSupportedException();
+    public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 }

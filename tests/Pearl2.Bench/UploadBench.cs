@@ -1,0 +1,107 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Pearl2.Tests.Integration;
+
+/// <summary>
+/// make bench (--upload): one 500 MB recording uploaded by pearl2d to vsftpd (plain FTP) and to OpenSSH's sshd (SFTP)
+/// on loopback, side by side in the same run with curl (FTP) and OpenSSH's sftp to the same servers: throughput as a
+/// ratio to the peer, and the CPU seconds each side spent (pearl2d's above its own idle with one small channel).
+/// </summary>
+static class UploadBench
+{
+    const long Size = 500L << 20;
+
+    public static async Task<int> RunAsync()
+    {
+        var root = FanOutBench.FindRoot();
+        var pearl2d = Environment.GetEnvironmentVariable("PEARL2D") ?? Path.Combine(root, "out/linux-x64/pearl2d");
+        var work = Directory.CreateTempSubdirectory("pearl2-upbench").FullName;
+        string file = Path.Combine(work, "payload.bin");
+        using (var f = File.Create(file))
+        {
+            var buf = new byte[1 << 20];
+            for (long i = 0; i < Size; i += buf.Length) { Random.Shared.NextBytes(buf); f.Write(buf); }
+        }
+        string key = Path.Combine(work, "client_key");
+        await Peers.RunAsync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key], TimeSpan.FromSeconds(20));
+
+        var rows = new List<string>();
+        await using (var ftp = await VsftpdPeer.StartAsync())
+        {
+            var (ours, ourCpu) = await OursAsync(pearl2d, work, file, $$""" "protocol": "ftp", "port": {{ftp.Port}}, "password": "{{VsftpdPeer.Password}}" """);
+            var (peer, peerCpu) = await TimedAsync($"curl -sS -T {file} 'ftp://{VsftpdPeer.User}:{Uri.EscapeDataString(VsftpdPeer.Password)}@127.0.0.1:{ftp.Port}/curl.bin'");
+            rows.Add(Row("FTP → vsftpd", "curl", ours, ourCpu, peer, peerCpu));
+        }
+        await using (var ssh = await SshdPeer.StartAsync())
+        {
+            await ssh.AuthorizeAsync(key + ".pub");
+            var (ours, ourCpu) = await OursAsync(pearl2d, work, file, $$""" "protocol": "sftp", "port": {{ssh.Port}}, "privateKeyFile": "{{key}}" """);
+            File.WriteAllText(Path.Combine(work, "batch"), $"put {file} sftp.bin\n");
+            var (peer, peerCpu) = await TimedAsync($"sftp -q -i {key} -P {ssh.Port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -b {work}/batch {SshdPeer.User}@127.0.0.1");
+            rows.Add(Row("SFTP → sshd", "OpenSSH sftp", ours, ourCpu, peer, peerCpu));
+        }
+        Directory.Delete(work, true);
+
+        Console.WriteLine($"upload of one {Size >> 20} MB file on loopback ({FanOutBench.Machine()}); seconds are wall time, CPU is user+system seconds of the uploading process");
+        Console.WriteLine("| transfer | peer | pearl2d s | peer s | throughput pearl2d / peer | pearl2d CPU s (above idle) | peer CPU s |");
+        Console.WriteLine("|---|---|---|---|---|---|---|");
+        foreach (var r in rows) Console.WriteLine(r);
+        return 0;
+    }
+
+    static string Row(string what, string peerName, double ours, double ourCpu, double peer, double peerCpu) => string.Create(CultureInfo.InvariantCulture,
+        $"| {what} | {peerName} | {ours:F2} ({Size / ours / 1e6:F0} MB/s) | {peer:F2} ({Size / peer / 1e6:F0} MB/s) | **{peer / ours:F2}** | {ourCpu:F2} | {peerCpu:F2} |");
+
+    /// <summary>pearl2d with the file already waiting (a recording with its marker): seconds from its upload.done line, CPU above idle.</summary>
+    static async Task<(double Seconds, double Cpu)> OursAsync(string pearl2d, string work, string file, string target)
+    {
+        string dir = Directory.CreateDirectory(Path.Combine(work, "device-" + Guid.NewGuid().ToString("N")[..8])).FullName;
+        string recordings = Path.Combine(dir, "data", "recordings");
+        Directory.CreateDirectory(recordings);
+        string name = "Bench_20260101-000000.mp4";
+        File.Copy(file, Path.Combine(recordings, name));
+        File.WriteAllText(Path.Combine(recordings, name + ".upload-pending"), "");
+        int port = FanOutBench.FreePort(), http = FanOutBench.FreePort(), admin = FanOutBench.FreePort();
+        File.WriteAllText(Path.Combine(dir, "config.json"), $$"""
+            { "channels": [ { "name": "Bench", "audio": { "enabled": false }, "video": { "width": 160, "height": 90, "bitrateKbps": 200 } } ],
+              "rtsp": { "port": {{port}}, "udpPortBase": 0 }, "http": { "port": {{http}} }, "admin": { "port": {{admin}}, "httpsPort": 0 },
+              "upload": { "enabled": false, "host": "127.0.0.1", "username": "{{VsftpdPeer.User}}", "remotePath": "{file}", {{target}} } }
+            """);
+        var lines = new List<string>();
+        var p = FanOutBench.Start(pearl2d, ["--config", Path.Combine(dir, "config.json"), "--data-dir", Path.Combine(dir, "data")], l => { lock (lines) lines.Add(l); });
+        await Task.Delay(3000);
+        // Idle first, then the upload switched on (SIGHUP after the config says so): the CPU in between is the upload's.
+        double idle0 = FanOutBench.CpuSeconds(p.Id);
+        await Task.Delay(2000);
+        double idlePerSecond = (FanOutBench.CpuSeconds(p.Id) - idle0) / 2;
+        File.WriteAllText(Path.Combine(dir, "config.json"), File.ReadAllText(Path.Combine(dir, "config.json")).Replace("\"enabled\": false, \"host\"", "\"enabled\": true, \"host\""));
+        double cpu0 = FanOutBench.CpuSeconds(p.Id);
+        var sw = Stopwatch.StartNew();
+        Process.Start("kill", ["-HUP", p.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
+        string? done = null;
+        while (done is null && sw.Elapsed < TimeSpan.FromMinutes(5))
+        {
+            await Task.Delay(50);
+            lock (lines) done = lines.FirstOrDefault(l => l.Contains("upload.done"));
+        }
+        double cpu = FanOutBench.CpuSeconds(p.Id) - cpu0 - idlePerSecond * sw.Elapsed.TotalSeconds;
+        p.Kill(true);
+        if (done is null) throw new InvalidOperationException("pearl2d did not finish the upload:\n" + string.Join('\n', lines.Where(l => l.Contains("upload"))));
+        double seconds = double.Parse(Regex.Match(done, @"seconds=([\d.]+)").Groups[1].Value, CultureInfo.InvariantCulture);
+        return (seconds, cpu);
+    }
+
+    /// <summary>A peer command's wall and CPU seconds, by bash's own time.</summary>
+    static async Task<(double Seconds, double Cpu)> TimedAsync(string command)
+    {
+        // The command's own output goes to a file; bash's timing line comes on stdout.
+        string errors = Path.GetTempFileName();
+        var r = await Peers.RunAsync("bash", ["-c", $"TIMEFORMAT='%R %U %S'; {{ time ( {command} >/dev/null 2>{errors} ) ; }} 2>&1"], TimeSpan.FromMinutes(5));
+        string said = File.ReadAllText(errors);
+        File.Delete(errors);
+        if (r.ExitCode != 0) throw new InvalidOperationException($"{command}: exit {r.ExitCode}: {said}");
+        var t = r.Stdout.Trim().Split('\n').Last().Split(' ').Select(x => double.Parse(x, CultureInfo.InvariantCulture)).ToArray();
+        return (t[0], t[1] + t[2]);
+    }
+}
