@@ -276,4 +276,94 @@ public sealed class UploadTests(ITestOutputHelper output)
         Assert.DoesNotContain($"recording.deleted file={Path.GetFileName(queued)}", device.Log);
         Assert.Matches("upload state=failed .*queued=1 ", status);
     }
+
+    /// <summary>
+    /// The control connection cut in the middle of a file by a proxy between pearl2d and vsftpd: the try fails, the next
+    /// one finds the server's partial (or whole) temporary file and finishes from there, and the file arrives once.
+    /// </summary>
+    [Fact]
+    public async Task AControlConnectionCutMidFileByAProxyIsRetriedAndTheFileArrivesOnce()
+    {
+        await using var ftp = await VsftpdPeer.StartAsync();
+        await using var proxy = new CuttingProxy(ftp.Port);
+        await using var device = await Pearl2dProcess.StartAsync($$"""
+            { "channels": [ { "name": "Hall", "audio": { "enabled": false }, "video": { "width": 320, "height": 180, "bitrateKbps": 4000, "rateControl": "cbr" } } ],
+              "upload": { "enabled": true, "protocol": "ftp", "host": "127.0.0.1", "port": {{proxy.Port}}, "username": "{{VsftpdPeer.User}}",
+                          "password": "{{VsftpdPeer.Password}}", "remotePath": "{file}", "timeoutSeconds": 5, "bandwidthKbps": 4000 } }
+            """, channels: 1);
+        await RecordCyclesAsync(device, 1, TimeSpan.FromSeconds(3));
+        await WaitForMidFileAsync(device);
+        proxy.Cut();
+        await device.WaitForLogAsync("upload.retry", TimeSpan.FromSeconds(30));
+        await WaitForQueueEmptyAsync(device, 1, TimeSpan.FromSeconds(60));
+        output.WriteLine(string.Join('\n', device.Log.Split('\n').Where(l => l.Contains("upload."))));
+        var local = Hashes(Path.Combine(device.DataDir, "recordings"), "*.mp4");
+        Assert.Equal(local.OrderBy(k => k.Key), Hashes(ftp.Home).OrderBy(k => k.Key));
+        Assert.Single(System.Text.RegularExpressions.Regex.Matches(ftp.Log, "OK RENAME: "));
+        Assert.True(proxy.Connections >= 2, "the upload did not come back through the proxy after the cut");
+    }
+}
+
+/// <summary>A TCP proxy on loopback to one port that can cut every connection through it at once (both ways, RST-free close).</summary>
+sealed class CuttingProxy : IAsyncDisposable
+{
+    readonly System.Net.Sockets.TcpListener _listener = new(System.Net.IPAddress.Loopback, 0);
+    readonly int _target;
+    readonly List<System.Net.Sockets.TcpClient> _open = new();
+    readonly CancellationTokenSource _stop = new();
+    readonly Task _accept;
+    int _connections;
+
+    public CuttingProxy(int target)
+    {
+        _target = target;
+        _listener.Start();
+        _accept = AcceptAsync();
+    }
+
+    public int Port => ((System.Net.IPEndPoint)_listener.LocalEndpoint).Port;
+    public int Connections => Volatile.Read(ref _connections);
+
+    async Task AcceptAsync()
+    {
+        try
+        {
+            while (true)
+            {
+                var client = await _listener.AcceptTcpClientAsync(_stop.Token);
+                var server = new System.Net.Sockets.TcpClient();
+                await server.ConnectAsync(System.Net.IPAddress.Loopback, _target);
+                Interlocked.Increment(ref _connections);
+                lock (_open) { _open.Add(client); _open.Add(server); }
+                _ = PumpAsync(client.GetStream(), server.GetStream());
+                _ = PumpAsync(server.GetStream(), client.GetStream());
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or System.Net.Sockets.SocketException or ObjectDisposedException) { }
+    }
+
+    static async Task PumpAsync(Stream from, Stream to)
+    {
+        try { await from.CopyToAsync(to); }
+        catch (Exception e) when (e is IOException or ObjectDisposedException or System.Net.Sockets.SocketException) { }
+        try { to.Close(); } catch (Exception e) when (e is IOException or ObjectDisposedException) { }
+    }
+
+    /// <summary>Closes every connection through the proxy now; new ones are still let through.</summary>
+    public void Cut()
+    {
+        lock (_open)
+        {
+            foreach (var c in _open) c.Dispose();
+            _open.Clear();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _stop.Cancel();
+        _listener.Stop();
+        Cut();
+        await _accept;
+    }
 }
