@@ -197,12 +197,26 @@ public sealed class Pearl2dProcess : IAsyncDisposable
             var rtsp = (json["rtsp"] ??= new System.Text.Json.Nodes.JsonObject()).AsObject();
             rtsp["port"] = port;
             rtsp["udpPortBase"] ??= udp;
+            // Each free port is found by binding and letting go, so two draws can return the same one: every TCP port
+            // drawn here must also differ from those drawn before it (a clash once refused a config in CI).
+            var taken = new HashSet<int>(Enumerable.Range(port, channels));
+            int Draw(int count)
+            {
+                while (true)
+                {
+                    int p = Peers.FreePortBase(count);
+                    if (Enumerable.Range(p, count).Any(taken.Contains)) continue;
+                    foreach (int q in Enumerable.Range(p, count)) taken.Add(q);
+                    return p;
+                }
+            }
             var http = (json["http"] ??= new System.Text.Json.Nodes.JsonObject()).AsObject();
-            http["port"] ??= Peers.FreePortBase(channels);
+            if (http["port"] is null) http["port"] = Draw(channels);
+            else foreach (int q in Enumerable.Range(http["port"]!.GetValue<int>(), channels)) taken.Add(q);
             // The admin panel too (80 and 443 would clash between tests run side by side).
             var admin = (json["admin"] ??= new System.Text.Json.Nodes.JsonObject()).AsObject();
-            admin["port"] ??= Peers.FreePortBase(1);
-            admin["httpsPort"] ??= Peers.FreePortBase(1);
+            if (admin["port"] is null) admin["port"] = Draw(1);
+            if (admin["httpsPort"] is null) admin["httpsPort"] = Draw(1);
             configPath = Path.Combine(dir, "config.json");
             File.WriteAllText(configPath, json.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
             args.AddRange(["--config", configPath]);
