@@ -131,10 +131,21 @@ public sealed class ControlSocket : IAsyncDisposable
             if (u.LastResult is { } r) sb.Append(CultureInfo.InvariantCulture, $" last=\"{r}\"");
         }
         sb.Append('\n');
-        if (s.Upload is { } up)
-            sb.Append(CultureInfo.InvariantCulture, $"upload state={up.State} protocol={up.Protocol} queued={up.QueuedFiles} queued_bytes={up.QueuedBytes} uploaded={up.Uploaded}")
+        // Each upload target (the device's first, then each channel's own), then its files: in flight, queued, the last done.
+        foreach (var up in s.Uploads)
+        {
+            sb.Append(up.Channel is { } ch ? $"upload channel={ch} target={up.Id} " : "upload ")
+              .Append(CultureInfo.InvariantCulture, $"state={up.State} protocol={up.Protocol} queued={up.QueuedFiles} queued_bytes={up.QueuedBytes} uploaded={up.Uploaded}")
               .Append(up.File is { } f ? string.Create(CultureInfo.InvariantCulture, $" file={f} bytes={up.FileBytes}/{up.FileSize} rate_kbps={up.BytesPerSecond * 8 / 1000:F0}") : "")
               .Append(up.LastError is { } err ? $" error=\"{err}\"" : "").Append('\n');
+            const int Shown = 30;
+            foreach (var file in up.Files.Take(Shown))
+                sb.Append(CultureInfo.InvariantCulture, $"upload_file target={up.Id} file={file.Name} state={file.State} bytes={file.Bytes}/{file.Size}")
+                  .Append(file.State == "uploading" ? string.Create(CultureInfo.InvariantCulture, $" rate_kbps={file.BytesPerSecond * 8 / 1000:F0}") : "")
+                  .Append(file.At is { } at ? string.Create(CultureInfo.InvariantCulture, $" at={at:yyyy-MM-ddTHH:mm:ssZ}") : "")
+                  .Append(file.Detail is { } d ? $" {(file.State == "done" ? "remote" : "reason")}=\"{d}\"" : "").Append('\n');
+            if (up.Files.Count > Shown) sb.Append(CultureInfo.InvariantCulture, $"upload_file target={up.Id} more={up.Files.Count - Shown}\n");
+        }
         return sb.ToString();
     }
 

@@ -152,16 +152,23 @@ namespace Pearl2.Host
             try { panel = new Panel(board.Panel, device, config.Device.Name, dataDir, HostAddresses.Primary, TimeProvider.System, loggers); }
             catch (Exception e) { log.LogError("panel.failed driver={Driver} error=\"{Error}\" effect=\"no buttons, LEDs or display\"", board.Panel.Driver, e.Message); }
             if (panel is not null) device.PanelView = () => panel.View;
+            // Automatic file upload to every configured target: made before the channels start so that the files a crash
+            // left open, repaired as they start, are queued like any other; it sends once everything is up.
+            var identity = DeviceIdentity.Load(dataDir);
+            UploadService? uploads = device.Library is { } library
+                ? new UploadService(config, library, dataDir, identity.Serial, loggers.CreateLogger("Pearl2.Upload"), TimeProvider.System) : null;
             try { await device.StartAsync(); }
             catch (EncoderException e)
             {
                 log.LogCritical("pearl2d.encoder_failed error=\"{Error}\"", e.Message);
+                if (uploads is not null) await uploads.DisposeAsync();
                 if (panel is not null) await panel.DisposeAsync();
                 return 4;
             }
             catch (Exception e) when (e is SocketException or IOException)
             {
                 log.LogCritical("pearl2d.listen_failed error=\"{Error}\"", e.Message);
+                if (uploads is not null) await uploads.DisposeAsync();
                 if (panel is not null) await panel.DisposeAsync();
                 return 5;
             }
@@ -207,28 +214,17 @@ namespace Pearl2.Host
             };
             // Discovery (mDNS, SSDP and the UPnP media server). PEARL2_DISCOVERY=off keeps it silent whatever the config says:
             // for a developer's machine, and for the tests that run pearl2d on the host's own network.
-            var identity = DeviceIdentity.Load(dataDir);
             DiscoveryService? discovery = null;
             if (Environment.GetEnvironmentVariable("PEARL2_DISCOVERY") == "off")
                 log.LogInformation("discovery.off reason=\"PEARL2_DISCOVERY=off in the environment\"");
             else
                 discovery = new DiscoveryService(store, device, device.Library, device.Auth!, identity, running, dataDir, loggers, TimeProvider.System);
-            // Automatic file upload: every finished recording to the configured server, once; new settings apply at once.
-            Uploader? uploader = null;
-            if (device.Library is { } library)
+            if (uploads is not null)
             {
-                uploader = new Uploader(config.Upload, library, dataDir, identity.Serial, loggers.CreateLogger("Pearl2.Upload"), TimeProvider.System);
-                uploader.Start();
-                device.UploadView = uploader.Status;
-                device.UploadFailing = () => uploader.Failing;
-                var uploadSettings = ConfigLoader.ToJson(new FirmwareConfig { Upload = config.Upload });
-                store.Changed += (next, version) =>
-                {
-                    var settings = ConfigLoader.ToJson(new FirmwareConfig { Upload = next.Upload });
-                    if (settings == uploadSettings) return;
-                    uploadSettings = settings;
-                    _ = Task.Run(() => uploader.ReconfigureAsync(next.Upload));
-                };
+                uploads.Start();
+                device.UploadView = uploads.Status;
+                device.UploadFailing = () => uploads.Failing;
+                store.Changed += (next, version) => _ = Task.Run(() => uploads.ReconfigureAsync(next));
             }
             AdminServer? admin = null;
             if (store.Ports.AdminPort != 0)
@@ -246,6 +242,7 @@ namespace Pearl2.Host
                 catch (IOException e)
                 {
                     log.LogCritical("pearl2d.listen_failed error=\"{Error}\"", e.Message);
+                    if (uploads is not null) await uploads.DisposeAsync();
                     if (updater is not null) await updater.DisposeAsync();
                     if (panel is not null) await panel.DisposeAsync();
                     await device.DisposeAsync();
@@ -276,7 +273,7 @@ namespace Pearl2.Host
             await store.QuiesceAsync();
             await control.DisposeAsync();
             if (discovery is not null) await discovery.DisposeAsync();   // goodbyes first, while the addresses still answer
-            if (uploader is not null) await uploader.DisposeAsync();   // a transfer in flight stops; its .part resumes at the next start
+            if (uploads is not null) await uploads.DisposeAsync();   // a transfer in flight stops; its .part resumes at the next start
             if (admin is not null) await admin.DisposeAsync();
             await updaterTurn.WaitAsync();
             if (updater is not null) await updater.DisposeAsync();

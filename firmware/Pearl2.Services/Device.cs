@@ -102,8 +102,8 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
     public Updater? Updater { get; set; }
     /// <summary>The front panel's LEDs and display, when there is a panel.</summary>
     public Func<PanelView>? PanelView { get; set; }
-    /// <summary>The automatic file upload's state, when there is an uploader.</summary>
-    public Func<Upload.UploadStatus>? UploadView { get; set; }
+    /// <summary>The automatic file upload's targets (the device's first), when there is an upload service.</summary>
+    public Func<IReadOnlyList<Upload.UploadStatus>>? UploadView { get; set; }
     /// <summary>True while the upload target refuses us (the Status LED asks for attention); read on every panel tick.</summary>
     public Func<bool>? UploadFailing { get; set; }
     /// <summary>How this device restarts (the composition root knows: exec the boot loader, or ask the board's reboot unit).</summary>
@@ -335,7 +335,7 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
             catch (Exception e) when (e is IOException or UnauthorizedAccessException or ArgumentException) { }
         }
         return new DeviceStatus(EffectiveState, IsRecording, RecordingFault, IsStreaming, channels, disk, FirmwareVersion, Slot,
-            Updater?.Status, PanelView?.Invoke(), _store.Version) { Upload = UploadView?.Invoke() };
+            Updater?.Status, PanelView?.Invoke(), _store.Version) { Uploads = UploadView?.Invoke() ?? [] };
     }
 
     IEnumerable<RunningChannel> Selected(int? channel)

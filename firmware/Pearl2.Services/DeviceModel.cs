@@ -38,8 +38,10 @@ public sealed record PanelView(string RecordLed, string StreamLed, string Status
 public sealed record DeviceStatus(DeviceState State, bool Recording, bool RecordingFault, bool Streaming, IReadOnlyList<ChannelStatus> Channels,
     DiskStatus? Disk, string FirmwareVersion, string? Slot, UpdateStatus? Update, PanelView? Panel, long ConfigVersion)
 {
-    /// <summary>The automatic file upload, when the device has one.</summary>
-    public Upload.UploadStatus? Upload { get; init; }
+    /// <summary>Every upload target, the device's ("0") first; empty when the device records nothing.</summary>
+    public IReadOnlyList<Upload.UploadStatus> Uploads { get; init; } = [];
+    /// <summary>The device's own upload target.</summary>
+    public Upload.UploadStatus? Upload => Uploads.FirstOrDefault(u => u.Id == "0");
 }
 
 /// <summary>

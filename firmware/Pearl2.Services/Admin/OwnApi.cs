@@ -287,22 +287,45 @@ public static class OwnApi
                 w.WriteStartArray("display"); foreach (var l in p.DisplayLines) w.WriteStringValue(l); w.WriteEndArray();
                 w.WriteEndObject();
             }
-            if (s.Upload is { } u)
-            {
-                w.WriteStartObject("upload");
-                w.WriteString("state", u.State); w.WriteString("protocol", u.Protocol);
-                w.WriteNumber("queued_files", u.QueuedFiles); w.WriteNumber("queued_bytes", u.QueuedBytes);
-                w.WriteNumber("uploaded", u.Uploaded);
-                if (u.File is { } f) { w.WriteString("file", f); w.WriteNumber("file_bytes", u.FileBytes); w.WriteNumber("file_size", u.FileSize); w.WriteNumber("bytes_per_second", Math.Round(u.BytesPerSecond)); }
-                if (u.LastError is { } e) w.WriteString("error", e);
-                w.WriteEndObject();
-            }
+            // "upload": the device's target, as before; "uploads": every target with its files (the panel's upload card).
+            if (s.Upload is { } du) { w.WritePropertyName("upload"); WriteUpload(w, du, files: false); }
+            w.WriteStartArray("uploads");
+            foreach (var u in s.Uploads) WriteUpload(w, u, files: true);
+            w.WriteEndArray();
             w.WriteStartObject("ports");
             w.WriteNumber("admin_http", ports.AdminPort);
             w.WriteNumber("admin_https", ports.AdminHttpsPort);
             w.WriteEndObject();
             w.WriteEndObject();
         });
+    }
+
+    static void WriteUpload(Utf8JsonWriter w, Upload.UploadStatus u, bool files)
+    {
+        w.WriteStartObject();
+        w.WriteString("id", u.Id);
+        if (u.Channel is { } ch) w.WriteString("channel", ch);
+        w.WriteString("state", u.State); w.WriteString("protocol", u.Protocol); w.WriteString("host", u.Host);
+        w.WriteNumber("queued_files", u.QueuedFiles); w.WriteNumber("queued_bytes", u.QueuedBytes);
+        w.WriteNumber("uploaded", u.Uploaded);
+        if (u.File is { } f) { w.WriteString("file", f); w.WriteNumber("file_bytes", u.FileBytes); w.WriteNumber("file_size", u.FileSize); w.WriteNumber("bytes_per_second", Math.Round(u.BytesPerSecond)); }
+        if (u.LastError is { } e) w.WriteString("error", e);
+        if (files)
+        {
+            w.WriteStartArray("files");
+            foreach (var file in u.Files)
+            {
+                w.WriteStartObject();
+                w.WriteString("name", file.Name); w.WriteString("state", file.State);
+                w.WriteNumber("bytes", file.Bytes); w.WriteNumber("size", file.Size);
+                if (file.State == "uploading") w.WriteNumber("bytes_per_second", Math.Round(file.BytesPerSecond));
+                if (file.Detail is { } d) w.WriteString(file.State == "done" ? "remote" : "reason", d);
+                if (file.At is { } at) w.WriteString("at", at);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+        }
+        w.WriteEndObject();
     }
 
     /// <summary>dBFS of a peak (0 to 1), -100 for silence.</summary>

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Pearl2.Services.Configuration;
 using Pearl2.Services.Recording;
+using Pearl2.Services.Upload;
 
 namespace Pearl2.Services.Admin;
 
@@ -123,16 +124,28 @@ public static class PearlApi
         api.MapMethods("/recorders/{rid}/archive/files/{fid}", ["GET", "HEAD"], ctx => WithRecorder(ctx, c, ch => DownloadAsync(ctx, c, ch))).WithMetadata(OperatorRole);
         api.MapDelete("/recorders/{rid}/archive/files/{fid}", ctx => WithRecorder(ctx, c, ch => DeleteFileAsync(ctx, c, ch))).WithMetadata(OperatorRole);
 
-        // Automatic file upload: one AFU (id 0), the uploader's state in the reference's shape.
-        api.MapGet("/afu", ctx => ApiReply.Ok(ctx, w => { w.WriteStartArray(); w.WriteStartObject(); w.WriteString("id", "0"); w.WriteEndObject(); w.WriteEndArray(); })).WithMetadata(ViewerRole);
-        api.MapGet("/afu/status", ctx => ApiReply.Ok(ctx, w =>
+        // Automatic file upload: AFU 0 is the device's target, each channel with its own target adds one (its channel's number).
+        api.MapGet("/afu", ctx => ApiReply.Ok(ctx, w =>
         {
             w.WriteStartArray();
-            w.WriteStartObject(); w.WriteString("id", "0"); w.WritePropertyName("status"); WriteAfuStatus(w, c); w.WriteEndObject();
+            foreach (var u in c.Device.Status().Uploads) { w.WriteStartObject(); w.WriteString("id", u.Id); w.WriteEndObject(); }
             w.WriteEndArray();
         })).WithMetadata(ViewerRole);
-        api.MapGet("/afu/{aid}/status", ctx => ApiReply.Route(ctx, "aid") == "0"
-            ? ApiReply.Ok(ctx, w => WriteAfuStatus(w, c)) : ApiReply.NotFound(ctx, $"AFU {ApiReply.Route(ctx, "aid")} not found (there is one: 0)")).WithMetadata(ViewerRole);
+        api.MapGet("/afu/status", ctx => ApiReply.Ok(ctx, w =>
+        {
+            var status = c.Device.Status();
+            w.WriteStartArray();
+            foreach (var u in status.Uploads) { w.WriteStartObject(); w.WriteString("id", u.Id); w.WritePropertyName("status"); WriteAfuStatus(w, status, u); w.WriteEndObject(); }
+            w.WriteEndArray();
+        })).WithMetadata(ViewerRole);
+        api.MapGet("/afu/{aid}/status", ctx =>
+        {
+            var status = c.Device.Status();
+            string aid = ApiReply.Route(ctx, "aid");
+            return status.Uploads.FirstOrDefault(u => u.Id == aid) is { } u
+                ? ApiReply.Ok(ctx, w => WriteAfuStatus(w, status, u))
+                : ApiReply.NotFound(ctx, $"AFU destination '{aid}' not found (there are: {string.Join(", ", status.Uploads.Select(x => x.Id))})");
+        }).WithMetadata(ViewerRole);
 
         // Inputs: each channel's capture source
         api.MapGet("/inputs", ctx => InputsAsync(ctx, c)).WithMetadata(ViewerRole);
@@ -141,18 +154,16 @@ public static class PearlApi
     static Task EmptyList(HttpContext ctx) => ApiReply.Ok(ctx, w => { w.WriteStartArray(); w.WriteEndArray(); });
 
     /// <summary>
-    /// The uploader as Pearl's AfuStatus: state idle/uploading/error/disabled (connecting and retrying are "uploading"
-    /// and "error"), the protocol (ftps is ftp there), the queue, the file in flight and the last error.
+    /// One upload target as Pearl's AfuStatus: state idle/uploading/error/disabled (connecting is "uploading", retrying and
+    /// failed are "error"), the protocol (ftps is ftp there), the queue, the file in flight and the last error.
     /// </summary>
-    static void WriteAfuStatus(Utf8JsonWriter w, AdminContext c)
+    static void WriteAfuStatus(Utf8JsonWriter w, DeviceStatus status, UploadStatus u)
     {
-        var status = c.Device.Status();
-        var u = status.Upload;
         w.WriteStartObject();
-        w.WriteString("state", u is null ? "disabled" : u.State switch { "idle" => "idle", "disabled" => "disabled", "failed" or "retrying" => "error", _ => "uploading" });
-        w.WriteString("protocol", u?.Protocol == "sftp" ? "sftp" : "ftp");
-        w.WriteStartObject("queue"); w.WriteNumber("files", u?.QueuedFiles ?? 0); w.WriteNumber("size", u?.QueuedBytes ?? 0); w.WriteEndObject();
-        if (u?.File is { } file)
+        w.WriteString("state", u.State switch { "idle" => "idle", "disabled" => "disabled", "failed" or "retrying" => "error", _ => "uploading" });
+        w.WriteString("protocol", u.Protocol == "sftp" ? "sftp" : "ftp");
+        w.WriteStartObject("queue"); w.WriteNumber("files", u.QueuedFiles); w.WriteNumber("size", u.QueuedBytes); w.WriteEndObject();
+        if (u.File is { } file)
         {
             w.WriteStartObject("file");
             int cut = file.LastIndexOf('_');
@@ -164,7 +175,7 @@ public static class PearlApi
             w.WriteNumber("size", u.FileSize);
             w.WriteEndObject();
         }
-        if (u?.LastError is { } error) { w.WriteStartObject("error"); w.WriteString("message", error); w.WriteEndObject(); }
+        if (u.LastError is { } error) { w.WriteStartObject("error"); w.WriteString("message", error); w.WriteEndObject(); }
         w.WriteEndObject();
     }
 

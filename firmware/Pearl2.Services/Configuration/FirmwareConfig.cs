@@ -221,6 +221,8 @@ public sealed class ChannelConfig
     public AuthConfig? Auth { get; set; }
     /// <summary>Recorded when Record is pressed (front panel or control command).</summary>
     public bool Record { get; set; } = true;
+    /// <summary>This channel's own upload target (its files go there, not to the device's); null: the device's target.</summary>
+    public UploadConfig? Upload { get; set; }
 
     internal void Validate(ConfigErrors e, string p)
     {
@@ -229,6 +231,7 @@ public sealed class ChannelConfig
             $"{p}.source", $"'{Source}' is not a known source (known: testpattern, capture (the board's capture device), /dev/videoN)");
         if (Video is null) e.Add($"{p}.video: must be an object"); else Video.Validate(e, $"{p}.video");
         Auth?.Validate(e, $"{p}.auth");
+        Upload?.Validate(e, $"{p}.upload");
         if (Audio is null) e.Add($"{p}.audio: must be an object"); else Audio.Validate(e, $"{p}.audio");
     }
 }

@@ -6,9 +6,19 @@ using Pearl2.Services.Recording;
 
 namespace Pearl2.Services.Upload;
 
-/// <summary>What the uploader is doing: the target's state, the queue, the file in flight, the last error.</summary>
-public sealed record UploadStatus(string State, string Protocol, int QueuedFiles, long QueuedBytes, string? File, long FileBytes, long FileSize,
-    double BytesPerSecond, string? LastError, long Uploaded, long Failed);
+/// <summary>
+/// What one upload target is doing: its state, the queue, the file in flight, the last error, and each file it knows of
+/// (in flight, queued, and the last ones done or failed). <paramref name="Id"/> is "0" for the device's target and the
+/// channel's number for a channel's own; <paramref name="Channel"/> names that channel.
+/// </summary>
+public sealed record UploadStatus(string Id, string? Channel, string State, string Protocol, string Host, int QueuedFiles, long QueuedBytes, string? File, long FileBytes,
+    long FileSize, double BytesPerSecond, string? LastError, long Uploaded, long Failed, IReadOnlyList<UploadFileStatus> Files);
+
+/// <summary>
+/// One file as the upload sees it: "uploading" (<paramref name="Bytes"/> of <paramref name="Size"/> on the server),
+/// "queued" (with the reason of its last failed try, if any), "done" or "failed" (given up: the target refused us).
+/// </summary>
+public sealed record UploadFileStatus(string Name, string State, long Bytes, long Size, double BytesPerSecond, string? Detail, DateTimeOffset? At);
 
 /// <summary>One transfer of one file to the server; how it ends says whether to go on, retry later, or stop.</summary>
 public interface IUploadTransport : IAsyncDisposable
@@ -23,18 +33,22 @@ public interface IUploadTransport : IAsyncDisposable
 }
 
 /// <summary>
-/// Automatic file upload: every recording the library reports finished is queued (journal + the file's
-/// <c>.upload-pending</c> marker, so space making never deletes it) and sent to the configured server, once, in order.
+/// One upload target: the files routed to it (<see cref="UploadService"/>) are queued (journal + the file's
+/// <c>.upload-pending</c> marker, so space making never deletes it) and sent to its server, once, in order.
 /// Each file goes under a temporary name (<c>NAME.part</c>) in its folder (made as needed), resuming from the server's
 /// partial file when there is one; when the server's size equals ours it is renamed, and only then counted done (and,
 /// if set, deleted here). A file already there whole under its final name counts as done (the upload before a power
-/// cut had finished). Failures are retried with exponential backoff (2 s doubling to 5 min, ±20 % jitter); a refused
+/// cut had finished). Failures are retried with exponential backoff (2 s doubling to 1 min, ±20 % jitter); a refused
 /// login or certificate stops the target with that error until the settings change.
 /// </summary>
 public sealed class Uploader : IAsyncDisposable
 {
+    /// <summary>How many finished files the status keeps (done or failed), newest first.</summary>
+    const int RecentFiles = 20;
     readonly RecordingLibrary _library;
     readonly UploadQueue _queue;
+    readonly LinkedList<UploadFileStatus> _recent = new();
+    readonly Dictionary<string, string> _lastFailure = new();
     readonly string _serial;
     readonly ILogger _log;
     readonly TimeProvider _time;
@@ -50,29 +64,32 @@ public sealed class Uploader : IAsyncDisposable
     long _fileBytes, _fileSize, _uploaded, _failed;
     double _rate;
 
-    public Uploader(UploadConfig config, RecordingLibrary library, string dataDir, string serial, ILogger log, TimeProvider time,
+    /// <param name="directory">Where its queue journal and transfer log live (DATA/upload for the device's target).</param>
+    public Uploader(string id, string? channel, UploadConfig config, RecordingLibrary library, string directory, string dataDir, string serial, ILogger log, TimeProvider time,
         Func<UploadConfig, CancellationToken, Task<IUploadTransport>>? connect = null)
     {
+        Id = id; Channel = channel;
         _config = config; _library = library; _serial = serial; _log = log; _time = time;
         _connect = connect ?? ((c, ct) => UploadTransports.ConnectAsync(c, dataDir,
-            pinned => log.LogWarning("upload.host_key_pinned host_key=\"{Key}\" reason=\"first connection to this server: its key is trusted from now on\"", pinned), ct));
-        string dir = Path.Combine(dataDir, "upload");
-        _queue = new UploadQueue(dir);
-        _transferLog = Path.Combine(dir, "transfers.log");
-        library.FileFinished += OnFileFinished;
+            pinned => log.LogWarning("upload.host_key_pinned target={Target} host_key=\"{Key}\" reason=\"first connection to this server: its key is trusted from now on\"", id, pinned), ct));
+        _queue = new UploadQueue(directory);
+        _transferLog = Path.Combine(directory, "transfers.log");
     }
 
+    /// <summary>"0" for the device's target, the channel's number for a channel's own.</summary>
+    public string Id { get; set; }
+    /// <summary>The channel whose files this target takes alone; null for the device's target (every other channel).</summary>
+    public string? Channel { get; }
     public UploadQueue Queue => _queue;
+    public UploadConfig Config { get { lock (_lock) return _config; } }
 
+    /// <summary>Drops from the queue the files no longer on disk, logs the target, and starts sending.</summary>
     public void Start()
     {
-        // Files queued before a restart: those still on disk go on; a marker without a queue entry (the journal lost,
-        // or queued by an older firmware) is queued again.
         foreach (var name in _queue.Pending)
-            if (_library.PathOf(name) is not { } p || !File.Exists(p)) { _queue.Remove(name); _log.LogWarning("upload.dropped file={File} reason=\"no longer on disk\"", name); }
-        foreach (var e in _library.List())
-            if (e.FileState == RecordingFileState.UploadPending) _queue.Add(e.Name);
-        _log.LogInformation("upload.started enabled={Enabled} protocol={Protocol} host={Host} queued={Queued}", _config.Enabled, _config.Protocol, _config.Host, _queue.Count);
+            if (_library.PathOf(name) is not { } p || !File.Exists(p)) { _queue.Remove(name); _log.LogWarning("upload.dropped target={Target} file={File} reason=\"no longer on disk\"", Id, name); }
+        _log.LogInformation("upload.started target={Target} channel={Channel} enabled={Enabled} protocol={Protocol} host={Host} queued={Queued}",
+            Id, Channel ?? "*", _config.Enabled, _config.Protocol, _config.Host, _queue.Count);
         StartWorker();
     }
 
@@ -89,24 +106,35 @@ public sealed class Uploader : IAsyncDisposable
         _run.Cancel();
         try { await _worker; } catch (OperationCanceledException) { }
         lock (_lock) { _config = next; _state = next.Enabled ? "idle" : "disabled"; _lastError = null; }
-        _log.LogInformation("upload.reconfigured enabled={Enabled} protocol={Protocol} host={Host}", next.Enabled, next.Protocol, next.Host);
+        _log.LogInformation("upload.reconfigured target={Target} enabled={Enabled} protocol={Protocol} host={Host}", Id, next.Enabled, next.Protocol, next.Host);
         StartWorker();
         _wake.Release();
     }
 
-    void OnFileFinished(RecordingFinished f)
+    /// <summary>Queues a finished file (when this target is on); false when it is off and the file is not for upload.</summary>
+    public bool Enqueue(string path, long bytes)
     {
         UploadConfig config;
         lock (_lock) config = _config;
-        if (!config.Enabled) return;
+        if (!config.Enabled) return false;
+        string name = Path.GetFileName(path);
         try
         {
             // The marker first: from now on space making leaves the file alone.
-            File.WriteAllText(f.Path + RecordingLibrary.UploadPendingSuffix, "");
-            if (_queue.Add(f.Name)) _log.LogInformation("upload.queued file={File} bytes={Bytes} queued={Queued}", f.Name, f.Bytes, _queue.Count);
+            File.WriteAllText(path + RecordingLibrary.UploadPendingSuffix, "");
+            if (_queue.Add(name)) _log.LogInformation("upload.queued target={Target} file={File} bytes={Bytes} queued={Queued}", Id, name, bytes, _queue.Count);
             _wake.Release();
         }
-        catch (IOException e) { _log.LogError("upload.queue_failed file={File} error=\"{Error}\"", f.Name, e.Message); }
+        catch (IOException e) { _log.LogError("upload.queue_failed target={Target} file={File} error=\"{Error}\"", Id, name, e.Message); }
+        return true;
+    }
+
+    /// <summary>Takes over files another target had queued (that target is gone): each keeps its marker and its place.</summary>
+    public void Adopt(IEnumerable<string> names)
+    {
+        foreach (var name in names)
+            if (_queue.Add(name)) _log.LogInformation("upload.queued target={Target} file={File} reason=\"its channel's own target was removed\"", Id, name);
+        _wake.Release();
     }
 
     /// <summary>The target refused our login or certificate: nothing moves until the settings change.</summary>
@@ -115,9 +143,30 @@ public sealed class Uploader : IAsyncDisposable
     public UploadStatus Status()
     {
         var pending = _queue.Pending;
-        long bytes = pending.Sum(n => _library.PathOf(n) is { } p && File.Exists(p) ? new FileInfo(p).Length : 0);
+        var sizes = pending.Select(n => _library.PathOf(n) is { } p && File.Exists(p) ? new FileInfo(p).Length : 0).ToList();
         lock (_lock)
-            return new UploadStatus(_config.Enabled ? _state : "disabled", _config.Protocol, pending.Count, bytes, _file, _fileBytes, _fileSize, _rate, _lastError, _uploaded, _failed);
+        {
+            var files = new List<UploadFileStatus>(pending.Count + _recent.Count);
+            for (int i = 0; i < pending.Count; i++)
+                files.Add(pending[i] == _file && _state == "uploading"
+                    ? new UploadFileStatus(pending[i], "uploading", _fileBytes, _fileSize, _rate, null, null)
+                    : new UploadFileStatus(pending[i], _state == "failed" && _lastFailure.ContainsKey(pending[i]) ? "failed" : "queued", 0, sizes[i], 0,
+                        _lastFailure.GetValueOrDefault(pending[i]), null));
+            files.AddRange(_recent);
+            return new UploadStatus(Id, Channel, _config.Enabled ? _state : "disabled", _config.Protocol, _config.Host, pending.Count, sizes.Sum(), _file, _fileBytes, _fileSize,
+                _rate, _lastError, _uploaded, _failed, files);
+        }
+    }
+
+    /// <summary>A file left the queue, done or given up: it heads the recent list.</summary>
+    void Finished(UploadFileStatus file)
+    {
+        lock (_lock)
+        {
+            _lastFailure.Remove(file.Name);
+            _recent.AddFirst(file);
+            while (_recent.Count > RecentFiles) _recent.RemoveLast();
+        }
     }
 
     async Task WorkAsync(CancellationToken ct)
@@ -143,8 +192,8 @@ public sealed class Uploader : IAsyncDisposable
                 }
                 catch (UploadRefusedException e)
                 {
-                    lock (_lock) { _state = "failed"; _lastError = e.Message; _failed++; }
-                    _log.LogError("upload.refused host={Host} error=\"{Error}\" effect=\"uploads stop until the upload settings change\"", config.Host, e.Message);
+                    lock (_lock) { _state = "failed"; _lastError = e.Message; _failed++; _lastFailure[next] = e.Message; }
+                    _log.LogError("upload.refused target={Target} host={Host} error=\"{Error}\" effect=\"uploads stop until the upload settings change\"", Id, config.Host, e.Message);
                     Transfer(next, "refused", e.Message);
                     await Task.Delay(Timeout.Infinite, ct);
                 }
@@ -154,8 +203,8 @@ public sealed class Uploader : IAsyncDisposable
                     // error, a bug): logged, and tried again later; the worker itself never dies of it.
                     attempt++;
                     var wait = Backoff(attempt);
-                    lock (_lock) { _state = "retrying"; _lastError = e.Message; }
-                    _log.LogWarning("upload.retry file={File} attempt={Attempt} in_s={Seconds:F1} error=\"{Error}\"", next, attempt, wait.TotalSeconds,
+                    lock (_lock) { _state = "retrying"; _lastError = e.Message; _lastFailure[next] = e.Message; }
+                    _log.LogWarning("upload.retry target={Target} file={File} attempt={Attempt} in_s={Seconds:F1} error=\"{Error}\"", Id, next, attempt, wait.TotalSeconds,
                         e is UploadFailedException or IOException ? e.Message : $"{e.GetType().Name}: {e.Message}");
                     Transfer(next, "failed", e.Message);
                     await Task.Delay(wait, _time, ct);
@@ -165,10 +214,13 @@ public sealed class Uploader : IAsyncDisposable
         catch (OperationCanceledException) { }
     }
 
-    /// <summary>2 s, doubling to 5 minutes, ±20 % so that many devices cut off together do not come back in step.</summary>
+    /// <summary>
+    /// 2 s, doubling to 1 minute, ±20 % so that many devices cut off together do not come back in step. One try a minute
+    /// is no load on any server, and a server back from an outage gets the files within a minute.
+    /// </summary>
     public static TimeSpan Backoff(int attempt)
     {
-        double s = Math.Min(300, 2 * Math.Pow(2, Math.Min(attempt - 1, 10)));
+        double s = Math.Min(60, 2 * Math.Pow(2, Math.Min(attempt - 1, 10)));
         return TimeSpan.FromSeconds(s * (0.8 + 0.4 * Random.Shared.NextDouble()));
     }
 
@@ -179,7 +231,8 @@ public sealed class Uploader : IAsyncDisposable
         if (_library.PathOf(name) is not { } path || !File.Exists(path))
         {
             _queue.Remove(name);
-            _log.LogWarning("upload.dropped file={File} reason=\"no longer on disk\"", name);
+            _log.LogWarning("upload.dropped target={Target} file={File} reason=\"no longer on disk\"", Id, name);
+            Finished(new UploadFileStatus(name, "failed", 0, 0, 0, "deleted here before it was uploaded", _time.GetUtcNow()));
             return;
         }
         string remote = RemotePathOf(config, name, _serial, RecordingLibrary.StartOf(name) ?? new DateTimeOffset(File.GetLastWriteTime(path)));
@@ -193,12 +246,12 @@ public sealed class Uploader : IAsyncDisposable
         // Already there whole (an upload that finished before a restart could say so): done, not sent twice.
         if (await t.SizeAsync(remote, ct) == size)
         {
-            _log.LogInformation("upload.already_there file={File} remote={Remote} bytes={Bytes}", name, remote, size);
+            _log.LogInformation("upload.already_there target={Target} file={File} remote={Remote} bytes={Bytes}", Id, name, remote, size);
             Done(config, name, path, remote, size, 0, TimeSpan.Zero);
             return;
         }
         long offset = await t.SizeAsync(part, ct) is { } have && have <= size ? have : 0;
-        if (offset > 0) _log.LogInformation("upload.resume file={File} from={Offset} of={Size}", name, offset, size);
+        if (offset > 0) _log.LogInformation("upload.resume target={Target} file={File} from={Offset} of={Size}", Id, name, offset, size);
         lock (_lock) { _state = "uploading"; _fileBytes = offset; }
         var started = _time.GetTimestamp();
         long limit = config.BandwidthKbps * 1000L / 8;
@@ -224,11 +277,13 @@ public sealed class Uploader : IAsyncDisposable
     {
         _queue.Remove(name);
         try { File.Delete(path + RecordingLibrary.UploadPendingSuffix); } catch (IOException) { }
+        double rate = took.TotalSeconds > 0 ? sent / took.TotalSeconds : 0;
         lock (_lock) { _uploaded++; _file = null; _lastError = null; }
-        _log.LogInformation("upload.done file={File} remote={Remote} bytes={Bytes} sent={Sent} seconds={Seconds:F1} rate_kbps={Kbps:F0}", name, remote, size, sent,
-            took.TotalSeconds, took.TotalSeconds > 0 ? sent * 8 / 1000.0 / took.TotalSeconds : 0);
+        Finished(new UploadFileStatus(name, "done", size, size, rate, remote, _time.GetUtcNow()));
+        _log.LogInformation("upload.done target={Target} file={File} remote={Remote} bytes={Bytes} sent={Sent} seconds={Seconds:F1} rate_kbps={Kbps:F0}", Id, name, remote, size, sent,
+            took.TotalSeconds, rate * 8 / 1000);
         Transfer(name, "done", $"{remote} {size} bytes");
-        if (config.DeleteAfterUpload && _library.Delete(name)) _log.LogInformation("upload.deleted_local file={File} reason=\"uploaded and its size checked\"", name);
+        if (config.DeleteAfterUpload && _library.Delete(name)) _log.LogInformation("upload.deleted_local target={Target} file={File} reason=\"uploaded and its size checked\"", Id, name);
     }
 
     /// <summary>The transfer log (DATA/upload/transfers.log): one line per outcome, kept below 1 MB (the older half dropped).</summary>
@@ -262,9 +317,15 @@ public sealed class Uploader : IAsyncDisposable
             .Replace("{file}", name, StringComparison.Ordinal).TrimStart('/');
     }
 
+    /// <summary>Stops sending (a transfer in flight ends; its .part stays for whoever sends the file next).</summary>
+    public async Task StopAsync()
+    {
+        _run.Cancel();
+        try { await _worker; } catch (OperationCanceledException) { }
+    }
+
     public async ValueTask DisposeAsync()
     {
-        _library.FileFinished -= OnFileFinished;
         _run.Cancel();
         try { await _worker; } catch (OperationCanceledException) { }
         _queue.Dispose();

@@ -160,17 +160,24 @@ function showDashboard() {
     }
     // A channel removed from the config takes its tile with it.
     for (const [id, t] of tiles) if (!s.channels.some(ch => ch.id === id)) { t.root.remove(); tiles.delete(id); }
-    // Automatic upload: the queue, the file in flight with a progress bar, the last error.
-    const u = s.upload;
-    upload.hidden = !u || u.state === 'disabled';
-    if (u && u.state !== 'disabled') {
-      const parts = [el('h2', { text: 'Upload (' + u.protocol + '): ' + u.state }),
-        el('p', { id: 'upload-queue', text: u.queued_files + ' file(s) waiting, ' + bytes(u.queued_bytes) + ' · ' + u.uploaded + ' uploaded since start' })];
-      if (u.file) parts.push(el('p', { text: u.file + ' · ' + bytes(u.file_bytes) + ' of ' + bytes(u.file_size) + ' · ' + bytes(u.bytes_per_second) + '/s' }),
-        el('progress', { id: 'upload-progress', max: u.file_size || 1, value: u.file_bytes }));
-      if (u.error) parts.push(notice(u.error, u.state === 'failed' ? 'error' : 'ok'));
-      upload.replaceChildren(...parts);
-    }
+    // Automatic upload, each target: the queue, the file in flight with a progress bar, the last error, then its files.
+    const targets = (s.uploads || []).filter(u => u.state !== 'disabled');
+    upload.hidden = targets.length === 0;
+    upload.replaceChildren(...targets.map(u => {
+      const card = el('div', { class: 'upload-target', 'data-target': u.id },
+        el('h2', { text: 'Upload' + (u.channel ? ' of ' + u.channel : '') + ' to ' + u.host + ' (' + u.protocol + '): ' + u.state }),
+        el('p', { class: 'upload-queue', id: u.id === '0' ? 'upload-queue' : null, text: u.queued_files + ' file(s) waiting, ' + bytes(u.queued_bytes) + ' · ' + u.uploaded + ' uploaded since start' }));
+      if (u.file) card.append(el('p', { text: u.file + ' · ' + bytes(u.file_bytes) + ' of ' + bytes(u.file_size) + ' · ' + bytes(u.bytes_per_second) + '/s' }),
+        el('progress', { id: u.id === '0' ? 'upload-progress' : null, max: u.file_size || 1, value: u.file_bytes }));
+      if (u.error) card.append(notice(u.error, u.state === 'failed' ? 'error' : 'ok'));
+      const rows = u.files.slice(0, 12).map(f => el('tr', { 'data-file': f.name, 'data-state': f.state },
+        el('td', { text: f.name }), el('td', { text: f.state }),
+        el('td', {}, f.state === 'uploading' ? el('progress', { max: f.size || 1, value: f.bytes }) : null,
+          el('span', { text: f.state === 'uploading' ? ' ' + bytes(f.bytes) + ' of ' + bytes(f.size) : bytes(f.size) })),
+        el('td', { text: f.reason || f.remote || '' })));
+      if (rows.length) card.append(el('table', { class: 'upload-files' }, el('tbody', {}, ...rows)));
+      return card;
+    }));
   });
   // Previews: a few frames a second, each tile fetching its next picture when the last one arrived.
   every(350, () => { for (const t of tiles.values()) t.refresh(); });
@@ -297,6 +304,18 @@ function field(config, path, label, type = 'text', extra = {}) {
   return el('div', { class: 'field' }, el('label', { for: id, text: label }), input, el('span', { class: 'field-error', 'data-error-for': path }));
 }
 
+/** The fields of one upload target: the device's ("upload") or a channel's own ("channels[i].upload"). */
+function uploadTargetFields(config, p) {
+  return [field(config, p + '.enabled', 'Upload every finished recording', 'checkbox'),
+    field(config, p + '.protocol', 'Protocol', 'select', { options: ['ftp', 'ftps', 'sftp'] }),
+    field(config, p + '.host', 'Server'), field(config, p + '.port', 'Port (0: the protocol\'s own)', 'number'),
+    field(config, p + '.username', 'User name'), field(config, p + '.password', 'Password', 'password'),
+    field(config, p + '.remotePath', 'Remote path ({channel} {serial} {date} {yyyy} {MM} {dd} {HH} {file})'),
+    field(config, p + '.deleteAfterUpload', 'Delete here once uploaded', 'checkbox'),
+    field(config, p + '.bandwidthKbps', 'Bandwidth limit (kbit/s, 0: none)', 'number'),
+    field(config, p + '.tlsPinSha256', 'FTPS: server certificate SHA-256 (empty: the system\'s trust)', 'text', { nullable: true })];
+}
+
 async function showSettings() {
   const r = await call('GET', X + '/config');
   if (!r.ok) { show(notice(r.message)); return; }
@@ -315,6 +334,15 @@ async function showSettings() {
     };
     login.addEventListener('change', () => { c.auth = login.checked ? { username: 'viewer', password: '', allowBasic: false } : null; drawLogin(); });
     drawLogin();
+    // A channel's own upload target: its files go there instead of to the device's.
+    const ownUpload = el('input', { id: 'f-own-upload-' + i, type: 'checkbox', checked: !!c.upload });
+    const uploadFields = el('div', { class: 'sub' });
+    const drawUpload = () => { uploadFields.replaceChildren(...(c.upload ? uploadTargetFields(config, p + '.upload') : [])); };
+    ownUpload.addEventListener('change', () => {
+      c.upload = ownUpload.checked ? { enabled: true, protocol: 'ftp', host: '', port: 0, username: '', password: '', remotePath: '{channel}/{date}/{file}', deleteAfterUpload: false, bandwidthKbps: 0, tlsPinSha256: null, timeoutSeconds: 30 } : null;
+      drawUpload();
+    });
+    drawUpload();
     sections.push(el('fieldset', { id: 'channel-' + (i + 1) }, el('legend', { text: 'Channel ' + (i + 1) }),
       field(config, p + '.name', 'Name'), field(config, p + '.source', 'Source'),
       field(config, p + '.video.width', 'Width', 'number'), field(config, p + '.video.height', 'Height', 'number'),
@@ -322,21 +350,14 @@ async function showSettings() {
       field(config, p + '.video.keyFrameIntervalFrames', 'Key frame every (frames)', 'number'),
       field(config, p + '.audio.enabled', 'Audio', 'checkbox'), field(config, p + '.streaming', 'Streaming', 'checkbox'),
       field(config, p + '.record', 'Record with the Record button', 'checkbox'),
-      el('div', { class: 'field' }, el('label', { for: 'f-login-' + i, text: 'Viewer login' }), login), loginFields));
+      el('div', { class: 'field' }, el('label', { for: 'f-login-' + i, text: 'Viewer login' }), login), loginFields,
+      el('div', { class: 'field' }, el('label', { for: 'f-own-upload-' + i, text: 'Upload to its own server' }), ownUpload), uploadFields));
   });
   sections.push(el('fieldset', {}, el('legend', { text: 'Recording' }),
     field(config, 'recording.format', 'Format', 'select', { options: ['mp4', 'ts'] }),
     field(config, 'recording.rotateSeconds', 'New file every (s)', 'number'), field(config, 'recording.rotateMegabytes', 'or every (MB)', 'number'),
     field(config, 'recording.spaceLimitMegabytes', 'Space limit (MB, 0: none)', 'number'), field(config, 'recording.minFreeMegabytes', 'Keep free (MB)', 'number')));
-  sections.push(el('fieldset', { id: 'upload-settings' }, el('legend', { text: 'Automatic upload of recordings' }),
-    field(config, 'upload.enabled', 'Upload every finished recording', 'checkbox'),
-    field(config, 'upload.protocol', 'Protocol', 'select', { options: ['ftp', 'ftps', 'sftp'] }),
-    field(config, 'upload.host', 'Server'), field(config, 'upload.port', 'Port (0: the protocol\'s own)', 'number'),
-    field(config, 'upload.username', 'User name'), field(config, 'upload.password', 'Password', 'password'),
-    field(config, 'upload.remotePath', 'Remote path ({channel} {serial} {date} {yyyy} {MM} {dd} {HH} {file})'),
-    field(config, 'upload.deleteAfterUpload', 'Delete here once uploaded', 'checkbox'),
-    field(config, 'upload.bandwidthKbps', 'Bandwidth limit (kbit/s, 0: none)', 'number'),
-    field(config, 'upload.tlsPinSha256', 'FTPS: server certificate SHA-256 (empty: the system\'s trust)', 'text', { nullable: true })));
+  sections.push(el('fieldset', { id: 'upload-settings' }, el('legend', { text: 'Automatic upload of recordings' }), ...uploadTargetFields(config, 'upload')));
   sections.push(el('fieldset', { id: 'discovery' }, el('legend', { text: 'Discovery on the LAN' }),
     field(config, 'discovery.mdns', 'mDNS / Bonjour (name.local, the channels as RTSP services)', 'checkbox'),
     field(config, 'discovery.upnp', 'UPnP / DLNA media server (smart TVs, VLC, Kodi)', 'checkbox'),
