@@ -27,11 +27,13 @@ static class UploadBench
         await Peers.RunAsync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-f", key], TimeSpan.FromSeconds(20));
 
         var rows = new List<string>();
+        string streaming;
         await using (var ftp = await VsftpdPeer.StartAsync())
         {
             var (ours, ourCpu) = await OursAsync(pearl2d, work, file, $$""" "protocol": "ftp", "port": {{ftp.Port}}, "password": "{{VsftpdPeer.Password}}" """);
             var (peer, peerCpu) = await TimedAsync($"curl -sS -T {file} 'ftp://{VsftpdPeer.User}:{Uri.EscapeDataString(VsftpdPeer.Password)}@127.0.0.1:{ftp.Port}/curl.bin'");
             rows.Add(Row("FTP → vsftpd", "curl", ours, ourCpu, peer, peerCpu));
+            streaming = await StreamingAsync(pearl2d, work, file, $$""" "protocol": "ftp", "port": {{ftp.Port}}, "password": "{{VsftpdPeer.Password}}" """, ours, peerCpu);
         }
         await using (var ssh = await SshdPeer.StartAsync())
         {
@@ -47,7 +49,84 @@ static class UploadBench
         Console.WriteLine("| transfer | peer | pearl2d s | peer s | throughput pearl2d / peer | pearl2d CPU s (above idle) | peer CPU s |");
         Console.WriteLine("|---|---|---|---|---|---|---|");
         foreach (var r in rows) Console.WriteLine(r);
+        Console.WriteLine();
+        Console.WriteLine(streaming);
         return 0;
+    }
+
+    const int Viewers = 50, Fps = 30;
+
+    /// <summary>
+    /// What an upload takes from a streaming device: one 1080p30 4 Mbit/s channel with AAC and 50 RTSP/TCP viewers, 10 s
+    /// without upload, then the same 500 MB file to vsftpd while they watch. pearl2d's CPU in both windows, the frames and
+    /// RTP sequence gaps every viewer saw in each, and the upload's time beside the same upload on a quiet device.
+    /// </summary>
+    static async Task<string> StreamingAsync(string pearl2d, string work, string file, string target, double aloneSeconds, double curlCpu)
+    {
+        string dir = Directory.CreateDirectory(Path.Combine(work, "streaming-" + Guid.NewGuid().ToString("N")[..8])).FullName;
+        string recordings = Path.Combine(dir, "data", "recordings");
+        Directory.CreateDirectory(recordings);
+        string name = "Bench_20260101-000000.mp4";
+        File.Copy(file, Path.Combine(recordings, name));
+        File.WriteAllText(Path.Combine(recordings, name + ".upload-pending"), "");
+        int port = FanOutBench.FreePort(), http = FanOutBench.FreePort(), admin = FanOutBench.FreePort();
+        File.WriteAllText(Path.Combine(dir, "config.json"), $$"""
+            { "channels": [ { "name": "Bench", "video": { "width": 1920, "height": 1080, "fps": {{Fps}}, "bitrateKbps": 4000, "rateControl": "cbr", "keyFrameIntervalFrames": 60 } } ],
+              "rtsp": { "port": {{port}}, "udpPortBase": 0, "viewerQueueUnits": 512 }, "http": { "port": {{http}} }, "admin": { "port": {{admin}}, "httpsPort": 0 },
+              "upload": { "enabled": false, "host": "127.0.0.1", "username": "{{VsftpdPeer.User}}", "remotePath": "{file}", {{target}} } }
+            """);
+        var lines = new List<string>();
+        var p = FanOutBench.Start(pearl2d, ["--config", Path.Combine(dir, "config.json"), "--data-dir", Path.Combine(dir, "data")], l => { lock (lines) lines.Add(l); });
+        await Task.Delay(4000);
+        string url = $"rtsp://127.0.0.1:{port}/stream.sdp";
+        var clients = new RtspTestClient[Viewers];
+        for (int i = 0; i < Viewers; i++) { clients[i] = await RtspTestClient.ConnectAsync("127.0.0.1", port); await clients[i].PlayAsync(url); }
+        using var stop = new CancellationTokenSource();
+        var loops = clients.Select(c => Task.Run(() => c.ReceiveAsync(stop.Token))).ToArray();
+        await Task.Delay(3000);
+
+        // One window: pearl2d's CPU % of a core, the fewest frames a viewer got of those expected, and the gaps.
+        (double CpuPct, double Seconds, long MinFrames, double Expected, long Gaps) Window(double cpu0, long[] f0, long[] g0, Stopwatch sw)
+        {
+            double secs = sw.Elapsed.TotalSeconds;
+            return (100 * (FanOutBench.CpuSeconds(p.Id) - cpu0) / secs, secs,
+                clients.Select((c, i) => Interlocked.Read(ref c.VideoFrames) - f0[i]).Min(), Fps * secs,
+                clients.Select((c, i) => Interlocked.Read(ref c.SequenceGaps) - g0[i]).Sum());
+        }
+        long[] Frames() => clients.Select(c => Interlocked.Read(ref c.VideoFrames)).ToArray();
+        long[] Gaps() => clients.Select(c => Interlocked.Read(ref c.SequenceGaps)).ToArray();
+
+        var (cpuA, fA, gA, swA) = (FanOutBench.CpuSeconds(p.Id), Frames(), Gaps(), Stopwatch.StartNew());
+        await Task.Delay(10_000);
+        var quiet = Window(cpuA, fA, gA, swA);
+
+        File.WriteAllText(Path.Combine(dir, "config.json"), File.ReadAllText(Path.Combine(dir, "config.json")).Replace("\"enabled\": false, \"host\"", "\"enabled\": true, \"host\""));
+        var (cpuB, fB, gB, swB) = (FanOutBench.CpuSeconds(p.Id), Frames(), Gaps(), Stopwatch.StartNew());
+        Process.Start("kill", ["-HUP", p.Id.ToString(CultureInfo.InvariantCulture)])!.WaitForExit();
+        string? done = null;
+        while (done is null && swB.Elapsed < TimeSpan.FromMinutes(5))
+        {
+            await Task.Delay(50);
+            lock (lines) done = lines.FirstOrDefault(l => l.Contains("upload.done"));
+        }
+        var busy = Window(cpuB, fB, gB, swB);
+        stop.Cancel();
+        foreach (var c in clients) await c.DisposeAsync();
+        try { await Task.WhenAll(loops); } catch (Exception) { }
+        p.Kill(true);
+        if (done is null) throw new InvalidOperationException("pearl2d did not finish the upload while streaming:\n" + string.Join('\n', lines.Where(l => l.Contains("upload"))));
+        double seconds = double.Parse(Regex.Match(done, @"seconds=([\d.]+)").Groups[1].Value, CultureInfo.InvariantCulture);
+        double uploadCpu = (busy.CpuPct - quiet.CpuPct) / 100 * busy.Seconds;
+        return string.Create(CultureInfo.InvariantCulture, $"""
+            upload while streaming: one 1080p30 4 Mbit/s channel with AAC, {Viewers} RTSP/TCP viewers (pearl2d's CPU in % of one core)
+            | window | seconds | pearl2d CPU % | fewest frames a viewer got (expected) | RTP sequence gaps, all viewers |
+            |---|---|---|---|---|
+            | {Viewers} viewers, no upload | {quiet.Seconds:F1} | {quiet.CpuPct:F1} | {quiet.MinFrames} ({quiet.Expected:F0}) | {quiet.Gaps} |
+            | {Viewers} viewers + 500 MB to vsftpd | {busy.Seconds:F1} | {busy.CpuPct:F1} | {busy.MinFrames} ({busy.Expected:F0}) | {busy.Gaps} |
+
+            - the upload took {seconds:F2} s while streaming ({Size / seconds / 1e6:F0} MB/s), {aloneSeconds:F2} s on a quiet device: **{aloneSeconds / seconds:F2}x** the quiet speed
+            - the upload's CPU on the streaming device: {uploadCpu:F2} s above streaming alone, {uploadCpu / (Size / 1e9):F2} s per GB; curl's for the same file: {curlCpu:F2} s: **{uploadCpu / curlCpu:F2}x** curl
+            """);
     }
 
     static string Row(string what, string peerName, double ours, double ourCpu, double peer, double peerCpu) => string.Create(CultureInfo.InvariantCulture,
