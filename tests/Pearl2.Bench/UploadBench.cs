@@ -30,22 +30,26 @@ static class UploadBench
         string streaming;
         await using (var ftp = await VsftpdPeer.StartAsync())
         {
-            var (ours, ourCpu) = await OursAsync(pearl2d, work, file, $$""" "protocol": "ftp", "port": {{ftp.Port}}, "password": "{{VsftpdPeer.Password}}" """);
-            var (peer, peerCpu) = await TimedAsync($"curl -sS -T {file} 'ftp://{VsftpdPeer.User}:{Uri.EscapeDataString(VsftpdPeer.Password)}@127.0.0.1:{ftp.Port}/curl.bin'");
+            string curl = $"curl -sS -T {file} 'ftp://{VsftpdPeer.User}:{Uri.EscapeDataString(VsftpdPeer.Password)}@127.0.0.1:{ftp.Port}/curl.bin'";
+            var ((ours, ourCpu), (peer, peerCpu)) = await MedianOfAsync(
+                () => OursAsync(pearl2d, work, file, $$""" "protocol": "ftp", "port": {{ftp.Port}}, "password": "{{VsftpdPeer.Password}}" """), () => TimedAsync(curl));
             rows.Add(Row("FTP → vsftpd", "curl", ours, ourCpu, peer, peerCpu));
-            streaming = await StreamingAsync(pearl2d, work, file, $$""" "protocol": "ftp", "port": {{ftp.Port}}, "password": "{{VsftpdPeer.Password}}" """, ours, peerCpu);
+            // The same file at 400 Mbit/s: curl limited alike, beside pearl2d uploading while it streams to 50 viewers.
+            var (_, curlLimitedCpu) = await TimedAsync(curl.Replace("curl -sS", $"curl -sS --limit-rate {LimitKbps * 1000L / 8}"));
+            streaming = await StreamingAsync(pearl2d, work, file, $$""" "protocol": "ftp", "port": {{ftp.Port}}, "password": "{{VsftpdPeer.Password}}" """, ours, curlLimitedCpu);
         }
         await using (var ssh = await SshdPeer.StartAsync())
         {
             await ssh.AuthorizeAsync(key + ".pub");
-            var (ours, ourCpu) = await OursAsync(pearl2d, work, file, $$""" "protocol": "sftp", "port": {{ssh.Port}}, "privateKeyFile": "{{key}}" """);
             File.WriteAllText(Path.Combine(work, "batch"), $"put {file} sftp.bin\n");
-            var (peer, peerCpu) = await TimedAsync($"sftp -q -i {key} -P {ssh.Port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -b {work}/batch {SshdPeer.User}@127.0.0.1");
+            var ((ours, ourCpu), (peer, peerCpu)) = await MedianOfAsync(
+                () => OursAsync(pearl2d, work, file, $$""" "protocol": "sftp", "port": {{ssh.Port}}, "privateKeyFile": "{{key}}" """),
+                () => TimedAsync($"sftp -q -i {key} -P {ssh.Port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -b {work}/batch {SshdPeer.User}@127.0.0.1"));
             rows.Add(Row("SFTP → sshd", "OpenSSH sftp", ours, ourCpu, peer, peerCpu));
         }
         Directory.Delete(work, true);
 
-        Console.WriteLine($"upload of one {Size >> 20} MB file on loopback ({FanOutBench.Machine()}); seconds are wall time, CPU is user+system seconds of the uploading process");
+        Console.WriteLine($"upload of one {Size >> 20} MB file on loopback ({FanOutBench.Machine()}); seconds are wall time (the median of {Runs} runs each, taken in turn), CPU is user+system seconds of the uploading process");
         Console.WriteLine("| transfer | peer | pearl2d s | peer s | throughput pearl2d / peer | pearl2d CPU s (above idle) | peer CPU s |");
         Console.WriteLine("|---|---|---|---|---|---|---|");
         foreach (var r in rows) Console.WriteLine(r);
@@ -54,11 +58,12 @@ static class UploadBench
         return 0;
     }
 
-    const int Viewers = 50, Fps = 30;
+    /// <summary>An uplink of 400 Mbit/s for the upload: 10 s for the file, long enough to measure its CPU beside the viewers'.</summary>
+    const int Viewers = 50, Fps = 30, LimitKbps = 400_000;
 
     /// <summary>
     /// What an upload takes from a streaming device: one 1080p30 4 Mbit/s channel with AAC and 50 RTSP/TCP viewers, 10 s
-    /// without upload, then the same 500 MB file to vsftpd while they watch. pearl2d's CPU in both windows, the frames and
+    /// without upload, then the same 500 MB file to vsftpd while they watch, at most 400 Mbit/s (bandwidthKbps). pearl2d's CPU in both windows, the frames and
     /// RTP sequence gaps every viewer saw in each, and the upload's time beside the same upload on a quiet device.
     /// </summary>
     static async Task<string> StreamingAsync(string pearl2d, string work, string file, string target, double aloneSeconds, double curlCpu)
@@ -66,14 +71,14 @@ static class UploadBench
         string dir = Directory.CreateDirectory(Path.Combine(work, "streaming-" + Guid.NewGuid().ToString("N")[..8])).FullName;
         string recordings = Path.Combine(dir, "data", "recordings");
         Directory.CreateDirectory(recordings);
-        string name = "Bench_20260101-000000.mp4";
+        string name = "Bench_20260101-100000.mp4";   // not a name the quiet runs left on the server
         File.Copy(file, Path.Combine(recordings, name));
         File.WriteAllText(Path.Combine(recordings, name + ".upload-pending"), "");
         int port = FanOutBench.FreePort(), http = FanOutBench.FreePort(), admin = FanOutBench.FreePort();
         File.WriteAllText(Path.Combine(dir, "config.json"), $$"""
             { "channels": [ { "name": "Bench", "video": { "width": 1920, "height": 1080, "fps": {{Fps}}, "bitrateKbps": 4000, "rateControl": "cbr", "keyFrameIntervalFrames": 60 } } ],
               "rtsp": { "port": {{port}}, "udpPortBase": 0, "viewerQueueUnits": 512 }, "http": { "port": {{http}} }, "admin": { "port": {{admin}}, "httpsPort": 0 },
-              "upload": { "enabled": false, "host": "127.0.0.1", "username": "{{VsftpdPeer.User}}", "remotePath": "{file}", {{target}} } }
+              "upload": { "enabled": false, "host": "127.0.0.1", "username": "{{VsftpdPeer.User}}", "remotePath": "{file}", "bandwidthKbps": {{LimitKbps}}, {{target}} } }
             """);
         var lines = new List<string>();
         var p = FanOutBench.Start(pearl2d, ["--config", Path.Combine(dir, "config.json"), "--data-dir", Path.Combine(dir, "data")], l => { lock (lines) lines.Add(l); });
@@ -124,21 +129,35 @@ static class UploadBench
             | {Viewers} viewers, no upload | {quiet.Seconds:F1} | {quiet.CpuPct:F1} | {quiet.MinFrames} ({quiet.Expected:F0}) | {quiet.Gaps} |
             | {Viewers} viewers + 500 MB to vsftpd | {busy.Seconds:F1} | {busy.CpuPct:F1} | {busy.MinFrames} ({busy.Expected:F0}) | {busy.Gaps} |
 
-            - the upload took {seconds:F2} s while streaming ({Size / seconds / 1e6:F0} MB/s), {aloneSeconds:F2} s on a quiet device: **{aloneSeconds / seconds:F2}x** the quiet speed
-            - the upload's CPU on the streaming device: {uploadCpu:F2} s above streaming alone, {uploadCpu / (Size / 1e9):F2} s per GB; curl's for the same file: {curlCpu:F2} s: **{uploadCpu / curlCpu:F2}x** curl
+            - the upload ran at {Size * 8 / seconds / 1e6:F0} Mbit/s under a limit of {LimitKbps / 1000} Mbit/s (**{Size * 8 / seconds / 1e3 / LimitKbps:F2}x** the limit) while streaming; unlimited on a quiet device it took {aloneSeconds:F2} s
+            - the upload's CPU on the streaming device: {uploadCpu:F2} s above streaming alone, {uploadCpu / (Size / 1e9):F2} s per GB; curl's for the same file at the same limit (--limit-rate): {curlCpu:F2} s: **{uploadCpu / curlCpu:F2}x** curl
             """);
+    }
+
+    const int Runs = 3;
+
+    /// <summary>Ours and the peer's, taken in turn <see cref="Runs"/> times (a shared machine is noisy): each side's median run by time.</summary>
+    static async Task<((double, double) Ours, (double, double) Peer)> MedianOfAsync(Func<Task<(double Seconds, double Cpu)>> ours, Func<Task<(double Seconds, double Cpu)>> peer)
+    {
+        var a = new List<(double Seconds, double Cpu)>();
+        var b = new List<(double Seconds, double Cpu)>();
+        for (int i = 0; i < Runs; i++) { a.Add(await ours()); b.Add(await peer()); }
+        return (a.OrderBy(x => x.Seconds).ElementAt(Runs / 2), b.OrderBy(x => x.Seconds).ElementAt(Runs / 2));
     }
 
     static string Row(string what, string peerName, double ours, double ourCpu, double peer, double peerCpu) => string.Create(CultureInfo.InvariantCulture,
         $"| {what} | {peerName} | {ours:F2} ({Size / ours / 1e6:F0} MB/s) | {peer:F2} ({Size / peer / 1e6:F0} MB/s) | **{peer / ours:F2}** | {ourCpu:F2} | {peerCpu:F2} |");
 
     /// <summary>pearl2d with the file already waiting (a recording with its marker): seconds from its upload.done line, CPU above idle.</summary>
+    static int _run;
+
     static async Task<(double Seconds, double Cpu)> OursAsync(string pearl2d, string work, string file, string target)
     {
         string dir = Directory.CreateDirectory(Path.Combine(work, "device-" + Guid.NewGuid().ToString("N")[..8])).FullName;
         string recordings = Path.Combine(dir, "data", "recordings");
         Directory.CreateDirectory(recordings);
-        string name = "Bench_20260101-000000.mp4";
+        // A name of its own per run: the server keeps the last run's file, which would count as already there.
+        string name = $"Bench_20260101-{Interlocked.Increment(ref _run):D6}.mp4";
         File.Copy(file, Path.Combine(recordings, name));
         File.WriteAllText(Path.Combine(recordings, name + ".upload-pending"), "");
         int port = FanOutBench.FreePort(), http = FanOutBench.FreePort(), admin = FanOutBench.FreePort();
@@ -166,6 +185,8 @@ static class UploadBench
         }
         double cpu = FanOutBench.CpuSeconds(p.Id) - cpu0 - idlePerSecond * sw.Elapsed.TotalSeconds;
         p.Kill(true);
+        await p.WaitForExitAsync();
+        Directory.Delete(dir, true);
         if (done is null) throw new InvalidOperationException("pearl2d did not finish the upload:\n" + string.Join('\n', lines.Where(l => l.Contains("upload"))));
         double seconds = double.Parse(Regex.Match(done, @"seconds=([\d.]+)").Groups[1].Value, CultureInfo.InvariantCulture);
         return (seconds, cpu);

@@ -57,9 +57,9 @@ public static class Peers
     }
 
     /// <summary>Whether something accepts TCP connections on 127.0.0.1:<paramref name="port"/>.</summary>
-    public static bool TcpListening(int port)
+    public static bool TcpListening(int port, System.Net.IPAddress? address = null)
     {
-        try { using var c = new System.Net.Sockets.TcpClient(); c.Connect(System.Net.IPAddress.Loopback, port); return true; }
+        try { using var c = new System.Net.Sockets.TcpClient(address?.AddressFamily ?? System.Net.Sockets.AddressFamily.InterNetwork); c.Connect(address ?? System.Net.IPAddress.Loopback, port); return true; }
         catch (System.Net.Sockets.SocketException) { return false; }
     }
 
@@ -259,9 +259,11 @@ public sealed class Pearl2dProcess : IAsyncDisposable
     }
 
     /// <summary>Starts pearl2d again with the same arguments, config and data directory (after this one died or was killed).</summary>
-    public async Task<Pearl2dProcess> RestartAsync()
+    /// <param name="env">Variables added to its environment from this start on.</param>
+    public async Task<Pearl2dProcess> RestartAsync(Dictionary<string, string>? env = null)
     {
         if (!_p.HasExited) throw new InvalidOperationException("pearl2d still runs");
+        foreach (var (name, value) in env ?? []) _start.Environment[name] = value;
         var proc = new Pearl2dProcess(_start, RtspBase, ConfigPath, DataDir);
         await proc.WaitForLogAsync("pearl2d.ready", TimeSpan.FromSeconds(30));
         return proc;

@@ -23,7 +23,8 @@ public sealed class VsftpdPeer : IAsyncDisposable
     VsftpdPeer(Process p, string dir, int port, string sha) { _p = p; Dir = dir; Port = port; CertificateSha256 = sha; }
 
     /// <param name="homeKb">When set, the home is a tmpfs of that size inside the server's namespace: a disk that fills up.</param>
-    public static async Task<VsftpdPeer> StartAsync(int? port = null, string? dir = null, string extraConfig = "", int? homeKb = null)
+    /// <param name="ipv6">Listen on ::1 only (no IPv4 at all), as an IPv6-only server would.</param>
+    public static async Task<VsftpdPeer> StartAsync(int? port = null, string? dir = null, string extraConfig = "", int? homeKb = null, bool ipv6 = false)
     {
         Peers.Require("vsftpd");
         dir ??= Directory.CreateTempSubdirectory("pearl2-vsftpd").FullName;
@@ -36,14 +37,12 @@ public sealed class VsftpdPeer : IAsyncDisposable
         if (!File.Exists(Path.Combine(dir, "cert.pem")))
         {
             var r = await Peers.RunAsync("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", Path.Combine(dir, "key.pem"),
-                "-out", Path.Combine(dir, "cert.pem"), "-days", "30", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], TimeSpan.FromSeconds(30));
+                "-out", Path.Combine(dir, "cert.pem"), "-days", "30", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1"], TimeSpan.FromSeconds(30));
             if (r.ExitCode != 0) throw new InvalidOperationException("openssl: " + r.Stderr);
             await TestUser.WriteAsync(dir, User, Password);
         }
         File.WriteAllText(Path.Combine(dir, "vsftpd.conf"), $"""
-            listen=YES
-            listen_ipv6=NO
-            listen_address=127.0.0.1
+            {(ipv6 ? "listen=NO\nlisten_ipv6=YES\nlisten_address6=::1" : "listen=YES\nlisten_ipv6=NO\nlisten_address=127.0.0.1")}
             listen_port={p}
             background=NO
             anonymous_enable=NO
@@ -82,8 +81,9 @@ public sealed class VsftpdPeer : IAsyncDisposable
         _ = proc.StandardError.ReadToEndAsync();
         var cert = System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPem(File.ReadAllText(Path.Combine(dir, "cert.pem")));
         var peer = new VsftpdPeer(proc, dir, p, Convert.ToHexStringLower(SHA256.HashData(cert.RawData)));
-        for (int i = 0; i < 100 && !Peers.TcpListening(p); i++) await Task.Delay(50);
-        if (!Peers.TcpListening(p)) { await peer.DisposeAsync(); throw new InvalidOperationException("vsftpd did not start"); }
+        var at = ipv6 ? System.Net.IPAddress.IPv6Loopback : System.Net.IPAddress.Loopback;
+        for (int i = 0; i < 100 && !Peers.TcpListening(p, at); i++) await Task.Delay(50);
+        if (!Peers.TcpListening(p, at)) { await peer.DisposeAsync(); throw new InvalidOperationException("vsftpd did not start"); }
         return peer;
     }
 

@@ -201,6 +201,60 @@ public sealed class UploadTests(ITestOutputHelper output)
         finally { await ssh.DisposeAsync(); }
     }
 
+    /// <summary>
+    /// An IPv6-only server: vsftpd listening on ::1 alone, the target given as "::1". The files go over EPSV (the data
+    /// connection to the control connection's address) and arrive whole; vsftpd logs the client as ::1.
+    /// </summary>
+    [Fact]
+    public async Task AnIpv6OnlyServerGetsEveryFileOverEpsv()
+    {
+        await using var ftp = await VsftpdPeer.StartAsync(ipv6: true);
+        await using var device = await Pearl2dProcess.StartAsync(Config("ftp", ftp.Port, null).Replace("\"127.0.0.1\"", "\"::1\""), channels: 2);
+        await RecordCyclesAsync(device, 1);
+        output.WriteLine(await WaitForQueueEmptyAsync(device, 2, TimeSpan.FromSeconds(60)));
+        var local = Hashes(Path.Combine(device.DataDir, "recordings"), "*.mp4");
+        Assert.Equal(2, local.Count);
+        Assert.Equal(local.OrderBy(k => k.Key), Hashes(ftp.Home, "*.mp4").OrderBy(k => k.Key));
+        Assert.Contains("Client \"::1\", \"EPSV\"", ftp.Log);
+        Assert.DoesNotContain("127.0.0.1", ftp.Log);
+    }
+
+    /// <summary>
+    /// FTPS with no pinned certificate trusts the system's store and checks the host name. The server's certificate
+    /// (self-signed, for "localhost") is first not in the store: the target stops with that reason, naming the
+    /// certificate, before any file is sent. With the certificate in the store (SSL_CERT_FILE, as a CA added to the
+    /// system would be) the waiting files go, over TLS, and (deleteAfterUpload) are deleted here once the server has them.
+    /// </summary>
+    [Fact]
+    public async Task FtpsWithoutAPinTrustsOnlyTheSystemStore()
+    {
+        await using var ftp = await VsftpdPeer.StartAsync();
+        var device = await Pearl2dProcess.StartAsync(Config("ftps", ftp.Port, null, extra: ", \"deleteAfterUpload\": true").Replace("\"127.0.0.1\"", "\"localhost\""), channels: 2);
+        try
+        {
+            await RecordCyclesAsync(device, 1);
+            await device.WaitForLogAsync("upload.refused", TimeSpan.FromSeconds(20));
+            var status = await device.ControlAsync("status");
+            output.WriteLine(status);
+            Assert.Matches("upload state=failed .*error=\"TLS: the server's certificate \\(CN=localhost, SHA-256 " + ftp.CertificateSha256 + "\\) is not trusted by the system's store", status);
+            Assert.Contains("led_status=attention", status);
+            Assert.DoesNotContain("STOR", ftp.Log);
+            Assert.DoesNotContain("OK LOGIN", ftp.Log);
+
+            // The files wait, whole; then, trusted, they go and (deleteAfterUpload) leave the device once the server has them.
+            var waiting = Hashes(Path.Combine(device.DataDir, "recordings"), "*.mp4");
+            Assert.Equal(2, waiting.Count);
+            await device.KillAsync();
+            device = await device.RestartAsync(new() { ["SSL_CERT_FILE"] = Path.Combine(ftp.Dir, "cert.pem") });
+            output.WriteLine(await WaitForQueueEmptyAsync(device, 2, TimeSpan.FromSeconds(60)));
+            Assert.Equal(waiting.OrderBy(k => k.Key), Hashes(ftp.Home, "*.mp4").OrderBy(k => k.Key));
+            Assert.Contains("AUTH TLS", ftp.Log);
+            Assert.Empty(Directory.GetFiles(Path.Combine(device.DataDir, "recordings"), "*.mp4*"));
+            Assert.Equal(2, device.Log.Split('\n').Count(l => l.Contains("upload.deleted_local")));
+        }
+        finally { await device.DisposeAsync(); }
+    }
+
     static (long Bytes, long Size)? InFlight(string status)
     {
         var m = System.Text.RegularExpressions.Regex.Match(status, @"^upload .* bytes=(\d+)/(\d+)", System.Text.RegularExpressions.RegexOptions.Multiline);

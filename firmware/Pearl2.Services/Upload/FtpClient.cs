@@ -81,7 +81,7 @@ public sealed class FtpClient : IAsyncDisposable
         catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or AuthenticationException)
         {
             await client.DisposeAsync();
-            if (e is AuthenticationException) throw new UploadRefusedException($"TLS: {e.Message}");
+            if (e is AuthenticationException) throw new UploadRefusedException(client._certificateRefused ?? $"TLS: {e.Message}");
             if (e is OperationCanceledException && ct.IsCancellationRequested) throw;
             throw new UploadFailedException($"{ep.Host}:{ep.Port}: {e.Message}{(e.InnerException is { } inner ? " (" + inner.Message + ")" : "")}", e);
         }
@@ -91,13 +91,29 @@ public sealed class FtpClient : IAsyncDisposable
     /// <summary>A pinned SHA-256 of the server's certificate, when set, is the whole check; otherwise the system's trust store and the host name.</summary>
     bool CheckCertificate(object sender, X509Certificate? cert, X509Chain? chain, SslPolicyErrors errors)
     {
-        if (cert is null) return false;
+        if (cert is null) { _certificateRefused = "TLS: the server sent no certificate"; return false; }
+        string sha = Convert.ToHexStringLower(SHA256.HashData(cert.GetRawCertData()));
         if (_ep.PinnedSha256 is { } pin)
-            return string.Equals(Convert.ToHexStringLower(SHA256.HashData(cert.GetRawCertData())), pin.Replace(":", "").ToLowerInvariant(), StringComparison.Ordinal);
+        {
+            if (string.Equals(sha, pin.Replace(":", "").ToLowerInvariant(), StringComparison.Ordinal)) return true;
+            _certificateRefused = $"TLS: the server's certificate (SHA-256 {sha}) is not the pinned one";
+            return false;
+        }
         // The chain must hold; the name is checked here against what the operator typed (an address too).
-        if ((errors & ~SslPolicyErrors.RemoteCertificateNameMismatch) != SslPolicyErrors.None) return false;
-        return cert is X509Certificate2 c2 ? c2.MatchesHostname(_ep.Host) : X509CertificateLoader.LoadCertificate(cert.GetRawCertData()).MatchesHostname(_ep.Host);
+        if ((errors & ~SslPolicyErrors.RemoteCertificateNameMismatch) != SslPolicyErrors.None)
+        {
+            string why = chain?.ChainStatus.FirstOrDefault(st => st.Status != X509ChainStatusFlags.NoError).StatusInformation?.Trim() is { Length: > 0 } info ? info : errors.ToString();
+            _certificateRefused = $"TLS: the server's certificate ({cert.Subject}, SHA-256 {sha}) is not trusted by the system's store: {why}; add its CA to the store or pin it (tlsPinSha256)";
+            return false;
+        }
+        var c2 = cert as X509Certificate2 ?? X509CertificateLoader.LoadCertificate(cert.GetRawCertData());
+        if (c2.MatchesHostname(_ep.Host)) return true;
+        _certificateRefused = $"TLS: the server's certificate ({cert.Subject}) does not name {_ep.Host}";
+        return false;
     }
+
+    /// <summary>Why the last certificate was refused, in the operator's words.</summary>
+    string? _certificateRefused;
 
     /// <summary>The SHA-256 of a certificate as <see cref="FtpEndpoint.PinnedSha256"/> takes it.</summary>
     public static string Fingerprint(X509Certificate cert) => Convert.ToHexStringLower(SHA256.HashData(cert.GetRawCertData()));
