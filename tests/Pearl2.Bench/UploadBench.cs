@@ -31,7 +31,7 @@ static class UploadBench
         await using (var ftp = await VsftpdPeer.StartAsync())
         {
             string curl = $"curl -sS -T {file} 'ftp://{VsftpdPeer.User}:{Uri.EscapeDataString(VsftpdPeer.Password)}@127.0.0.1:{ftp.Port}/curl.bin'";
-            var ((ours, ourCpu), (peer, peerCpu)) = await MedianOfAsync(
+            var ((ours, ourCpu), (peer, peerCpu)) = await MedianOfAsync(ftp.Home,
                 () => OursAsync(pearl2d, work, file, $$""" "protocol": "ftp", "port": {{ftp.Port}}, "password": "{{VsftpdPeer.Password}}" """), () => TimedAsync(curl));
             rows.Add(Row("FTP → vsftpd", "curl", ours, ourCpu, peer, peerCpu));
             // The same file at 400 Mbit/s: curl limited alike, beside pearl2d uploading while it streams to 50 viewers.
@@ -42,7 +42,7 @@ static class UploadBench
         {
             await ssh.AuthorizeAsync(key + ".pub");
             File.WriteAllText(Path.Combine(work, "batch"), $"put {file} sftp.bin\n");
-            var ((ours, ourCpu), (peer, peerCpu)) = await MedianOfAsync(
+            var ((ours, ourCpu), (peer, peerCpu)) = await MedianOfAsync(ssh.Home,
                 () => OursAsync(pearl2d, work, file, $$""" "protocol": "sftp", "port": {{ssh.Port}}, "privateKeyFile": "{{key}}" """),
                 () => TimedAsync($"sftp -q -i {key} -P {ssh.Port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -b {work}/batch {SshdPeer.User}@127.0.0.1"));
             rows.Add(Row("SFTP → sshd", "OpenSSH sftp", ours, ourCpu, peer, peerCpu));
@@ -72,7 +72,7 @@ static class UploadBench
         string recordings = Path.Combine(dir, "data", "recordings");
         Directory.CreateDirectory(recordings);
         string name = "Bench_20260101-100000.mp4";   // not a name the quiet runs left on the server
-        File.Copy(file, Path.Combine(recordings, name));
+        await Peers.RunAsync("ln", [file, Path.Combine(recordings, name)], TimeSpan.FromSeconds(10));   // a hard link: no copy to write back
         File.WriteAllText(Path.Combine(recordings, name + ".upload-pending"), "");
         int port = FanOutBench.FreePort(), http = FanOutBench.FreePort(), admin = FanOutBench.FreePort();
         File.WriteAllText(Path.Combine(dir, "config.json"), $$"""
@@ -136,12 +136,25 @@ static class UploadBench
 
     const int Runs = 3;
 
-    /// <summary>Ours and the peer's, taken in turn <see cref="Runs"/> times (a shared machine is noisy): each side's median run by time.</summary>
-    static async Task<((double, double) Ours, (double, double) Peer)> MedianOfAsync(Func<Task<(double Seconds, double Cpu)>> ours, Func<Task<(double Seconds, double Cpu)>> peer)
+    /// <summary>
+    /// Ours and the peer's, taken in turn <see cref="Runs"/> times (a shared machine is noisy): each side's median run by
+    /// time. Before each run the server's files are deleted and the page cache's dirty pages written out (sync), so
+    /// that no run pays for the disk writeback of the ones before it.
+    /// </summary>
+    static async Task<((double, double) Ours, (double, double) Peer)> MedianOfAsync(string serverHome, Func<Task<(double Seconds, double Cpu)>> ours, Func<Task<(double Seconds, double Cpu)>> peer)
     {
+        async Task SettleAsync()
+        {
+            foreach (var f in Directory.GetFiles(serverHome, "*.bin").Concat(Directory.GetFiles(serverHome, "*.mp4*"))) File.Delete(f);
+            await Peers.RunAsync("sync", [], TimeSpan.FromMinutes(2));
+        }
         var a = new List<(double Seconds, double Cpu)>();
         var b = new List<(double Seconds, double Cpu)>();
-        for (int i = 0; i < Runs; i++) { a.Add(await ours()); b.Add(await peer()); }
+        for (int i = 0; i < Runs; i++)
+        {
+            await SettleAsync(); a.Add(await ours());
+            await SettleAsync(); b.Add(await peer());
+        }
         return (a.OrderBy(x => x.Seconds).ElementAt(Runs / 2), b.OrderBy(x => x.Seconds).ElementAt(Runs / 2));
     }
 
@@ -158,7 +171,7 @@ static class UploadBench
         Directory.CreateDirectory(recordings);
         // A name of its own per run: the server keeps the last run's file, which would count as already there.
         string name = $"Bench_20260101-{Interlocked.Increment(ref _run):D6}.mp4";
-        File.Copy(file, Path.Combine(recordings, name));
+        await Peers.RunAsync("ln", [file, Path.Combine(recordings, name)], TimeSpan.FromSeconds(10));   // a hard link: no copy to write back
         File.WriteAllText(Path.Combine(recordings, name + ".upload-pending"), "");
         int port = FanOutBench.FreePort(), http = FanOutBench.FreePort(), admin = FanOutBench.FreePort();
         File.WriteAllText(Path.Combine(dir, "config.json"), $$"""

@@ -219,12 +219,34 @@ public sealed class SshdPeer : IAsyncDisposable
         await WaitAsync();
     }
 
-    async Task StopAsync()
+    /// <summary>The server again on the same port with the same key, after <see cref="StopAsync"/>.</summary>
+    public async Task StartAgainAsync()
     {
+        _p = Start(Dir);
+        await WaitAsync();
+    }
+
+    /// <summary>Kills the server and every session it forked (a transfer in flight dies with it); the files stay.</summary>
+    public async Task StopAsync()
+    {
+        // The sessions too: each runs in a session of its own (sshd calls setsid), so neither the process group nor the
+        // listener's command line finds them; they share the server's private mount namespace.
+        string? ns = MountNamespaceOf(_p.Id);
+        string ours = MountNamespaceOf(Environment.ProcessId) ?? "";
+        if (ns is not null && ns != ours)
+            foreach (var proc in Directory.GetDirectories("/proc").Select(Path.GetFileName).Where(n => n!.All(char.IsAsciiDigit)))
+                if (MountNamespaceOf(int.Parse(proc!)) == ns)
+                    try { Process.GetProcessById(int.Parse(proc!)).Kill(); } catch (Exception e) when (e is ArgumentException or InvalidOperationException or System.ComponentModel.Win32Exception) { }
         await Peers.RunAsync("pkill", ["-KILL", "-f", $"sshd -D -e -f {Dir}/sshd_config"], TimeSpan.FromSeconds(10));
         await Peers.RunAsync("kill", ["-KILL", "--", $"-{_p.Id}"], TimeSpan.FromSeconds(10));
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         try { await _p.WaitForExitAsync(cts.Token); } catch (OperationCanceledException) { }
+    }
+
+    static string? MountNamespaceOf(int pid)
+    {
+        try { return new FileInfo($"/proc/{pid}/ns/mnt").LinkTarget; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return null; }
     }
 
     public async ValueTask DisposeAsync() => await StopAsync();

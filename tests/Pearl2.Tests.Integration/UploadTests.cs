@@ -118,13 +118,17 @@ public sealed class UploadTests(ITestOutputHelper output)
     {
         await using var ftp = await VsftpdPeer.StartAsync();
         var ssh = await SshdPeer.StartAsync();
+        // Stage logs in with a key (OpenSSH format, with a passphrase), not a password.
+        string key = Path.Combine(ssh.Dir, "client_key");
+        await Peers.RunAsync("ssh-keygen", ["-q", "-t", "ed25519", "-N", "key phrase", "-f", key], TimeSpan.FromSeconds(20));
+        await ssh.AuthorizeAsync(key + ".pub");
         try
         {
             await using var device = await Pearl2dProcess.StartAsync($$"""
                 { "channels": [ { "name": "Hall", "video": { "width": 160, "height": 90, "bitrateKbps": 200 } },
                                 { "name": "Stage", "video": { "width": 160, "height": 90, "bitrateKbps": 200 },
                                   "upload": { "enabled": true, "protocol": "sftp", "host": "127.0.0.1", "port": {{ssh.Port}}, "username": "{{SshdPeer.User}}",
-                                              "password": "{{SshdPeer.Password}}", "remotePath": "stage/{file}", "timeoutSeconds": 5 } } ],
+                                              "privateKeyFile": "{{key}}", "password": "key phrase", "remotePath": "stage/{file}", "timeoutSeconds": 5 } } ],
                   "upload": { "enabled": true, "protocol": "ftp", "host": "127.0.0.1", "port": {{ftp.Port}}, "username": "{{VsftpdPeer.User}}",
                               "password": "{{VsftpdPeer.Password}}", "remotePath": "{channel}/{file}", "timeoutSeconds": 5 } }
                 """, channels: 2);
@@ -134,8 +138,10 @@ public sealed class UploadTests(ITestOutputHelper output)
             var local = Hashes(Path.Combine(device.DataDir, "recordings"), "*.mp4");
             Assert.Equal(4, local.Count);
             Assert.Equal(local.Where(f => f.Key.StartsWith("Hall_")).OrderBy(k => k.Key), Hashes(ftp.Home).OrderBy(k => k.Key));
-            Assert.Equal(local.Where(f => f.Key.StartsWith("Stage_")).OrderBy(k => k.Key), Hashes(ssh.Home).OrderBy(k => k.Key));
+            Assert.Equal(local.Where(f => f.Key.StartsWith("Stage_")).OrderBy(k => k.Key), Hashes(ssh.Home, "*.mp4").OrderBy(k => k.Key));
             Assert.True(File.Exists(Path.Combine(ssh.Home, "stage", local.Keys.First(k => k.StartsWith("Stage_")))));
+            Assert.Contains("Accepted publickey for " + SshdPeer.User, ssh.Log);
+            Assert.DoesNotContain("Accepted password", ssh.Log);
 
             // Every file, with its state and where it went.
             var status = await device.ControlAsync("status");
@@ -390,6 +396,36 @@ public sealed class UploadTests(ITestOutputHelper output)
         Assert.Contains("led_status=attention", status);
         Assert.Equal(4, Directory.GetFiles(ssh.Home, "*", SearchOption.AllDirectories).Length);   // nothing new, not even a .part
         Assert.DoesNotContain("Accepted password", ssh.Log.Split("Server listening").Last());      // no login after the re-key
+    }
+
+    /// <summary>
+    /// SFTP resume: sshd dies mid-file (killed with every session) and comes back with the same key; the next try
+    /// writes into the server's partial file at its length, and the file arrives once, byte-identical.
+    /// </summary>
+    [Fact]
+    public async Task SftpResumesIntoThePartialFileAfterTheServerDiesMidFile()
+    {
+        await using var ssh = await SshdPeer.StartAsync();
+        await using var device = await Pearl2dProcess.StartAsync($$"""
+            { "channels": [ { "name": "Hall", "audio": { "enabled": false }, "video": { "width": 320, "height": 180, "bitrateKbps": 4000, "rateControl": "cbr" } } ],
+              "upload": { "enabled": true, "protocol": "sftp", "host": "127.0.0.1", "port": {{ssh.Port}}, "username": "{{SshdPeer.User}}",
+                          "password": "{{SshdPeer.Password}}", "remotePath": "{file}", "timeoutSeconds": 5, "bandwidthKbps": 4000 } }
+            """, channels: 1);
+        await RecordCyclesAsync(device, 1, TimeSpan.FromSeconds(3));
+        await WaitForMidFileAsync(device);
+        await ssh.StopAsync();
+        await device.WaitForLogAsync("upload.retry", TimeSpan.FromSeconds(20));
+        var part = Directory.GetFiles(ssh.Home, "*.part").Single();
+        long partial = new FileInfo(part).Length;
+        await ssh.StartAgainAsync();
+        await device.WaitForLogAsync("upload.resume", TimeSpan.FromSeconds(30));
+        await WaitForQueueEmptyAsync(device, 1, TimeSpan.FromSeconds(60));
+        output.WriteLine(string.Join('\n', device.Log.Split('\n').Where(l => l.Contains("upload."))));
+        var local = Hashes(Path.Combine(device.DataDir, "recordings"), "*.mp4");
+        Assert.Equal(local.OrderBy(k => k.Key), Hashes(ssh.Home).OrderBy(k => k.Key));
+        long resumedFrom = long.Parse(System.Text.RegularExpressions.Regex.Match(device.Log, @"upload\.resume .* from=(\d+)").Groups[1].Value);
+        Assert.Equal(partial, resumedFrom);
+        Assert.InRange(resumedFrom, 1, new FileInfo(Directory.GetFiles(Path.Combine(device.DataDir, "recordings"), "*.mp4").Single()).Length - 1);
     }
 
     /// <summary>

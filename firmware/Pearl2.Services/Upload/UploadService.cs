@@ -66,7 +66,7 @@ public sealed class UploadService : IAsyncDisposable
         lock (_lock) targets = _targets.Values.ToList();
         var queued = targets.SelectMany(t => t.Queue.Pending).ToHashSet(StringComparer.Ordinal);
         foreach (var e in _library.List())
-            if (e.FileState == RecordingFileState.UploadPending && !queued.Contains(e.Name)) TargetOf(e.Name).Adopt([e.Name]);
+            if (e.FileState == RecordingFileState.UploadPending && !queued.Contains(e.Name)) TargetOf(e.Name).Adopt([e.Name], "marked for upload but in no queue (a journal lost)");
         foreach (var t in targets) t.Start();
     }
 
@@ -120,7 +120,7 @@ public sealed class UploadService : IAsyncDisposable
                 // old journal: a cut in between leaves a file queued twice, never lost.
                 await t.StopAsync();
                 var files = t.Queue.Pending;
-                foreach (var group in files.GroupBy(TargetOf)) group.Key.Adopt(group);
+                foreach (var group in files.GroupBy(TargetOf)) group.Key.Adopt(group, $"the own target of its channel (AFU {t.Id}) was removed");
                 foreach (var name in files) t.Queue.Remove(name);
                 await t.DisposeAsync();
                 _log.LogInformation("upload.target_removed target={Target} channel={Channel} handed_on={Files}", t.Id, t.Channel, files.Count);

@@ -129,11 +129,11 @@ public sealed class Uploader : IAsyncDisposable
         return true;
     }
 
-    /// <summary>Takes over files another target had queued (that target is gone): each keeps its marker and its place.</summary>
-    public void Adopt(IEnumerable<string> names)
+    /// <summary>Queues files that already carry their marker (another target's, or a queue lost), saying why.</summary>
+    public void Adopt(IEnumerable<string> names, string reason)
     {
         foreach (var name in names)
-            if (_queue.Add(name)) _log.LogInformation("upload.queued target={Target} file={File} reason=\"its channel's own target was removed\"", Id, name);
+            if (_queue.Add(name)) _log.LogInformation("upload.queued target={Target} file={File} reason=\"{Reason}\"", Id, name, reason);
         _wake.Release();
     }
 
@@ -280,7 +280,7 @@ public sealed class Uploader : IAsyncDisposable
         double rate = took.TotalSeconds > 0 ? sent / took.TotalSeconds : 0;
         lock (_lock) { _uploaded++; _file = null; _lastError = null; }
         Finished(new UploadFileStatus(name, "done", size, size, rate, remote, _time.GetUtcNow()));
-        _log.LogInformation("upload.done target={Target} file={File} remote={Remote} bytes={Bytes} sent={Sent} seconds={Seconds:F1} rate_kbps={Kbps:F0}", Id, name, remote, size, sent,
+        _log.LogInformation("upload.done target={Target} file={File} remote={Remote} bytes={Bytes} sent={Sent} seconds={Seconds:F2} rate_kbps={Kbps:F0}", Id, name, remote, size, sent,
             took.TotalSeconds, rate * 8 / 1000);
         Transfer(name, "done", $"{remote} {size} bytes");
         if (config.DeleteAfterUpload && _library.Delete(name)) _log.LogInformation("upload.deleted_local target={Target} file={File} reason=\"uploaded and its size checked\"", Id, name);
