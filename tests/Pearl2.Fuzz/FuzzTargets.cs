@@ -3,7 +3,9 @@ using System.Text;
 using Pearl2.Formats.Codecs;
 using Pearl2.Formats.Dns;
 using Pearl2.Formats.Ext4;
+using Pearl2.Formats.Ftp;
 using Pearl2.Formats.Http;
+using Pearl2.Formats.Rtmp;
 using Pearl2.Formats.Rtp;
 using Pearl2.Formats.Rtsp;
 using Pearl2.Formats.Sdp;
@@ -34,7 +36,46 @@ public static class FuzzTargets
         ["dns"] = Dns,
         ["ssdp"] = b => { SsdpSearch.TryParse(b, true, out _, out _); SsdpSearch.TryParse(b, false, out _, out _); },
         ["soap"] = b => SoapAction.TryParse(b, "urn:schemas-upnp-org:service:ContentDirectory:1#Browse", out _, out _),
+        ["ftp-reply"] = FtpReplies,
+        ["rtmp"] = Rtmp,
+        ["amf0"] = b => { try { Amf0.ReadAll(b); } catch (FormatException) { } },
     };
+
+    /// <summary>As the upload's FTP client reads its control connection: one reply after another.</summary>
+    static void FtpReplies(byte[] data)
+    {
+        int at = 0;
+        for (int guard = 0; guard < 1024 && at < data.Length; guard++)
+        {
+            if (FtpReply.TryParse(data.AsSpan(at), out var reply, out int consumed, out _) != FtpParseStatus.Complete || consumed == 0) return;
+            _ = reply!.Text;
+            at += consumed;
+        }
+    }
+
+    /// <summary>
+    /// As the RTMP publisher reads what a server sends after the handshake: chunks, whole messages, commands parsed.
+    /// A malformed stream ends with <see cref="FormatException"/> (the publisher drops that connection); nothing else may escape.
+    /// </summary>
+    static void Rtmp(byte[] data)
+    {
+        var reader = new RtmpChunkReader();
+        int at = 0;
+        try
+        {
+            for (int guard = 0; guard < 100_000 && at < data.Length; guard++)
+            {
+                if (!reader.TryReadChunk(data.AsSpan(at), out int consumed, out var message) || consumed == 0) return;
+                at += consumed;
+                if (message is { Type: RtmpType.CommandAmf0 or RtmpType.DataAmf0 })
+                {
+                    var command = RtmpCommand.Parse(message.Payload);
+                    _ = command.Explain();
+                }
+            }
+        }
+        catch (FormatException) { }
+    }
 
     /// <summary>As the mDNS responder reads a datagram; what parses must write back and parse again to the same records.</summary>
     static void Dns(byte[] data)
