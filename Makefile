@@ -20,7 +20,7 @@ TEST_PKGS    := ffmpeg gcc pkg-config libavcodec-dev libavformat-dev libavutil-d
 # point, minidlna) and the upload tests' (vsftpd, OpenSSH's sshd). They must not start on this machine when installed:
 # the tests run them in namespaces and on loopback ports of their own.
 PEER_DAEMON_PKGS := avahi-daemon avahi-utils dbus python3-zeroconf gupnp-tools gir1.2-gupnp-1.6 gir1.2-gssdp-1.6 gir1.2-gupnp-av-1.0 python3-gi minidlna \
-                    vsftpd openssh-server openssh-sftp-server
+                    vsftpd openssh-server openssh-sftp-server nginx-light libnginx-mod-rtmp libnginx-mod-stream
 # python3 (http.server) and openssl (signing) are the update tests' server and release tooling; prometheus for promtool,
 # which checks the admin panel's /metrics.
 # libc6-dev-arm64-cross: the arm64 kernel headers the V4L2 ABI test compiles against (with clang from BUILD_PKGS)

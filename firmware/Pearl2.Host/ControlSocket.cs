@@ -120,6 +120,15 @@ public sealed class ControlSocket : IAsyncDisposable
         {
             var r = c.Recorder;
             sb.Append(CultureInfo.InvariantCulture, $"channel={c.Number} viewers_rtsp={c.ViewersOf("rtsp")} viewers_http={c.ViewersOf("http")} recorder={(r?.State.ToString().ToLowerInvariant() ?? "none")} file={(r?.CurrentFile is { } f ? Path.GetFileName(f) : "-")}{(r?.LastError is { } e ? " error=" + e : "")}\n");
+            // Each destination the channel is pushed to: its state, rate, what it dropped, how often it reconnected, why it last failed.
+            foreach (var p in c.Publishers)
+            {
+                sb.Append(CultureInfo.InvariantCulture, $"publisher channel={c.Number} id={p.Id} name=\"{p.Name}\" type={p.Type} target={p.Target} state={p.State} rate_kbps={p.BitsPerSecond / 1000} sent_bytes={p.BytesSent} dropped_gops={p.DroppedGops} dropped_frames={p.DroppedFrames} reconnections={p.Reconnections}");
+                if (p.Since is { } since) sb.Append(CultureInfo.InvariantCulture, $" since={since:yyyy-MM-ddTHH:mm:ssZ}");
+                if (p.Srt is { } srt) sb.Append(CultureInfo.InvariantCulture, $" rtt_ms={srt.RttMs:F2} pkt_sent={srt.PacketsSent} pkt_lost={srt.PacketsLost} pkt_retrans={srt.PacketsRetransmitted} pkt_dropped={srt.PacketsDropped}");
+                if (p.LastError is { } le) sb.Append($" error=\"{le}\"");
+                sb.Append('\n');
+            }
         }
         foreach (var l in s.Panel?.DisplayLines ?? []) sb.Append("display: ").Append(l).Append('\n');
         sb.Append(CultureInfo.InvariantCulture, $"firmware version={s.FirmwareVersion} slot={s.Slot ?? "-"}");

@@ -84,6 +84,7 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
             new RtspChannelService(rtsp, loggers),
             new HttpLiveChannelService(http, time),
             new RecorderChannelService(library, time, loggers),
+            new Publishing.PublishChannelService(loggers, time),
         ], loggers, time) { Library = library, Auth = auth, OnDispose = rtsp.DisposeAsync };
     }
 
@@ -320,7 +321,7 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
             channels[i] = new ChannelStatus(i + 1, c.Config.Name, access.Streaming, access.Credentials is not null, _store.Ports.RtspPort(i), _store.Ports.HttpPort(i),
                 v.Width, v.Height, v.Fps, v.BitrateKbps, c.Pipeline.FramesEncoded, b.Viewers, b.Recorder)
             {
-                FramesSkipped = c.Pipeline.FramesSkipped, BytesSent = b.BytesSent,
+                FramesSkipped = c.Pipeline.FramesSkipped, BytesSent = b.BytesSent, Publishers = b.Publishers,
                 AudioPeak = c.Config.Audio.Enabled ? (c.Pipeline.AudioPeak(0), c.Pipeline.AudioPeak(1)) : (0f, 0f),
             };
         }
@@ -361,6 +362,22 @@ public sealed class Device : IAsyncDisposable, IPanelActions, IDeviceControl
         var chosen = Selected(channel).ToList();
         _log.LogInformation("recording.toggle action=stop by={By}{Channel}", by, channel is { } n ? $" channel={n}" : "");
         await Task.WhenAll(chosen.Select(c => c.Recorder?.StopAsync() ?? Task.CompletedTask));
+    }
+
+    /// <summary>
+    /// Starts or stops a channel's destinations (one by id, or all of them when <paramref name="publisher"/> is null);
+    /// their statuses after the change. Throws <see cref="ArgumentException"/> for a channel or destination that is not there.
+    /// </summary>
+    public async Task<IReadOnlyList<Publishing.PublisherStatus>> ControlPublishersAsync(int channel, string? publisher, bool start, string by)
+    {
+        var c = Selected(channel).Single();
+        var all = c.Get<Publishing.PublishChannelService.Attachment>()?.Publishers ?? [];
+        var chosen = publisher is null ? all : all.Where(p => p.Id == publisher).ToList();
+        if (publisher is not null && chosen.Count == 0)
+            throw new ArgumentException($"channel {channel} has no publisher {publisher}{(all.Count == 0 ? " (it has none)" : $" (it has {string.Join(", ", all.Select(p => p.Id))})")}");
+        foreach (var p in chosen)
+            if (start) p.Start(by); else await p.StopAsync(by);
+        return chosen.Select(p => p.Status()).ToList();
     }
 
     /// <summary>Record pressed: stops every recording if any runs, else starts every channel set to record.</summary>

@@ -21,6 +21,8 @@ public sealed record ChannelStatus(int Number, string Name, bool Streaming, bool
     /// <summary>The sound's recent peak, left and right, from 0 to 1 (both 0 without audio).</summary>
     public (float Left, float Right) AudioPeak { get; init; }
     public IReadOnlyDictionary<string, long> BytesSent { get; init; } = new Dictionary<string, long>();
+    /// <summary>The streaming servers it is pushed to (RTMP, SRT), in the order of its config.</summary>
+    public IReadOnlyList<Publishing.PublisherStatus> Publishers { get; init; } = [];
 
     public int ViewersOf(string door) => Viewers.GetValueOrDefault(door);
 }
@@ -54,6 +56,8 @@ public interface IDeviceControl
     Task StartRecordingAsync(int? channel, string by);
     Task StopRecordingAsync(int? channel, string by);
     void SetStreaming(bool on, string by);
+    /// <summary>Starts or stops a channel's destinations (one, or all when <paramref name="publisher"/> is null); their statuses after.</summary>
+    Task<IReadOnlyList<Publishing.PublisherStatus>> ControlPublishersAsync(int channel, string? publisher, bool start, string by);
     /// <summary>Checks the update server now; the answer is the updater's one-line result. Throws when updates are off.</summary>
     Task<string> CheckForUpdateAsync(CancellationToken ct);
     /// <summary>Restarts the device (the host simulation: the boot loader runs again).</summary>

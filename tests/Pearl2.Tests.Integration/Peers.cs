@@ -183,7 +183,14 @@ public sealed class Pearl2dProcess : IAsyncDisposable
     /// As <see cref="StartAsync"/>; with <paramref name="slotsDir"/>, through the host boot loader
     /// (<c>pearl2d boot --slots DIR -- …</c>), which execs the slot's binary in the same process.
     /// </summary>
-    public static async Task<Pearl2dProcess> StartInAsync(string? netns, string? configJson, int channels, string? slotsDir, params string[] extraArgs)
+    public static Task<Pearl2dProcess> StartInAsync(string? netns, string? configJson, int channels, string? slotsDir, params string[] extraArgs)
+        => StartCoreAsync(netns, configJson, channels, slotsDir, null, extraArgs);
+
+    /// <summary>As <see cref="StartInAsync(string?, string?, int, string[])"/>, with <paramref name="env"/> added to its environment.</summary>
+    public static Task<Pearl2dProcess> StartWithEnvAsync(string configJson, int channels, Dictionary<string, string> env, string? netns = null)
+        => StartCoreAsync(netns, configJson, channels, null, env, []);
+
+    static async Task<Pearl2dProcess> StartCoreAsync(string? netns, string? configJson, int channels, string? slotsDir, Dictionary<string, string>? env, string[] extraArgs)
     {
         int port = Peers.FreePortBase(channels);
         int udp = Peers.FreeUdpPortBase(4 * channels);
@@ -232,6 +239,7 @@ public sealed class Pearl2dProcess : IAsyncDisposable
         var psi = new ProcessStartInfo(netns is null ? Peers.Pearl2d : "/usr/sbin/ip") { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = dir };
         if (netns is not null) foreach (var a in new[] { "netns", "exec", netns, Peers.Pearl2d }) psi.ArgumentList.Add(a); // ip execs it: same pid
         foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var (name, value) in env ?? []) psi.Environment[name] = value;
         var proc = new Pearl2dProcess(psi, port, configPath, Path.Combine(dir, "data"));
         await proc.WaitForLogAsync("pearl2d.ready", TimeSpan.FromSeconds(30));
         return proc;

@@ -64,7 +64,7 @@ public class ConfigTests
               "rtsp": { "portt": 1, "port": null }, "recording": [] }
             """));
         Assert.Equal([
-            "channels[0].colour: unknown field (known here: name, streaming, source, video, audio, auth, record, upload)",
+            "channels[0].colour: unknown field (known here: name, streaming, source, video, audio, auth, record, upload, publishers)",
             "channels[0].video.width: \"wide\" is not a whole number",
             "channels[0].video.bitrateKbps: 1.5 is not a whole number",
             "channels[0].audio.enabled: \"yes\" is not true or false",

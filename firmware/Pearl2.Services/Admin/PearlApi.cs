@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 using Pearl2.Services.Configuration;
+using Pearl2.Services.Publishing;
 using Pearl2.Services.Recording;
 using Pearl2.Services.Upload;
 
@@ -34,8 +35,8 @@ public static class PearlVersion
 /// <summary>
 /// The Pearl REST API v2.0 (shared/refs/pearl-rest-api-v2.0.openapi.yml): the paths, envelopes and field names that
 /// tools written for Pearl devices call. A channel is a Pearl channel (id "1".."8") with one layout ("Default"); its
-/// recorder has the same id; its capture source is an input; publishers and AFU are empty until publishing and upload
-/// exist. Viewers may read, operators may record and manage recordings, admins change settings and power.
+/// recorder has the same id; its capture source is an input; its publishers are the destinations of its config (id from
+/// 0); AFU 0 is the device's upload target and a channel's own target has the channel's id. Viewers may read, operators may record and manage recordings, admins change settings and power.
 /// </summary>
 public static class PearlApi
 {
@@ -105,12 +106,38 @@ public static class PearlApi
         api.MapPut("/channels/{cid}/layouts/active", ctx => WithChannel(ctx, c, _ =>
             ctx.Request.Query["id"].ToString() is "" or "1" ? ApiReply.Ok(ctx) : ApiReply.NotFound(ctx, $"layout {ctx.Request.Query["id"]} not found: channel {ApiReply.Route(ctx, "cid")} has one layout, 1 (Default)")))
             .WithMetadata(OperatorRole);
-        foreach (var path in new[] { "/channels/{cid}/publishers", "/channels/{cid}/publishers/status", "/channels/{cid}/publishers/type" })
-            api.MapGet(path, ctx => WithChannel(ctx, c, _ => EmptyList(ctx))).WithMetadata(ViewerRole);
-        foreach (var path in new[] { "/channels/{cid}/publishers/control/start", "/channels/{cid}/publishers/control/stop" })
-            api.MapPost(path, ctx => WithChannel(ctx, c, _ => ApiReply.Ok(ctx))).WithMetadata(OperatorRole);
-        api.MapMethods("/channels/{cid}/publishers/{pid}/{**rest}", ["GET", "PUT", "POST", "DELETE"], ctx => WithChannel(ctx, c, _ =>
-            ApiReply.NotFound(ctx, $"publisher {ApiReply.Route(ctx, "pid")} not found: channel {ApiReply.Route(ctx, "cid")} has no publishers"))).WithMetadata(ViewerRole);
+        // Publishers: each destination of the channel's config (id: its place, from 0), started and stopped here.
+        api.MapGet("/channels/{cid}/publishers", ctx => WithChannel(ctx, c, ch => ApiReply.Ok(ctx, w => WritePublisherList(w, ch)))).WithMetadata(ViewerRole);
+        api.MapGet("/channels/{cid}/publishers/type", ctx => WithChannel(ctx, c, ch => ApiReply.Ok(ctx, w => WritePublisherList(w, ch)))).WithMetadata(ViewerRole);
+        api.MapGet("/channels/{cid}/publishers/status", ctx => WithChannel(ctx, c, ch => ApiReply.Ok(ctx, w =>
+        {
+            w.WriteStartArray();
+            foreach (var p in ch.Publishers)
+            {
+                w.WriteStartObject(); w.WriteString("id", p.Id); w.WriteString("type", p.Type); w.WritePropertyName("status"); WritePublisherStatus(w, p); w.WriteEndObject();
+            }
+            w.WriteEndArray();
+        }))).WithMetadata(ViewerRole);
+        foreach (bool start in new[] { true, false })
+        {
+            string verb = start ? "start" : "stop";
+            api.MapPost($"/channels/{{cid}}/publishers/control/{verb}", ctx => WithChannel(ctx, c, async ch =>
+            {
+                await c.Device.ControlPublishersAsync(ch.Number, null, start, AdminServer.Caller(ctx).User);
+                await ApiReply.Ok(ctx);
+            })).WithMetadata(OperatorRole);
+            api.MapPost($"/channels/{{cid}}/publishers/{{pid}}/control/{verb}", ctx => WithPublisher(ctx, c, async (ch, p) =>
+            {
+                await c.Device.ControlPublishersAsync(ch.Number, p.Id, start, AdminServer.Caller(ctx).User);
+                await ApiReply.Ok(ctx);
+            })).WithMetadata(OperatorRole);
+        }
+        api.MapGet("/channels/{cid}/publishers/{pid}/status", ctx => WithPublisher(ctx, c, (_, p) => ApiReply.Ok(ctx, w => WritePublisherStatus(w, p)))).WithMetadata(ViewerRole);
+        api.MapGet("/channels/{cid}/publishers/{pid}/type", ctx => WithPublisher(ctx, c, (_, p) => ApiReply.OkString(ctx, p.Type))).WithMetadata(ViewerRole);
+        api.MapGet("/channels/{cid}/publishers/{pid}/name", ctx => WithPublisher(ctx, c, (_, p) => ApiReply.OkString(ctx, p.Name))).WithMetadata(ViewerRole);
+        api.MapMethods("/channels/{cid}/publishers/{pid}/{**rest}", ["GET", "PUT", "POST", "DELETE"], ctx => WithPublisher(ctx, c, (_, p) =>
+            ApiReply.Error(ctx, 405, "error", $"publisher {p.Id}: its settings are the channel's config here (channels[i].publishers, PUT /api/v2.0/x-pearl2/config or the panel)")))
+            .WithMetadata(OperatorRole);
 
         // Recorders: one per channel, with the channel's id and name
         api.MapGet("/recorders", ctx => RecordersAsync(ctx, c, status: false)).WithMetadata(ViewerRole);
@@ -249,6 +276,53 @@ public static class PearlApi
             : ApiReply.NotFound(ctx, $"channel {id} not found (1 to {channels.Count})");
     }
 
+    static Task WithPublisher(HttpContext ctx, AdminContext c, Func<ChannelStatus, PublisherStatus, Task> then) => WithChannel(ctx, c, ch =>
+    {
+        string pid = ApiReply.Route(ctx, "pid");
+        return ch.Publishers.FirstOrDefault(p => p.Id == pid) is { } p ? then(ch, p)
+            : ApiReply.NotFound(ctx, $"publisher {pid} not found: channel {ch.Number} has {(ch.Publishers.Count == 0 ? "no publishers" : "publishers " + string.Join(", ", ch.Publishers.Select(x => x.Id)))}");
+    });
+
+    static void WritePublisherList(Utf8JsonWriter w, ChannelStatus ch)
+    {
+        w.WriteStartArray();
+        foreach (var p in ch.Publishers) { w.WriteStartObject(); w.WriteString("id", p.Id); w.WriteString("type", p.Type); w.WriteString("name", p.Name); w.WriteEndObject(); }
+        w.WriteEndArray();
+    }
+
+    /// <summary>A destination as Pearl's PublisherStatus, with SRT's figures and ours (bit rate, dropped GOPs) under statistics.</summary>
+    static void WritePublisherStatus(Utf8JsonWriter w, PublisherStatus p)
+    {
+        w.WriteStartObject();
+        w.WriteBoolean("is_configured", true);
+        w.WriteBoolean("started", p.Started);
+        w.WriteString("state", p.State);
+        if (p.Since is { } since)
+        {
+            w.WriteNumber("duration", (long)Math.Max(0, (DateTimeOffset.UtcNow - since).TotalSeconds));
+            w.WriteNumber("since", since.ToUnixTimeSeconds());
+        }
+        if (p.LastError is { } e) w.WriteString("description", e);
+        w.WriteStartObject("statistics");
+        w.WriteStartObject("total");
+        w.WriteNumber("byte_sent", p.BytesSent);
+        w.WriteNumber("dropped_gops", p.DroppedGops);
+        w.WriteNumber("dropped_frames", p.DroppedFrames);
+        if (p.Srt is { } srt)
+        {
+            w.WriteNumber("pkt_sent", srt.PacketsSent); w.WriteNumber("pkt_loss", srt.PacketsLost);
+            w.WriteNumber("pkt_retrans", srt.PacketsRetransmitted); w.WriteNumber("pkt_drop", srt.PacketsDropped);
+        }
+        w.WriteEndObject();
+        w.WriteStartObject("current");
+        w.WriteNumber("send_rate", Math.Round(p.BitsPerSecond / 1e6, 3));
+        if (p.Srt is { } s2) { w.WriteNumber("rtt", Math.Round(s2.RttMs, 3)); w.WriteNumber("estimated_bandwidth", Math.Round(s2.BandwidthMbps, 3)); }
+        w.WriteEndObject();
+        w.WriteEndObject();
+        w.WriteNumber("reconnections", p.Reconnections);
+        w.WriteEndObject();
+    }
+
     static Task WithRecorder(HttpContext ctx, AdminContext c, Func<ChannelStatus, Task> then)
     {
         string id = ApiReply.Route(ctx, "rid");
@@ -289,7 +363,18 @@ public static class PearlApi
         return EachChannel(ctx, c.Device.Status().Channels, (w, ch) =>
         {
             var cc = ch.Number <= config.Channels.Count ? config.Channels[ch.Number - 1] : null;
-            if (publishers) { w.WriteStartArray("publishers"); w.WriteEndArray(); }
+            if (publishers)
+            {
+                w.WriteStartArray("publishers");
+                bool withStatus = ApiReply.Flag(ctx, "publishers-status");
+                foreach (var p in ch.Publishers)
+                {
+                    w.WriteStartObject(); w.WriteString("id", p.Id); w.WriteString("type", p.Type); w.WriteString("name", p.Name);
+                    if (withStatus) { w.WritePropertyName("status"); WritePublisherStatus(w, p); }
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+            }
             if (encoders)
             {
                 w.WriteStartArray("encoders");

@@ -65,4 +65,6 @@ public sealed class ChannelStatusBuilder
     /// <summary>Bytes sent to viewers since the channel started, per door.</summary>
     public Dictionary<string, long> BytesSent { get; } = new(StringComparer.Ordinal);
     public RecorderStatus? Recorder { get; set; }
+    /// <summary>Each destination the channel is pushed to, in the order of its config.</summary>
+    public List<Publishing.PublisherStatus> Publishers { get; } = new();
 }

@@ -18,6 +18,7 @@ namespace Pearl2.Services.Configuration;
 [JsonSerializable(typeof(UpdateConfig))]
 [JsonSerializable(typeof(AdminConfig))]
 [JsonSerializable(typeof(DiscoveryConfig))]
+[JsonSerializable(typeof(PublisherConfig))]
 [JsonSerializable(typeof(UploadConfig))]
 [JsonSerializable(typeof(DeviceConfig))]
 [JsonSerializable(typeof(SlotsProfile))]

@@ -223,6 +223,8 @@ public sealed class ChannelConfig
     public bool Record { get; set; } = true;
     /// <summary>This channel's own upload target (its files go there, not to the device's); null: the device's target.</summary>
     public UploadConfig? Upload { get; set; }
+    /// <summary>Streaming servers this channel is pushed to (RTMP/RTMPS, SRT), each started and stopped on its own.</summary>
+    public List<PublisherConfig> Publishers { get; set; } = new();
 
     internal void Validate(ConfigErrors e, string p)
     {
@@ -232,7 +234,69 @@ public sealed class ChannelConfig
         if (Video is null) e.Add($"{p}.video: must be an object"); else Video.Validate(e, $"{p}.video");
         Auth?.Validate(e, $"{p}.auth");
         Upload?.Validate(e, $"{p}.upload");
+        if (Publishers is null) e.Add($"{p}.publishers: must be a list");
+        else
+        {
+            e.Check(Publishers.Count <= 8, $"{p}.publishers", $"{Publishers.Count} destinations (at most 8 per channel)");
+            for (int i = 0; i < Publishers.Count; i++)
+            {
+                if (Publishers[i] is null) { e.Add($"{p}.publishers[{i}]: must be an object"); continue; }
+                Publishers[i].Validate(e, $"{p}.publishers[{i}]");
+                if (Publishers.Take(i).Any(o => o?.Name == Publishers[i].Name)) e.Add($"{p}.publishers[{i}].name: '{Publishers[i].Name}' is used twice on this channel");
+            }
+        }
         if (Audio is null) e.Add($"{p}.audio: must be an object"); else Audio.Validate(e, $"{p}.audio");
+    }
+}
+
+/// <summary>
+/// One destination a channel is pushed to. RTMP: <c>url</c> (rtmp:// or rtmps://host[:port]/app) and the stream key
+/// (<c>streamKey</c>, or the last part of the URL when that is empty). SRT: caller (to <c>host</c>:<c>port</c>) or
+/// listener (on <c>port</c>), MPEG-TS inside, with latency, passphrase and key length, and a stream id.
+/// </summary>
+public sealed class PublisherConfig
+{
+    public string Name { get; set; } = "";
+    /// <summary>"rtmp" (rtmp:// and rtmps://) or "srt".</summary>
+    public string Type { get; set; } = "rtmp";
+    /// <summary>Started when the channel starts (else only when asked: panel, API, or the Stream button with <see cref="StreamButton"/>).</summary>
+    public bool Enabled { get; set; } = true;
+    /// <summary>The front panel's Stream button starts and stops this destination with the channel's streaming.</summary>
+    public bool StreamButton { get; set; }
+    public string Url { get; set; } = "";
+    public string StreamKey { get; set; } = "";
+    /// <summary>Video only.</summary>
+    public bool DisableAudio { get; set; }
+    /// <summary>SRT: "caller" or "listener".</summary>
+    public string Mode { get; set; } = "caller";
+    public string Host { get; set; } = "";
+    public int Port { get; set; }
+    public int LatencyMs { get; set; } = 120;
+    public string Passphrase { get; set; } = "";
+    /// <summary>SRT: AES key length in bytes (16, 24 or 32); 0 leaves it to libsrt (16 when there is a passphrase).</summary>
+    public int KeyLength { get; set; }
+    public string StreamId { get; set; } = "";
+
+    internal void Validate(ConfigErrors e, string p)
+    {
+        e.Check(Name is { Length: >= 1 and <= 128 } && !Name.Any(char.IsControl), $"{p}.name", "must be 1 to 128 printable characters");
+        e.Check(Type is "rtmp" or "srt", $"{p}.type", $"'{Type}' is not rtmp or srt");
+        if (Type == "rtmp")
+        {
+            bool ok = Uri.TryCreate(Url, UriKind.Absolute, out var u) && u.Scheme is "rtmp" or "rtmps" && u.Host.Length > 0 && u.AbsolutePath.Trim('/').Length > 0;
+            e.Check(ok && Url.Length <= 500, $"{p}.url", $"'{Url}' is not rtmp://host[:port]/app or rtmps://…");
+            e.Check(StreamKey is not null && StreamKey.Length <= 500 && !StreamKey.Any(char.IsControl), $"{p}.streamKey", "must be at most 500 printable characters");
+        }
+        else if (Type == "srt")
+        {
+            e.Check(Mode is "caller" or "listener", $"{p}.mode", $"'{Mode}' is not caller or listener");
+            e.Check(Mode != "caller" || Host is { Length: > 0 and <= 253 } && !Host.Any(c => char.IsControl(c) || c is ' ' or '/'), $"{p}.host", "must name the receiver (a host name or address)");
+            e.Check(Port is >= 1 and <= 65535, $"{p}.port", $"{Port} is not a UDP port");
+            e.Check(LatencyMs is >= 20 and <= 8000, $"{p}.latencyMs", $"{LatencyMs} is not from 20 to 8000");
+            e.Check(Passphrase is not null && (Passphrase.Length == 0 || Passphrase.Length is >= 10 and <= 79), $"{p}.passphrase", "must be empty or 10 to 79 characters (SRT's rule)");
+            e.Check(KeyLength is 0 or 16 or 24 or 32, $"{p}.keyLength", $"{KeyLength} is not 0, 16, 24 or 32");
+            e.Check(StreamId is not null && StreamId.Length <= 512, $"{p}.streamId", "must be at most 512 characters");
+        }
     }
 }
 

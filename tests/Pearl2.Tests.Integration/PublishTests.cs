@@ -1,0 +1,110 @@
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Pearl2.Tests.Integration;
+
+/// <summary>
+/// Publishing to real servers: nginx with Debian's RTMP module (and an nginx stream TLS proxy for RTMPS), FFmpeg's SRT
+/// listener and caller. What arrived is judged by ffprobe and ffmpeg on the server's side, never by our own counters.
+/// </summary>
+public sealed class PublishTests(ITestOutputHelper output)
+{
+    const string Api = "/api/v2.0";
+
+    static async Task<string> ProbeAsync(string url, params string[] extra)
+    {
+        var r = await Peers.RunAsync("ffprobe", [.. extra, "-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "compact=p=0:nk=1", url], TimeSpan.FromSeconds(30));
+        return r.Stdout.Trim() + (r.ExitCode != 0 ? $" (ffprobe exit {r.ExitCode}: {r.Stderr.Trim()})" : "");
+    }
+
+    static async Task<AdminClient> AdminAsync(Pearl2dProcess device)
+    {
+        var cfg = JsonNode.Parse(File.ReadAllText(device.ConfigPath))!["admin"]!;
+        using var anon = new AdminClient("127.0.0.1", cfg["port"]!.GetValue<int>());
+        await AdminApiTests.SetupAsync(anon);
+        return anon.As("admin", AdminApiTests.AdminPassword);
+    }
+
+    static async Task WaitForStartedAsync(Pearl2dProcess device, int count, TimeSpan timeout)
+    {
+        var until = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < until)
+        {
+            if (Regex.Matches(device.Log, "publish.started ").Count >= count) return;
+            await Task.Delay(100);
+        }
+        throw new TimeoutException($"fewer than {count} publish.started lines:\n{string.Join('\n', device.Log.Split('\n').Where(l => l.Contains("publish.")))}");
+    }
+
+    /// <summary>
+    /// One channel pushed to three destinations at once: RTMP with the key in its own field, RTMP with the key at the end
+    /// of the URL, and RTMPS through nginx's TLS proxy (the test certificate trusted through the system store). ffprobe
+    /// on nginx's live application sees H.264 and AAC at the channel's size on each. The Pearl API lists and stops one;
+    /// nginx's own recording of it then plays through ffmpeg without a single error; the others go on.
+    /// </summary>
+    [Fact]
+    public async Task ThreeDestinationsAtOnceArriveAsH264AndAacAndNginxsRecordingPlaysClean()
+    {
+        await using var nginx = await NginxRtmpPeer.StartAsync();
+        await using var device = await Pearl2dProcess.StartWithEnvAsync($$"""
+            { "channels": [ { "name": "Hall", "video": { "width": 320, "height": 180, "bitrateKbps": 600, "keyFrameIntervalFrames": 30 },
+                              "publishers": [
+                                { "name": "key in a field", "url": "rtmp://127.0.0.1:{{nginx.Port}}/live", "streamKey": "one" },
+                                { "name": "key in the URL", "url": "rtmp://127.0.0.1:{{nginx.Port}}/live/two" },
+                                { "name": "over TLS", "url": "rtmps://localhost:{{nginx.TlsPort}}/live", "streamKey": "three" } ] } ] }
+            """, 1, new() { ["SSL_CERT_FILE"] = nginx.CertificateFile });
+        await WaitForStartedAsync(device, 3, TimeSpan.FromSeconds(30));
+        foreach (var key in new[] { "one", "two", "three" })
+        {
+            string probe = await ProbeAsync(nginx.Live(key));
+            output.WriteLine($"{key}: {probe}");
+            Assert.Contains("h264|320|180", probe);
+            Assert.Contains("aac", probe);
+        }
+
+        using var admin = await AdminAsync(device);
+        var list = (await admin.GetAsync($"{Api}/channels/1/publishers")).Json!["result"]!.AsArray();
+        Assert.Equal(["0", "1", "2"], list.Select(p => p!["id"]!.GetValue<string>()));
+        Assert.All(list, p => Assert.Equal("rtmp", p!["type"]!.GetValue<string>()));
+        var status = (await admin.GetAsync($"{Api}/channels/1/publishers/status")).Json!["result"]!.AsArray();
+        Assert.All(status, p => Assert.Equal("started", p!["status"]!["state"]!.GetValue<string>()));
+
+        // Stopped through the API: nginx closes its recording of "one", which then plays through without an error.
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await admin.PostAsync($"{Api}/channels/1/publishers/0/control/stop")).Status);
+        var stopped = (await admin.GetAsync($"{Api}/channels/1/publishers/0/status")).Json!["result"]!;
+        Assert.Equal("stopped", stopped["state"]!.GetValue<string>());
+        Assert.False(stopped["started"]!.GetValue<bool>());
+        string? record = null;
+        for (int i = 0; i < 50 && record is null; i++)
+        {
+            record = Directory.GetFiles(nginx.Records, "one*.flv").FirstOrDefault();
+            await Task.Delay(100);
+        }
+        Assert.NotNull(record);
+        await Task.Delay(500);   // nginx finishes the file when the publisher leaves
+        var play = await Peers.RunAsync("ffmpeg", ["-v", "error", "-i", record!, "-f", "null", "-"], TimeSpan.FromSeconds(60));
+        output.WriteLine($"ffmpeg on {Path.GetFileName(record)}: exit {play.ExitCode} '{play.Stderr.Trim()}'");
+        Assert.Equal(0, play.ExitCode);
+        Assert.Equal("", play.Stderr.Trim());
+        var frames = await Peers.RunAsync("ffprobe", ["-v", "error", "-count_frames", "-select_streams", "v", "-show_entries", "stream=nb_read_frames,codec_name", "-of", "csv=p=0", record!], TimeSpan.FromSeconds(60));
+        output.WriteLine("recorded: " + frames.Stdout.Trim());
+        Assert.StartsWith("h264,", frames.Stdout.Trim());
+        Assert.True(int.Parse(frames.Stdout.Trim().Split(',')[1]) > 30, "the recording holds less than a second of video");
+
+        // The others go on, and `pearl2d status` says so.
+        Assert.Contains("h264|320|180", await ProbeAsync(nginx.Live("three")));
+        var text = await device.ControlAsync("status");
+        output.WriteLine(text);
+        Assert.Matches(@"publisher channel=1 id=0 name=""key in a field"" type=rtmp target=rtmp://127\.0\.0\.1:\d+/live state=stopped", text);
+        Assert.Matches(@"publisher channel=1 id=2 name=""over TLS"" type=rtmp target=rtmps://localhost:\d+/live state=started rate_kbps=[1-9]", text);
+        Assert.DoesNotContain("three", Regex.Match(text, "publisher channel=1 id=2 .*").Value);   // the stream key is not shown
+
+        // Started again through the API.
+        Assert.Equal(System.Net.HttpStatusCode.OK, (await admin.PostAsync($"{Api}/channels/1/publishers/0/control/start")).Status);
+        await WaitForStartedAsync(device, 4, TimeSpan.FromSeconds(20));
+        Assert.Contains("h264|320|180", await ProbeAsync(nginx.Live("one")));
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, (await admin.PostAsync($"{Api}/channels/1/publishers/7/control/start")).Status);
+    }
+}
