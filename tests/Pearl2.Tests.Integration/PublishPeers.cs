@@ -94,14 +94,15 @@ public sealed class NginxRtmpPeer : IAsyncDisposable
     /// <summary>Stops nginx at once (every connection through it drops); <see cref="StartAgainAsync"/> brings it back on the same ports.</summary>
     public async Task StopAsync()
     {
+        // The master and its worker (which holds the connections): the worker first, so nothing is left serving.
         if (File.Exists(Path.Combine(Dir, "nginx.pid")) && int.TryParse(File.ReadAllText(Path.Combine(Dir, "nginx.pid")).Trim(), out int master))
+        {
+            await Peers.RunAsync("pkill", ["-KILL", "-P", master.ToString()], TimeSpan.FromSeconds(5));
             await Peers.RunAsync("kill", ["-KILL", master.ToString()], TimeSpan.FromSeconds(5));
-        await Peers.RunAsync("pkill", ["-KILL", "-f", $"nginx: .*{Dir}|-p {Dir} "], TimeSpan.FromSeconds(5));
+        }
         try { _p.Kill(true); } catch (InvalidOperationException) { }
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         try { await _p.WaitForExitAsync(cts.Token); } catch (OperationCanceledException) { }
-        // Its worker too (a child of the killed master, re-parented).
-        for (int i = 0; i < 50 && Peers.TcpListening(Port, System.Net.IPAddress.Parse(Address)) && _netns is null; i++) await Task.Delay(100);
         File.Delete(Path.Combine(Dir, "nginx.pid"));
     }
 

@@ -108,3 +108,57 @@ public sealed class PublishTests(ITestOutputHelper output)
         Assert.Equal(System.Net.HttpStatusCode.NotFound, (await admin.PostAsync($"{Api}/channels/1/publishers/7/control/start")).Status);
     }
 }
+
+/// <summary>A destination on another host (network namespaces joined by a veth pair): restarts and a throttled link.</summary>
+public sealed class PublishResilienceTests(ITestOutputHelper output)
+{
+    /// <summary>
+    /// nginx on the other host is killed and started again mid-publish: the destination reconnects by itself within
+    /// 5 s of nginx being back, from a key frame, and the drop is counted (reconnections, was_sending=yes). Then the link
+    /// to it is throttled to half the channel's bitrate (tc tbf): the destination drops whole GOPs (counted and logged)
+    /// while an RTSP viewer of the same channel on the device decodes every frame without an error.
+    /// </summary>
+    [Fact]
+    public async Task ARestartedServerIsRejoinedWithin5sAndASlowLinkDropsGopsWhileAViewerLosesNothing()
+    {
+        await using var net = await NetworkPair.CreateAsync();
+        await using var nginx = await NginxRtmpPeer.StartAsync(net.External, NetworkPair.ExternalAddress);
+        await using var device = await Pearl2dProcess.StartInAsync(net.Device, $$"""
+            { "channels": [ { "name": "Hall", "video": { "width": 640, "height": 360, "bitrateKbps": 1200, "rateControl": "cbr", "keyFrameIntervalFrames": 30 },
+                              "publishers": [ { "name": "cdn", "url": "rtmp://{{NetworkPair.ExternalAddress}}:{{nginx.Port}}/live/hall" } ] } ] }
+            """, 1);
+        await device.WaitForLogAsync("publish.started", TimeSpan.FromSeconds(30));
+        string url = $"rtmp://{NetworkPair.ExternalAddress}:{nginx.Port}/live/hall";
+        var probe = await NetworkPair.RunInAsync(net.External, "ffprobe", ["-v", "error", "-show_entries", "stream=codec_name,width", "-of", "csv=p=0", url], TimeSpan.FromSeconds(30));
+        Assert.Contains("h264,640", probe.Stdout);
+
+        // nginx killed and back: publishing resumes by itself.
+        await nginx.StopAsync();
+        await device.WaitForLogAsync("publish.retry", TimeSpan.FromSeconds(20));
+        await nginx.StartAgainAsync();
+        var back = DateTime.UtcNow;
+        while (System.Text.RegularExpressions.Regex.Matches(device.Log, "publish.started ").Count < 2 && DateTime.UtcNow - back < TimeSpan.FromSeconds(30)) await Task.Delay(50);
+        var resumed = DateTime.UtcNow - back;
+        output.WriteLine($"publishing resumed {resumed.TotalSeconds:F1} s after nginx was back");
+        Assert.True(resumed <= TimeSpan.FromSeconds(5), $"publishing resumed {resumed.TotalSeconds:F1} s after nginx was back");
+        Assert.Contains("was_sending=yes", device.Log);
+        Assert.Contains("reconnections=1", await device.ControlAsync("status"));
+        probe = await NetworkPair.RunInAsync(net.External, "ffprobe", ["-v", "error", "-show_entries", "stream=codec_name,width", "-of", "csv=p=0", url], TimeSpan.FromSeconds(30));
+        Assert.Contains("h264,640", probe.Stdout);
+
+        // The link to nginx at half the channel's bitrate; an RTSP viewer on the device itself watches 20 s meanwhile.
+        var tc = await Peers.RunAsync("ip", ["netns", "exec", net.Device, "tc", "qdisc", "add", "dev", net.DeviceLink, "root", "tbf", "rate", "600kbit", "burst", "16kb", "latency", "300ms"], TimeSpan.FromSeconds(10));
+        Assert.True(tc.ExitCode == 0, "tc: " + tc.Stderr);
+        var viewer = NetworkPair.RunInAsync(net.Device, "ffmpeg", ["-v", "error", "-rtsp_transport", "tcp", "-i", device.Url(), "-t", "20", "-map", "0:v", "-f", "framecrc", "-"], TimeSpan.FromSeconds(60));
+        await device.WaitForLogAsync("publish.dropped", TimeSpan.FromSeconds(40));
+        var seen = await viewer;
+        int frames = seen.Stdout.Split('\n').Count(l => l.StartsWith("0,", StringComparison.Ordinal));
+        var status = await device.ControlAsync("status");
+        output.WriteLine(status);
+        output.WriteLine($"RTSP viewer on the device: {frames} frames in 20 s, stderr '{seen.Stderr.Trim()}'");
+        Assert.Equal("", seen.Stderr.Trim());
+        Assert.InRange(frames, 20 * 30 - 15, 20 * 30 + 30);
+        Assert.Matches(@"publisher channel=1 id=0 .* dropped_gops=[1-9]", status);
+        Assert.Contains("reason=\"the destination takes less than the channel's bitrate\"", device.Log);
+    }
+}

@@ -163,7 +163,9 @@ public sealed class RtmpPublisher : Publisher
             try { await tcp.ConnectAsync(_host, _port, step.Token); }
             catch (OperationCanceledException) when (!ct.IsCancellationRequested) { throw new TimeoutException($"{Target}: no connection within {StepSeconds * 3} s"); }
             catch (SocketException e) { throw new IOException($"{Target}: {e.Message}", e); }
-            tcp.SendBufferSize = 1 << 20;
+            // A bounded send buffer: on a slow uplink the backlog shows in the hub reader's queue (whole GOPs dropped
+            // there) within seconds, instead of megabytes of stale pictures waiting in the kernel.
+            tcp.SendBufferSize = 256 * 1024;
             stream = tcp.GetStream();
             if (_scheme == "rtmps")
             {
