@@ -72,7 +72,8 @@ public sealed class NginxRtmpPeer : IAsyncDisposable
     static Process Start(string dir, string? netns)
     {
         var args = new List<string> { "-p", dir, "-e", Path.Combine(dir, "error.log"), "-c", Path.Combine(dir, "nginx.conf") };
-        var psi = netns is null ? new ProcessStartInfo("/usr/sbin/nginx", args) : new ProcessStartInfo("/usr/sbin/ip", ["netns", "exec", netns, "/usr/sbin/nginx", .. args]);
+        // In a session (and process group) of its own: stopping it kills the group, master and worker alike.
+        var psi = netns is null ? new ProcessStartInfo("setsid", ["/usr/sbin/nginx", .. args]) : new ProcessStartInfo("/usr/sbin/ip", ["netns", "exec", netns, "setsid", "/usr/sbin/nginx", .. args]);
         psi.RedirectStandardOutput = true; psi.RedirectStandardError = true;
         var p = Process.Start(psi)!;
         _ = p.StandardOutput.ReadToEndAsync();
@@ -100,6 +101,7 @@ public sealed class NginxRtmpPeer : IAsyncDisposable
             await Peers.RunAsync("pkill", ["-KILL", "-P", master.ToString()], TimeSpan.FromSeconds(5));
             await Peers.RunAsync("kill", ["-KILL", master.ToString()], TimeSpan.FromSeconds(5));
         }
+        await Peers.RunAsync("kill", ["-KILL", "--", $"-{_p.Id}"], TimeSpan.FromSeconds(5));
         try { _p.Kill(true); } catch (InvalidOperationException) { }
         using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         try { await _p.WaitForExitAsync(cts.Token); } catch (OperationCanceledException) { }
