@@ -162,3 +162,62 @@ public sealed class PublishResilienceTests(ITestOutputHelper output)
         Assert.Contains("reason=\"the destination takes less than the channel's bitrate\"", device.Log);
     }
 }
+
+/// <summary>SRT to and from Debian's FFmpeg (its srt protocol is libsrt's): caller, listener, passphrase.</summary>
+public sealed class SrtPublishTests(ITestOutputHelper output)
+{
+    /// <summary>
+    /// Three SRT destinations on one channel. Our caller reaches an FFmpeg listener with the same passphrase (AES-128),
+    /// and FFmpeg's recording of it holds H.264 and AAC at the channel's size; our listener serves an FFmpeg caller the
+    /// same. A caller with another passphrase is refused by the receiver, said so in the status, and never delivers.
+    /// While connected, the status carries SRT's own figures (RTT, packets sent).
+    /// </summary>
+    [Fact]
+    public async Task OurCallerAndOurListenerReachFfmpegAndAWrongPassphraseIsRefused()
+    {
+        string dir = Directory.CreateTempSubdirectory("pearl2-srt").FullName;
+        int toListener = Peers.FreeUdpPortBase(1), ours = Peers.FreeUdpPortBase(1), wrong = Peers.FreeUdpPortBase(1);
+        while (ours == toListener) ours = Peers.FreeUdpPortBase(1);
+        while (wrong == toListener || wrong == ours) wrong = Peers.FreeUdpPortBase(1);
+        // FFmpeg listens first: for us (right passphrase) and for the one with the wrong passphrase.
+        var received = Peers.RunAsync("ffmpeg", ["-v", "error", "-i", $"srt://127.0.0.1:{toListener}?mode=listener&passphrase=correcthorse1&pbkeylen=16", "-t", "6", "-c", "copy", "-f", "mpegts", "-y", Path.Combine(dir, "caller.ts")], TimeSpan.FromSeconds(90));
+        var refused = Peers.RunAsync("ffmpeg", ["-v", "error", "-i", $"srt://127.0.0.1:{wrong}?mode=listener&passphrase=correcthorse1&listen_timeout=25000000", "-t", "3", "-c", "copy", "-f", "mpegts", "-y", Path.Combine(dir, "wrong.ts")], TimeSpan.FromSeconds(90));
+        await Task.Delay(500);
+        await using var device = await Pearl2dProcess.StartAsync($$"""
+            { "channels": [ { "name": "Hall", "video": { "width": 320, "height": 180, "bitrateKbps": 600, "keyFrameIntervalFrames": 30 },
+                              "publishers": [
+                                { "name": "to a listener", "type": "srt", "mode": "caller", "host": "127.0.0.1", "port": {{toListener}}, "passphrase": "correcthorse1", "keyLength": 16, "latencyMs": 200 },
+                                { "name": "our listener", "type": "srt", "mode": "listener", "port": {{ours}}, "latencyMs": 200 },
+                                { "name": "wrong secret", "type": "srt", "mode": "caller", "host": "127.0.0.1", "port": {{wrong}}, "passphrase": "notthesecret1" } ] } ] }
+            """, 1);
+        await device.WaitForLogAsync("publish.listening", TimeSpan.FromSeconds(20));
+        var caller = Peers.RunAsync("ffmpeg", ["-v", "error", "-i", $"srt://127.0.0.1:{ours}?mode=caller&latency=200000", "-t", "6", "-c", "copy", "-f", "mpegts", "-y", Path.Combine(dir, "listener.ts")], TimeSpan.FromSeconds(90));
+        await device.WaitForLogAsync("publish.started", TimeSpan.FromSeconds(30));
+        await Task.Delay(2000);
+        var status = await device.ControlAsync("status");
+        output.WriteLine(status);
+        Assert.Matches(@"publisher channel=1 id=0 name=""to a listener"" type=srt target=srt://127\.0\.0\.1:\d+ state=started .* rtt_ms=\d+\.\d+ pkt_sent=[1-9]", status);
+
+        var r1 = await received;
+        var r2 = await caller;
+        output.WriteLine($"ffmpeg listener: exit {r1.ExitCode} '{r1.Stderr.Trim()}'; ffmpeg caller: exit {r2.ExitCode} '{r2.Stderr.Trim()}'");
+        foreach (var file in new[] { "caller.ts", "listener.ts" })
+        {
+            var probe = await Peers.RunAsync("ffprobe", ["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "compact=p=0:nk=1", Path.Combine(dir, file)], TimeSpan.FromSeconds(30));
+            output.WriteLine($"{file}: {probe.Stdout.Trim()}");
+            Assert.Contains("h264|320|180", probe.Stdout);
+            Assert.Contains("aac", probe.Stdout);
+        }
+
+        // The wrong passphrase: refused by the receiver, in those words, and nothing arrived there.
+        var until = DateTime.UtcNow.AddSeconds(20);
+        while (!device.Log.Contains("the receiver refused the passphrase") && DateTime.UtcNow < until) await Task.Delay(200);
+        status = await device.ControlAsync("status");
+        output.WriteLine(status);
+        Assert.Matches(@"publisher channel=1 id=2 name=""wrong secret"" .*state=starting .*error="".*the receiver refused the passphrase", status);
+        var r3 = await refused;
+        Assert.False(File.Exists(Path.Combine(dir, "wrong.ts")) && new FileInfo(Path.Combine(dir, "wrong.ts")).Length > 0, "the receiver with another passphrase got a stream");
+        Directory.Delete(dir, true);
+        _ = r3;
+    }
+}
