@@ -125,6 +125,7 @@ bench: deps-bench publish
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- --http-ts --bitrate-kbps 50000 --ladder 100,200,400,600,800,1000,1200 --warmup 2 --window 5
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- --update
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- --admin
+	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- --publish
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- --upload
 
 # The SD-card image of BOARD (qemu-virt, rpi4-hdmi): out/pearl2-BOARD-VERSION.img, .bmap and .sha256.

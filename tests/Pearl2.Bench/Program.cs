@@ -12,6 +12,7 @@ Environment.SetEnvironmentVariable("PEARL2_DISCOVERY", "off");
 if (args is ["--update", ..]) return await UpdateBench.RunAsync();
 if (args is ["--upload", ..]) { try { return await UploadBench.RunAsync(); } finally { FanOutBench.KillAll(); } }
 if (args is ["--admin", ..]) { try { return await AdminBench.RunAsync(); } finally { FanOutBench.KillAll(); } }
+if (args is ["--publish", ..]) { try { return await PublishBench.RunAsync(); } finally { FanOutBench.KillAll(); } }
 if (args is ["--record", ..]) { try { return await RecordBench.RunAsync(); } finally { FanOutBench.KillAll(); } }
 var opts = BenchOptions.Parse(args);
 var bench = new FanOutBench(opts);

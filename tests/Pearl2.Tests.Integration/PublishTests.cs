@@ -106,6 +106,33 @@ public sealed class PublishTests(ITestOutputHelper output)
         await WaitForStartedAsync(device, 4, TimeSpan.FromSeconds(20));
         Assert.Contains("h264|320|180", await ProbeAsync(nginx.Live("one")));
         Assert.Equal(System.Net.HttpStatusCode.NotFound, (await admin.PostAsync($"{Api}/channels/1/publishers/7/control/start")).Status);
+
+        // The panel in Chromium: each destination with its state; Stop on one; a fourth added in the settings goes live.
+        using var playwright = await Microsoft.Playwright.Playwright.CreateAsync();
+        await using var browser = await playwright.Chromium.LaunchAsync(new() { ExecutablePath = "/usr/bin/chromium", Headless = true, Args = ["--no-sandbox", "--disable-gpu"] });
+        var page = await browser.NewPageAsync();
+        await page.GotoAsync(admin.Base + "/");
+        await page.FillAsync("#login-user", "admin");
+        await page.FillAsync("#login-password", AdminApiTests.AdminPassword);
+        await page.ClickAsync("#login-submit");
+        await page.WaitForSelectorAsync("#publishers-1 li[data-publisher='2'][data-state='started']");
+        Assert.Contains("over TLS (rtmp)", await page.TextContentAsync("#publishers-1 li[data-publisher='2']"));
+        await page.ClickAsync("#publishers-1 li[data-publisher='1'] .pub-toggle");
+        await page.WaitForSelectorAsync("#publishers-1 li[data-publisher='1'][data-state='stopped']", new() { Timeout = 10000 });
+        Assert.Equal("stopped", (await admin.GetAsync($"{Api}/channels/1/publishers/1/status")).Json!["result"]!["state"]!.GetValue<string>());
+        await page.GotoAsync(admin.Base + "/#settings");
+        await page.WaitForSelectorAsync("#channel-1 .publishers-settings");
+        Assert.Equal(3, await page.Locator("#channel-1 fieldset.publisher").CountAsync());
+        await page.ClickAsync("#channel-1 .publishers-settings button:text('Add RTMP server')");
+        await page.FillAsync("#f-channels-0--publishers-3--name", "added in the panel");
+        await page.FillAsync("#f-channels-0--publishers-3--url", $"rtmp://127.0.0.1:{nginx.Port}/live/four");
+        await page.CheckAsync("#f-channels-0--publishers-3--enabled");
+        await page.ClickAsync("#settings-save");
+        await page.WaitForFunctionAsync("() => document.getElementById('settings-result')?.textContent.startsWith('Applied')", null, new() { Timeout = 20000 });
+        await WaitForStartedAsync(device, 5, TimeSpan.FromSeconds(20));
+        Assert.Contains("h264|320|180", await ProbeAsync(nginx.Live("four")));
+        // The unchanged destinations kept running through that config change (no new start for "two" or "three").
+        Assert.Single(Regex.Matches(device.Log, @"publish\.start channel=1 publisher=2 "));
     }
 }
 

@@ -271,6 +271,20 @@ public static class OwnApi
                 if (r?.StartedAt is { } since) w.WriteString("since", since.ToString("O", CultureInfo.InvariantCulture));
                 if (r?.LastError is { } err) w.WriteString("error", err);
                 w.WriteEndObject();
+                w.WriteStartArray("publishers");
+                foreach (var pub in ch.Publishers)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("id", pub.Id); w.WriteString("name", pub.Name); w.WriteString("type", pub.Type); w.WriteString("target", pub.Target);
+                    w.WriteString("state", pub.State); w.WriteBoolean("started", pub.Started);
+                    w.WriteNumber("bits_per_second", pub.BitsPerSecond); w.WriteNumber("bytes_sent", pub.BytesSent);
+                    w.WriteNumber("dropped_gops", pub.DroppedGops); w.WriteNumber("reconnections", pub.Reconnections);
+                    if (pub.Since is { } ps) w.WriteString("since", ps.ToString("O", CultureInfo.InvariantCulture));
+                    if (pub.Srt is { } srt) { w.WriteNumber("rtt_ms", Math.Round(srt.RttMs, 2)); w.WriteNumber("packets_lost", srt.PacketsLost); w.WriteNumber("packets_retransmitted", srt.PacketsRetransmitted); }
+                    if (pub.LastError is { } pe) w.WriteString("error", pe);
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
                 w.WriteEndObject();
             }
             w.WriteEndArray();

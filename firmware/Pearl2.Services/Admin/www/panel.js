@@ -207,7 +207,8 @@ function tile(ch, banner) {
     const r = await call('POST', API + '/recorders/' + ch.id + '/control/' + (recording ? 'stop' : 'start'));
     if (!r.ok) banner.replaceChildren(notice(r.message));
   });
-  const root = el('article', { class: 'card tile', id: 'tile-' + ch.id }, img, meter, name, info, rec, recordButton, urls);
+  const pubs = el('ul', { class: 'publishers', id: 'publishers-' + ch.id });
+  const root = el('article', { class: 'card tile', id: 'tile-' + ch.id }, img, meter, name, info, rec, recordButton, pubs, urls);
   let lastUrl = null;
   return {
     root,
@@ -247,6 +248,17 @@ function tile(ch, banner) {
       rec.className = 'rec ' + (recording ? 'on' : '');
       recordButton.textContent = recording ? 'Stop recording' : 'Record';
       recordButton.className = recording ? 'on' : '';
+      // Each streaming server the channel is pushed to: its state, rate and drops, and a Start/Stop button.
+      pubs.replaceChildren(...(c.publishers || []).map(p => el('li', { 'data-publisher': p.id, 'data-state': p.state },
+        el('span', { class: 'pub-name', text: p.name + ' (' + p.type + ')' }),
+        el('span', { class: 'pub-state ' + (p.state === 'started' ? 'on' : ''), text: ' ' + p.state
+          + (p.state === 'started' ? ' · ' + Math.round(p.bits_per_second / 1000) + ' kbit/s' : '')
+          + (p.dropped_gops ? ' · ' + p.dropped_gops + ' GOPs dropped' : '') + (p.rtt_ms !== undefined ? ' · RTT ' + p.rtt_ms + ' ms' : '')
+          + (p.error && p.state !== 'started' ? ' · ' + p.error : '') }),
+        can('operator') ? el('button', { type: 'button', class: 'pub-toggle', text: p.started ? 'Stop' : 'Start', onclick: async () => {
+          const r = await call('POST', API + '/channels/' + ch.id + '/publishers/' + p.id + '/control/' + (p.started ? 'stop' : 'start'));
+          if (!r.ok) banner.replaceChildren(notice(r.message));
+        } }) : null)));
       urls.replaceChildren(...Object.entries(c.urls).flatMap(([k, v]) => [el('dt', { text: k }),
         el('dd', {}, el('code', { text: v }), el('button', { type: 'button', class: 'copy', text: 'Copy', onclick: () => navigator.clipboard && navigator.clipboard.writeText(v) }))]));
     },
@@ -304,6 +316,30 @@ function field(config, path, label, type = 'text', extra = {}) {
   return el('div', { class: 'field' }, el('label', { for: id, text: label }), input, el('span', { class: 'field-error', 'data-error-for': path }));
 }
 
+/** A channel's streaming servers: each one's fields, a Remove button, and buttons to add an RTMP or an SRT destination. */
+function publisherFields(config, c, p) {
+  const box = el('div', { class: 'sub publishers-settings' });
+  const draw = () => {
+    c.publishers = c.publishers || [];
+    box.replaceChildren(el('h3', { text: 'Streaming servers' }), ...c.publishers.map((d, j) => {
+      const q = p + '.publishers[' + j + ']';
+      const common = [field(config, q + '.name', 'Name'), field(config, q + '.enabled', 'Start with the channel', 'checkbox'),
+        field(config, q + '.streamButton', 'Start and stop with the Stream button', 'checkbox'), field(config, q + '.disableAudio', 'Video only', 'checkbox')];
+      const own = d.type === 'srt'
+        ? [field(config, q + '.mode', 'Mode', 'select', { options: ['caller', 'listener'] }), field(config, q + '.host', 'Host (caller)'),
+           field(config, q + '.port', 'UDP port', 'number'), field(config, q + '.latencyMs', 'Latency (ms)', 'number'),
+           field(config, q + '.passphrase', 'Passphrase (10–79 characters, empty: none)', 'password'),
+           field(config, q + '.keyLength', 'Key length (0, 16, 24, 32)', 'number'), field(config, q + '.streamId', 'Stream id')]
+        : [field(config, q + '.url', 'URL (rtmp:// or rtmps://host/app)'), field(config, q + '.streamKey', 'Stream key', 'password')];
+      return el('fieldset', { class: 'publisher', 'data-publisher': String(j) }, el('legend', { text: (d.type || 'rtmp').toUpperCase() + ' ' + j }),
+        ...common, ...own, el('button', { type: 'button', class: 'danger', text: 'Remove', onclick: () => { c.publishers.splice(j, 1); draw(); } }));
+    }), el('button', { type: 'button', text: 'Add RTMP server', onclick: () => { c.publishers.push({ name: 'RTMP ' + c.publishers.length, type: 'rtmp', enabled: false, url: 'rtmp://', streamKey: '' }); draw(); } }),
+      el('button', { type: 'button', text: 'Add SRT destination', onclick: () => { c.publishers.push({ name: 'SRT ' + c.publishers.length, type: 'srt', enabled: false, mode: 'caller', host: '', port: 9000, latencyMs: 120 }); draw(); } }));
+  };
+  draw();
+  return box;
+}
+
 /** The fields of one upload target: the device's ("upload") or a channel's own ("channels[i].upload"). */
 function uploadTargetFields(config, p) {
   return [field(config, p + '.enabled', 'Upload every finished recording', 'checkbox'),
@@ -351,7 +387,8 @@ async function showSettings() {
       field(config, p + '.audio.enabled', 'Audio', 'checkbox'), field(config, p + '.streaming', 'Streaming', 'checkbox'),
       field(config, p + '.record', 'Record with the Record button', 'checkbox'),
       el('div', { class: 'field' }, el('label', { for: 'f-login-' + i, text: 'Viewer login' }), login), loginFields,
-      el('div', { class: 'field' }, el('label', { for: 'f-own-upload-' + i, text: 'Upload to its own server' }), ownUpload), uploadFields));
+      el('div', { class: 'field' }, el('label', { for: 'f-own-upload-' + i, text: 'Upload to its own server' }), ownUpload), uploadFields,
+      publisherFields(config, c, p)));
   });
   sections.push(el('fieldset', {}, el('legend', { text: 'Recording' }),
     field(config, 'recording.format', 'Format', 'select', { options: ['mp4', 'ts'] }),
