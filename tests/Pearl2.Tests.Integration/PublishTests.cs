@@ -134,6 +134,35 @@ public sealed class PublishTests(ITestOutputHelper output)
         // The unchanged destinations kept running through that config change (no new start for "two" or "three").
         Assert.Single(Regex.Matches(device.Log, @"publish\.start channel=1 publisher=2 "));
     }
+
+    /// <summary>
+    /// A destination set to follow the Stream button (and not to start on its own): it runs while the channel streams,
+    /// the front panel's Stream press stops it (nginx no longer has the stream), a second press starts it again.
+    /// </summary>
+    [Fact]
+    public async Task TheStreamButtonStopsAndStartsTheDestinationsThatFollowIt()
+    {
+        await using var nginx = await NginxRtmpPeer.StartAsync();
+        await using var device = await Pearl2dProcess.StartAsync($$"""
+            { "channels": [ { "name": "Hall", "video": { "width": 320, "height": 180, "bitrateKbps": 400, "keyFrameIntervalFrames": 30 },
+                              "publishers": [ { "name": "button", "url": "rtmp://127.0.0.1:{{nginx.Port}}/live/button", "enabled": false, "streamButton": true },
+                                              { "name": "manual", "url": "rtmp://127.0.0.1:{{nginx.Port}}/live/manual", "enabled": false } ] } ] }
+            """, 1);
+        await WaitForStartedAsync(device, 1, TimeSpan.FromSeconds(20));
+        Assert.Contains("h264|320|180", await ProbeAsync(nginx.Live("button")));
+        Assert.Matches(@"publisher channel=1 id=1 name=""manual"" .*state=stopped", await device.ControlAsync("status"));
+
+        await device.ControlAsync("panel", "press", "stream");
+        await device.WaitForLogAsync("publish.stop channel=1 publisher=0", TimeSpan.FromSeconds(10));
+        Assert.Matches(@"publisher channel=1 id=0 name=""button"" .*state=stopped", await device.ControlAsync("status"));
+        var gone = await Peers.RunAsync("ffprobe", ["-v", "error", "-rw_timeout", "3000000", "-show_entries", "stream=codec_name", "-of", "csv=p=0", nginx.Live("button")], TimeSpan.FromSeconds(20));
+        Assert.DoesNotContain("h264", gone.Stdout);
+
+        await device.ControlAsync("panel", "press", "stream");
+        await WaitForStartedAsync(device, 2, TimeSpan.FromSeconds(20));
+        Assert.Contains("h264|320|180", await ProbeAsync(nginx.Live("button")));
+        Assert.Matches(@"publisher channel=1 id=1 name=""manual"" .*state=stopped", await device.ControlAsync("status"));
+    }
 }
 
 /// <summary>A destination on another host (network namespaces joined by a veth pair): restarts and a throttled link.</summary>
