@@ -139,4 +139,25 @@ public class ConfigTests
         while (d is not null && !File.Exists(Path.Combine(d.FullName, "Pearl2.Firmware.sln"))) d = d.Parent;
         return d!.FullName;
     }
+
+    [Fact]
+    public void BadDestinationsAreRefusedByFieldWithTheirReasons()
+    {
+        var e = Assert.Throws<ConfigException>(() => ConfigLoader.ParseText("""
+            { "channels": [ { "name": "Hall", "publishers": [
+                { "name": "a", "url": "http://example.org/live" },
+                { "name": "a", "url": "rtmp://example.org/" },
+                { "name": "s", "type": "srt", "mode": "rendezvous", "port": 0, "passphrase": "short", "keyLength": 20, "latencyMs": 5 },
+                { "name": "x", "type": "webrtc" } ] } ] }
+            """));
+        Assert.Contains("channels[0].publishers[0].url: 'http://example.org/live' is not rtmp://host[:port]/app or rtmps://…", e.Errors);
+        Assert.Contains("channels[0].publishers[1].url: 'rtmp://example.org/' is not rtmp://host[:port]/app or rtmps://…", e.Errors);
+        Assert.Contains("channels[0].publishers[1].name: 'a' is used twice on this channel", e.Errors);
+        Assert.Contains("channels[0].publishers[2].mode: 'rendezvous' is not caller or listener", e.Errors);
+        Assert.Contains("channels[0].publishers[2].port: 0 is not a UDP port", e.Errors);
+        Assert.Contains("channels[0].publishers[2].passphrase: must be empty or 10 to 79 characters (SRT's rule)", e.Errors);
+        Assert.Contains("channels[0].publishers[2].keyLength: 20 is not 0, 16, 24 or 32", e.Errors);
+        Assert.Contains("channels[0].publishers[2].latencyMs: 5 is not from 20 to 8000", e.Errors);
+        Assert.Contains("channels[0].publishers[3].type: 'webrtc' is not rtmp or srt", e.Errors);
+    }
 }
