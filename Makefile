@@ -15,7 +15,7 @@ ARM64_PKGS   := gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 TEST_PKGS    := ffmpeg gcc pkg-config libavcodec-dev libavformat-dev libavutil-dev libswscale-dev \
                 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
                 gstreamer1.0-plugins-ugly gstreamer1.0-libav chromium fonts-dejavu-core \
-                libc6-dev-arm64-cross python3 openssl curl iproute2 prometheus
+                libc6-dev-arm64-cross python3 openssl curl iproute2 prometheus srt-tools
 # Peers that are daemons: the discovery tests' (avahi with its own D-Bus, python-zeroconf, gssdp-discover, a GUPnP control
 # point, minidlna) and the upload tests' (vsftpd, OpenSSH's sshd). They must not start on this machine when installed:
 # the tests run them in namespaces and on loopback ports of their own.

@@ -223,9 +223,9 @@ public sealed class PublishResilienceTests(ITestOutputHelper output)
 public sealed class SrtPublishTests(ITestOutputHelper output)
 {
     /// <summary>
-    /// Three SRT destinations on one channel. Our caller reaches an FFmpeg listener with the same passphrase (AES-128),
+    /// Four SRT destinations on one channel. Our caller reaches an FFmpeg listener with the same passphrase (AES-128),
     /// and FFmpeg's recording of it holds H.264 and AAC at the channel's size; our listener serves an FFmpeg caller the
-    /// same. A caller with another passphrase is refused by the receiver, said so in the status, and never delivers.
+    /// same, and our rendezvous end meets srt-live-transmit's. A caller with another passphrase is refused by the receiver, said so in the status, and never delivers.
     /// While connected, the status carries SRT's own figures (RTT, packets sent).
     /// </summary>
     [Fact]
@@ -235,6 +235,9 @@ public sealed class SrtPublishTests(ITestOutputHelper output)
         int toListener = Peers.FreeUdpPortBase(1), ours = Peers.FreeUdpPortBase(1), wrong = Peers.FreeUdpPortBase(1);
         while (ours == toListener) ours = Peers.FreeUdpPortBase(1);
         while (wrong == toListener || wrong == ours) wrong = Peers.FreeUdpPortBase(1);
+        int rdvOurs = Peers.FreeUdpPortBase(1), rdvTheirs = Peers.FreeUdpPortBase(1);
+        while (new[] { toListener, ours, wrong }.Contains(rdvOurs)) rdvOurs = Peers.FreeUdpPortBase(1);
+        while (new[] { toListener, ours, wrong, rdvOurs }.Contains(rdvTheirs)) rdvTheirs = Peers.FreeUdpPortBase(1);
         // FFmpeg listens first: for us (right passphrase) and for the one with the wrong passphrase.
         var received = Peers.RunAsync("ffmpeg", ["-v", "error", "-i", $"srt://127.0.0.1:{toListener}?mode=listener&passphrase=correcthorse1&pbkeylen=16", "-t", "6", "-c", "copy", "-f", "mpegts", "-y", Path.Combine(dir, "caller.ts")], TimeSpan.FromSeconds(90));
         var refused = Peers.RunAsync("ffmpeg", ["-v", "error", "-i", $"srt://127.0.0.1:{wrong}?mode=listener&passphrase=correcthorse1&listen_timeout=25000000", "-t", "3", "-c", "copy", "-f", "mpegts", "-y", Path.Combine(dir, "wrong.ts")], TimeSpan.FromSeconds(90));
@@ -244,10 +247,14 @@ public sealed class SrtPublishTests(ITestOutputHelper output)
                               "publishers": [
                                 { "name": "to a listener", "type": "srt", "mode": "caller", "host": "127.0.0.1", "port": {{toListener}}, "passphrase": "correcthorse1", "keyLength": 16, "latencyMs": 200 },
                                 { "name": "our listener", "type": "srt", "mode": "listener", "port": {{ours}}, "latencyMs": 200 },
-                                { "name": "wrong secret", "type": "srt", "mode": "caller", "host": "127.0.0.1", "port": {{wrong}}, "passphrase": "notthesecret1" } ] } ] }
+                                { "name": "wrong secret", "type": "srt", "mode": "caller", "host": "127.0.0.1", "port": {{wrong}}, "passphrase": "notthesecret1" },
+                                { "name": "rendezvous", "type": "srt", "mode": "rendezvous", "host": "127.0.0.1", "port": {{rdvTheirs}}, "localPort": {{rdvOurs}} } ] } ] }
             """, 1);
         await device.WaitForLogAsync("publish.listening", TimeSpan.FromSeconds(20));
         var caller = Peers.RunAsync("ffmpeg", ["-v", "error", "-i", $"srt://127.0.0.1:{ours}?mode=caller&latency=200000", "-t", "6", "-c", "copy", "-f", "mpegts", "-y", Path.Combine(dir, "listener.ts")], TimeSpan.FromSeconds(90));
+        // Rendezvous with libsrt's own srt-live-transmit (FFmpeg 5.1 binds its rendezvous socket to the peer's address,
+        // so it cannot meet another end): it calls us from its port while we call it from ours, and writes what it gets.
+        var rendezvous = Peers.RunAsync("bash", ["-c", $"timeout 8 srt-live-transmit -q 'srt://127.0.0.1:{rdvOurs}?mode=rendezvous&port={rdvTheirs}' file://con > {Path.Combine(dir, "rendezvous.ts")}"], TimeSpan.FromSeconds(30));
         await device.WaitForLogAsync("publish.started", TimeSpan.FromSeconds(30));
         await Task.Delay(2000);
         var status = await device.ControlAsync("status");
@@ -256,8 +263,10 @@ public sealed class SrtPublishTests(ITestOutputHelper output)
 
         var r1 = await received;
         var r2 = await caller;
+        var r4 = await rendezvous;
+        output.WriteLine($"srt-live-transmit rendezvous: exit {r4.ExitCode} '{r4.Stderr.Trim()}'");
         output.WriteLine($"ffmpeg listener: exit {r1.ExitCode} '{r1.Stderr.Trim()}'; ffmpeg caller: exit {r2.ExitCode} '{r2.Stderr.Trim()}'");
-        foreach (var file in new[] { "caller.ts", "listener.ts" })
+        foreach (var file in new[] { "caller.ts", "listener.ts", "rendezvous.ts" })
         {
             var probe = await Peers.RunAsync("ffprobe", ["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "compact=p=0:nk=1", Path.Combine(dir, file)], TimeSpan.FromSeconds(30));
             output.WriteLine($"{file}: {probe.Stdout.Trim()}");

@@ -147,13 +147,13 @@ public class ConfigTests
             { "channels": [ { "name": "Hall", "publishers": [
                 { "name": "a", "url": "http://example.org/live" },
                 { "name": "a", "url": "rtmp://example.org/" },
-                { "name": "s", "type": "srt", "mode": "rendezvous", "port": 0, "passphrase": "short", "keyLength": 20, "latencyMs": 5 },
+                { "name": "s", "type": "srt", "mode": "sideways", "port": 0, "passphrase": "short", "keyLength": 20, "latencyMs": 5 },
                 { "name": "x", "type": "webrtc" } ] } ] }
             """));
         Assert.Contains("channels[0].publishers[0].url: 'http://example.org/live' is not rtmp://host[:port]/app or rtmps://…", e.Errors);
         Assert.Contains("channels[0].publishers[1].url: 'rtmp://example.org/' is not rtmp://host[:port]/app or rtmps://…", e.Errors);
         Assert.Contains("channels[0].publishers[1].name: 'a' is used twice on this channel", e.Errors);
-        Assert.Contains("channels[0].publishers[2].mode: 'rendezvous' is not caller or listener", e.Errors);
+        Assert.Contains("channels[0].publishers[2].mode: 'sideways' is not caller, listener or rendezvous", e.Errors);
         Assert.Contains("channels[0].publishers[2].port: 0 is not a UDP port", e.Errors);
         Assert.Contains("channels[0].publishers[2].passphrase: must be empty or 10 to 79 characters (SRT's rule)", e.Errors);
         Assert.Contains("channels[0].publishers[2].keyLength: 20 is not 0, 16, 24 or 32", e.Errors);

@@ -267,10 +267,12 @@ public sealed class PublisherConfig
     public string StreamKey { get; set; } = "";
     /// <summary>Video only.</summary>
     public bool DisableAudio { get; set; }
-    /// <summary>SRT: "caller" or "listener".</summary>
+    /// <summary>SRT: "caller", "listener" or "rendezvous" (both ends call each other: through firewalls that let replies in).</summary>
     public string Mode { get; set; } = "caller";
     public string Host { get; set; } = "";
     public int Port { get; set; }
+    /// <summary>SRT rendezvous: the local UDP port (0: the same as <see cref="Port"/>, as two devices on different hosts use it).</summary>
+    public int LocalPort { get; set; }
     public int LatencyMs { get; set; } = 120;
     public string Passphrase { get; set; } = "";
     /// <summary>SRT: AES key length in bytes (16, 24 or 32); 0 leaves it to libsrt (16 when there is a passphrase).</summary>
@@ -289,8 +291,9 @@ public sealed class PublisherConfig
         }
         else if (Type == "srt")
         {
-            e.Check(Mode is "caller" or "listener", $"{p}.mode", $"'{Mode}' is not caller or listener");
-            e.Check(Mode != "caller" || Host is { Length: > 0 and <= 253 } && !Host.Any(c => char.IsControl(c) || c is ' ' or '/'), $"{p}.host", "must name the receiver (a host name or address)");
+            e.Check(Mode is "caller" or "listener" or "rendezvous", $"{p}.mode", $"'{Mode}' is not caller, listener or rendezvous");
+            e.Check(LocalPort is >= 0 and <= 65535, $"{p}.localPort", $"{LocalPort} is not 0 (the same as port) or a UDP port");
+            e.Check(Mode == "listener" || Host is { Length: > 0 and <= 253 } && !Host.Any(c => char.IsControl(c) || c is ' ' or '/'), $"{p}.host", "must name the receiver (a host name or address)");
             e.Check(Port is >= 1 and <= 65535, $"{p}.port", $"{Port} is not a UDP port");
             e.Check(LatencyMs is >= 20 and <= 8000, $"{p}.latencyMs", $"{LatencyMs} is not from 20 to 8000");
             e.Check(Passphrase is not null && (Passphrase.Length == 0 || Passphrase.Length is >= 10 and <= 79), $"{p}.passphrase", "must be empty or 10 to 79 characters (SRT's rule)");

@@ -31,6 +31,7 @@ public static partial class SrtNative
     [LibraryImport(Lib, EntryPoint = "srt_setsockflag")] public static unsafe partial int SetFlag(int s, int opt, void* value, int len);
     [LibraryImport(Lib, EntryPoint = "srt_getsockflag")] public static unsafe partial int GetFlag(int s, int opt, void* value, int* len);
     [LibraryImport(Lib, EntryPoint = "srt_connect")] public static unsafe partial int Connect(int s, byte* addr, int len);
+    [LibraryImport(Lib, EntryPoint = "srt_rendezvous")] public static unsafe partial int Rendezvous(int s, byte* local, int localLen, byte* remote, int remoteLen);
     [LibraryImport(Lib, EntryPoint = "srt_bind")] public static unsafe partial int Bind(int s, byte* addr, int len);
     [LibraryImport(Lib, EntryPoint = "srt_listen")] public static partial int Listen(int s, int backlog);
     [LibraryImport(Lib, EntryPoint = "srt_accept")] public static unsafe partial int Accept(int s, byte* addr, int* len);
@@ -42,6 +43,7 @@ public static partial class SrtNative
     [LibraryImport(Lib, EntryPoint = "srt_getlasterror")] public static unsafe partial int LastError(int* errno);
     [LibraryImport(Lib, EntryPoint = "srt_getlasterror_str")] private static partial nint LastErrorStr();
     [LibraryImport(Lib, EntryPoint = "srt_getrejectreason")] public static partial int RejectReason(int s);
+    [LibraryImport(Lib, EntryPoint = "srt_setloglevel")] private static partial void SetLogLevel(int level);
     /// <summary>SRT_REJECT_REASON: the receiver's passphrase differs, or it wants one (or none).</summary>
     public const int RejectBadSecret = 10, RejectUnsecure = 11, RejectTimeout = 16;
 
@@ -55,6 +57,8 @@ public static partial class SrtNative
         try
         {
             if (Startup() < 0) { why = "srt_startup failed: " + LastErrorText(); return false; }
+            // libsrt's own log goes to stderr unstructured: only its critical lines; what matters reaches our log through the errors.
+            SetLogLevel(2);
             Volatile.Write(ref _started, 1);
             return true;
         }

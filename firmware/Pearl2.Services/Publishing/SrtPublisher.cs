@@ -10,7 +10,8 @@ namespace Pearl2.Services.Publishing;
 /// <summary>
 /// Sends a channel as MPEG-TS over SRT (libsrt, live mode): the TS packaging the HTTP viewers already get, 7 packets to
 /// a message. As a caller it connects to <c>host:port</c>; as a listener it waits on <c>port</c> for one caller at a
-/// time. Latency, passphrase (AES, key length), and stream id are SRT's own options. Sends never block: when libsrt's
+/// time; in rendezvous mode both ends call each other from their own ports. Latency, passphrase (AES, key length), and
+/// stream id are SRT's own options. Sends never block: when libsrt's
 /// send buffer is full the rest of that GOP is dropped (counted) and sending goes on at the next key frame. A wrong
 /// passphrase is the receiver's rejection, said as such.
 /// </summary>
@@ -19,7 +20,12 @@ public sealed class SrtPublisher(string id, PublisherConfig config, ChannelConte
     readonly object _sock = new();
     int _socket = -1;
 
-    public override string Target => Config.Mode == "listener" ? $"srt://0.0.0.0:{Config.Port} (listener)" : $"srt://{Config.Host}:{Config.Port}";
+    public override string Target => Config.Mode switch
+    {
+        "listener" => $"srt://0.0.0.0:{Config.Port} (listener)",
+        "rendezvous" => $"srt://{Config.Host}:{Config.Port} (rendezvous from {(Config.LocalPort != 0 ? Config.LocalPort : Config.Port)})",
+        _ => $"srt://{Config.Host}:{Config.Port}",
+    };
 
     protected override SrtStats? SrtStatistics()
     {
@@ -84,8 +90,19 @@ public sealed class SrtPublisher(string id, PublisherConfig config, ChannelConte
             Configure(s);
             var addr = SrtNative.SockAddr(ep);
             using var abort = ct.Register(() => SrtNative.Close(s));
-            int r = await Task.Factory.StartNew(() => { unsafe { fixed (byte* a = addr) return SrtNative.Connect(s, a, addr.Length); } },
-                CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            // Rendezvous: both ends send from their own port to the other's at once (libsrt binds the local one).
+            var local = SrtNative.SockAddr(new IPEndPoint(ep.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any,
+                Config.LocalPort != 0 ? Config.LocalPort : Config.Port));
+            bool rendezvous = Config.Mode == "rendezvous";
+            int r = await Task.Factory.StartNew(() =>
+            {
+                unsafe
+                {
+                    fixed (byte* a = addr)
+                    fixed (byte* l = local)
+                        return rendezvous ? SrtNative.Rendezvous(s, l, local.Length, a, addr.Length) : SrtNative.Connect(s, a, addr.Length);
+                }
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
             ct.ThrowIfCancellationRequested();
             if (r < 0) throw new PublishRefusedException($"{Target}: {Why(s)}");
             return s;
