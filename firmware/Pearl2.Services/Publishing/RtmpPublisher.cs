@@ -63,7 +63,9 @@ public sealed class RtmpPublisher : Publisher
         long _received, _acked;
         uint _window = 2_500_000;
 
-        public async Task WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken ct)
+        /// <summary>One write at a time (the sender and the reader's answers); pooled, so a frame's write allocates nothing.</summary>
+        [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
+        public async ValueTask WriteAsync(ReadOnlyMemory<byte> bytes, CancellationToken ct)
         {
             await WriteTurn.WaitAsync(ct);
             try { await Stream.WriteAsync(bytes, ct); }

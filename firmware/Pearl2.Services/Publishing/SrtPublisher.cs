@@ -11,7 +11,7 @@ namespace Pearl2.Services.Publishing;
 /// Sends a channel as MPEG-TS over SRT (libsrt, live mode): the TS packaging the HTTP viewers already get, 7 packets to
 /// a message. As a caller it connects to <c>host:port</c>; as a listener it waits on <c>port</c> for one caller at a
 /// time; in rendezvous mode both ends call each other from their own ports. Latency, passphrase (AES, key length), and
-/// stream id are SRT's own options. Sends never block: when libsrt's
+/// stream id are SRT's own options. TS packets go 7 to a message, a picture's last ones at once. Sends never block: when libsrt's
 /// send buffer is full the rest of that GOP is dropped (counted) and sending goes on at the next key frame. A wrong
 /// passphrase is the receiver's rejection, said as such.
 /// </summary>
@@ -142,6 +142,7 @@ public sealed class SrtPublisher(string id, PublisherConfig config, ChannelConte
         int slot = lease.Slot, overflows = 0;
         long dropped = 0, lastCheck = Time.GetTimestamp();
         bool skipToKey = false;
+        _messageLength = 0;
         while (true)
         {
             await reader.WaitAsync();
@@ -155,7 +156,7 @@ public sealed class SrtPublisher(string id, PublisherConfig config, ChannelConte
                     bool key = unit.Track == TrackKind.Video && unit.IsKeyFrame;
                     if (skipToKey && !key) continue;
                     skipToKey = false;
-                    int sent = Send(s, unit.Slot(slot).Span);
+                    int sent = Send(s, unit.Slot(slot).Span, unit.Track == TrackKind.Video);
                     if (sent < 0) { skipToKey = true; CountBufferFull(); }
                     else CountSent(sent);
                 }
@@ -171,22 +172,45 @@ public sealed class SrtPublisher(string id, PublisherConfig config, ChannelConte
         }
     }
 
-    /// <summary>Sends one unit's TS packets, 7 to a message; -1 when libsrt's buffer is full (the unit is dropped from there on).</summary>
-    static unsafe int Send(int s, ReadOnlySpan<byte> ts)
+    // TS packets wait here until 7 fill a message (as FFmpeg's own SRT output does), so that an audio unit of two or
+    // three packets does not cost a message of its own; a video unit's end sends what is there, so no picture waits.
+    readonly byte[] _message = new byte[SrtNative.LivePayload];
+    int _messageLength;
+
+    /// <summary>
+    /// Sends one unit's TS packets in messages of 7; the bytes handed to libsrt, or -1 when its buffer is full (the unit is
+    /// dropped from there on, and what waited with it).
+    /// </summary>
+    unsafe int Send(int s, ReadOnlySpan<byte> ts, bool endOfPicture)
     {
-        int sent = 0;
-        fixed (byte* p = ts)
-            while (sent < ts.Length)
+        int sent = 0, at = 0;
+        while (at < ts.Length)
+        {
+            int n = Math.Min(SrtNative.LivePayload - _messageLength, ts.Length - at);
+            ts.Slice(at, n).CopyTo(_message.AsSpan(_messageLength));
+            _messageLength += n; at += n;
+            if (_messageLength == SrtNative.LivePayload || (at == ts.Length && endOfPicture))
             {
-                int n = Math.Min(SrtNative.LivePayload, ts.Length - sent);
-                if (SrtNative.SendMsg2(s, p + sent, n, null) < 0)
-                {
-                    if (SrtNative.LastErrorCode() == SrtNative.ErrAsyncSend) return -1;
-                    throw new IOException($"SRT send: {SrtNative.LastErrorText()}");
-                }
-                sent += n;
+                int r = Flush(s);
+                if (r < 0) return -1;
+                sent += r;
             }
+        }
         return sent;
+    }
+
+    unsafe int Flush(int s)
+    {
+        int n = _messageLength;
+        _messageLength = 0;
+        if (n == 0) return 0;
+        fixed (byte* p = _message)
+            if (SrtNative.SendMsg2(s, p, n, null) < 0)
+            {
+                if (SrtNative.LastErrorCode() == SrtNative.ErrAsyncSend) return -1;
+                throw new IOException($"SRT send: {SrtNative.LastErrorText()}");
+            }
+        return n;
     }
 
     long _bufferFull;
