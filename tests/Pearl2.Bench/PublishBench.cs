@@ -23,7 +23,14 @@ static class PublishBench
         await using var nginx = await NginxRtmpPeer.StartAsync();
         var srtPorts = new HashSet<int>();
         while (srtPorts.Count < Destinations) srtPorts.Add(Peers.FreeUdpPortBase(1));
-        var sinks = srtPorts.Select(p => FanOutBench.Start("/usr/bin/ffmpeg", ["-v", "error", "-i", $"srt://127.0.0.1:{p}?mode=listener", "-c", "copy", "-f", "mpegts", "-y", "/dev/null"], _ => { })).ToList();
+        // FFmpeg's SRT listener takes one caller and ends with it: fresh ones for each SRT window.
+        var sinks = new List<Process>();
+        async Task FreshSinksAsync()
+        {
+            foreach (var s in sinks) s.Kill(true);
+            sinks = srtPorts.Select(p => FanOutBench.Start("/usr/bin/ffmpeg", ["-v", "error", "-i", $"srt://127.0.0.1:{p}?mode=listener", "-c", "copy", "-f", "mpegts", "-y", "/dev/null"], _ => { })).ToList();
+            await Task.Delay(1000);
+        }
 
         string publishers = string.Join(",", Enumerable.Range(0, Destinations).Select(i => $$"""{ "name": "r{{i}}", "url": "rtmp://127.0.0.1:{{nginx.Port}}/live/ours{{i}}", "enabled": false }""")
             .Concat(srtPorts.Select((p, i) => $$"""{ "name": "s{{i}}", "type": "srt", "mode": "caller", "host": "127.0.0.1", "port": {{p}}, "enabled": false }""")));
@@ -55,6 +62,7 @@ static class PublishBench
         {
             foreach (var (first, into) in new[] { (0, rtmp), (Destinations, srt) })
             {
+                if (into == srt) await FreshSinksAsync();
                 int before = Volatile.Read(ref started);
                 await SetAsync(first, true);
                 var sw = Stopwatch.StartNew();
@@ -78,12 +86,13 @@ static class PublishBench
         {
             foreach (var (srtOut, into) in new[] { (false, refRtmp), (true, refSrt) })
             {
+                if (srtOut) await FreshSinksAsync();
                 var pushers = Enumerable.Range(0, Destinations).Select(i => FanOutBench.Start("/usr/bin/ffmpeg",
                     ["-v", "error", "-rtsp_transport", "tcp", "-i", input, "-c", "copy", .. srtOut ? new[] { "-f", "mpegts", $"srt://127.0.0.1:{srtPorts.ElementAt(i)}?mode=caller" } : ["-f", "flv", $"rtmp://127.0.0.1:{nginx.Port}/live/ffmpeg{i}"]], _ => { })).ToList();
                 await Task.Delay(4000);
                 into.Add(await CpuPercentAsync(pushers) / Destinations);
                 foreach (var x in pushers) x.Kill(true);
-                await Task.Delay(1500);   // the listeners take the next caller
+                await Task.Delay(1000);
             }
         }
         device.Kill(true);

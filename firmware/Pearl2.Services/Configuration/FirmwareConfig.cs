@@ -237,7 +237,7 @@ public sealed class ChannelConfig
         if (Publishers is null) e.Add($"{p}.publishers: must be a list");
         else
         {
-            e.Check(Publishers.Count <= 8, $"{p}.publishers", $"{Publishers.Count} destinations (at most 8 per channel)");
+            e.Check(Publishers.Count <= 16, $"{p}.publishers", $"{Publishers.Count} destinations (at most 16 per channel)");
             for (int i = 0; i < Publishers.Count; i++)
             {
                 if (Publishers[i] is null) { e.Add($"{p}.publishers[{i}]: must be an object"); continue; }
