@@ -20,7 +20,7 @@ Console.CancelKeyPress += (_, _) => FanOutBench.KillAll();
 try { return await bench.RunAsync(); }
 finally { FanOutBench.KillAll(); }
 
-sealed record BenchOptions(int[] Ladder, double Warmup, double Window, bool OnlyOurs, string[] Transports, bool HttpTs, int BitrateKbps)
+sealed record BenchOptions(int[] Ladder, double Warmup, double Window, bool OnlyOurs, string[] Transports, bool HttpTs, int BitrateKbps, bool Audio = true, bool Relay = false)
 {
     public static BenchOptions Parse(string[] args)
     {
@@ -30,6 +30,7 @@ sealed record BenchOptions(int[] Ladder, double Warmup, double Window, bool Only
         string[] transports = ["tcp", "udp"];
         bool httpTs = false;
         int bitrate = 4000;
+        bool audio = true, relay = false;
         for (int i = 0; i < args.Length; i++)
             switch (args[i])
             {
@@ -40,9 +41,11 @@ sealed record BenchOptions(int[] Ladder, double Warmup, double Window, bool Only
                 case "--transport": transports = args[++i].Split(','); break;
                 case "--http-ts": httpTs = true; break;
                 case "--bitrate-kbps": bitrate = int.Parse(args[++i]); break;
-                default: throw new ArgumentException($"unknown argument {args[i]} (--ladder 1,10,50 --warmup S --window S --only-pearl2d)");
+                case "--no-audio": audio = false; break;
+                case "--relay": relay = true; break;
+                default: throw new ArgumentException($"unknown argument {args[i]} (--ladder 1,10,50 --warmup S --window S --only-pearl2d --no-audio --relay)");
             }
-        return new BenchOptions(ladder, warmup, window, onlyOurs, transports, httpTs, bitrate);
+        return new BenchOptions(ladder, warmup, window, onlyOurs, transports, httpTs, bitrate, audio, relay);
     }
 }
 
@@ -63,10 +66,10 @@ sealed class FanOutBench(BenchOptions o)
         var root = FindRoot();
         var pearl2d = Environment.GetEnvironmentVariable("PEARL2D") ?? Path.Combine(root, "out/linux-x64/pearl2d");
         var dir = Directory.CreateTempSubdirectory("pearl2-bench").FullName;
-        int port = FreePort(), gstPort = FreePort(), httpPort = FreePort();
+        int port = FreePort(), httpPort = FreePort();
         File.WriteAllText(Path.Combine(dir, "bench.json"), $$"""
             {
-              "channels": [ { "name": "Bench", "video": { "width": 1920, "height": 1080, "fps": {{Fps}}, "bitrateKbps": {{o.BitrateKbps}}, "rateControl": "cbr", "keyFrameIntervalFrames": 60 }, "audio": { "enabled": false } } ],
+              "channels": [ { "name": "Bench", "video": { "width": 1920, "height": 1080, "fps": {{Fps}}, "bitrateKbps": {{o.BitrateKbps}}, "rateControl": "cbr", "keyFrameIntervalFrames": 60 }, "audio": { "enabled": {{(o.Audio ? "true" : "false")}} } } ],
               "rtsp": { "port": {{port}}, "statsIntervalSeconds": 2, "viewerQueueUnits": 512 },
               "http": { "port": {{httpPort}} }
             }
@@ -87,13 +90,29 @@ sealed class FanOutBench(BenchOptions o)
 
         if (!o.OnlyOurs)
         {
-            var relay = Path.Combine(AppContext.BaseDirectory, "gst-rtsp-relay.py");
-            var gst = Start("/bin/bash", ["-c", $"ulimit -n 65536; exec /usr/bin/python3 {relay} {gstPort} {ours}"], _ => { });
-            for (int i = 0; i < 100 && !PortOpen(gstPort); i++) await Task.Delay(100);
-            string reference = $"rtsp://127.0.0.1:{gstPort}/stream.sdp";
-            // Prepare the shared media once (its rtspsrc connects to pearl2d) so step 1 does not pay for it.
-            await using (var warm = await RtspTestClient.ConnectAsync("127.0.0.1", gstPort)) { await warm.PlayAsync(reference); await Task.Delay(2000); }
-            foreach (var t in o.Transports) await RunLadderAsync("gst-rtsp-server", t, gst, reference);
+            // The reference: gst-rtsp-server serving a clip pearl2d encoded (the same bitrate, GOP and audio) from a shared
+            // media fed by appsrc, so that its cost is fan-out only. With --relay, also the older reference that relays
+            // pearl2d's live stream through rtspsrc (it depayloads and payloads again).
+            string clip = Path.Combine(dir, "clip");
+            var rec = await Peers.RunAsync("ffmpeg", ["-v", "error", "-rtsp_transport", "tcp", "-i", ours, "-t", "20", "-map", "0:v", "-c:v", "copy", "-bsf:v", "h264_metadata=aud=insert", "-f", "h264", "-y", clip + ".h264",
+                .. o.Audio ? new[] { "-map", "0:a", "-c:a", "copy", "-f", "adts", "-y", clip + ".aac" } : []], TimeSpan.FromSeconds(60));
+            if (rec.ExitCode != 0) throw new InvalidOperationException("recording the reference clip: " + rec.Stderr);
+            var servers = new List<(string Name, string Script, string Args)>
+            {
+                ("gst-rtsp-server (clip)", "gst-rtsp-clip.py", $"{clip}.h264 {(o.Audio ? clip + ".aac" : "-")} {Fps}"),
+            };
+            if (o.Relay) servers.Add(("gst-rtsp-server (relay)", "gst-rtsp-relay.py", ours));
+            foreach (var (name, script, args) in servers)
+            {
+                int gstPort = FreePort();
+                var gst = Start("/bin/bash", ["-c", $"ulimit -n 65536; exec /usr/bin/python3 {Path.Combine(AppContext.BaseDirectory, script)} {gstPort} {args}"], _ => { });
+                for (int i = 0; i < 100 && !PortOpen(gstPort); i++) await Task.Delay(100);
+                string reference = $"rtsp://127.0.0.1:{gstPort}/stream.sdp";
+                // Prepare the shared media once so that step 1 does not pay for it.
+                await using (var warm = await RtspTestClient.ConnectAsync("127.0.0.1", gstPort)) { await warm.PlayAsync(reference); await Task.Delay(2000); }
+                foreach (var t in o.Transports) await RunLadderAsync(name, t, gst, reference);
+                gst.Kill(true);
+            }
         }
 
         Report();
@@ -236,7 +255,7 @@ sealed class FanOutBench(BenchOptions o)
     {
         var sb = new StringBuilder();
         sb.AppendLine();
-        sb.AppendLine($"## Fan-out, RTSP over {string.Join(" and ", o.Transports.Select(t => t.ToUpperInvariant()))}, one 1080p30 ~4 Mbit/s channel — {DateTime.UtcNow:yyyy-MM-dd}");
+        sb.AppendLine($"## Fan-out, RTSP over {string.Join(" and ", o.Transports.Select(t => t.ToUpperInvariant()))}, one 1080p30 ~4 Mbit/s channel{(o.Audio ? " with 128 kbit/s AAC" : ", no audio")} — {DateTime.UtcNow:yyyy-MM-dd}");
         sb.AppendLine();
         sb.AppendLine($"Machine: {Machine()}. Command: `make bench` (ladder {string.Join(",", o.Ladder)}, warm-up {o.Warmup} s, window {o.Window} s).");
         sb.AppendLine();
@@ -260,17 +279,18 @@ sealed class FanOutBench(BenchOptions o)
             var idle = _steps.First(x => x.Server == s.Server && x.Transport == s.Transport);
             return (s.CpuPct - idle.CpuPct) / (s.N - idle.N);
         }
-        foreach (var transport in o.Transports)
-        {
-            var ours = _steps.Where(s => s.Server == "pearl2d" && s.Transport == transport).ToDictionary(s => s.N);
-            var theirs = _steps.Where(s => s.Server != "pearl2d" && s.Transport == transport).ToDictionary(s => s.N);
-            if (theirs.Count == 0) continue;
-            var T = transport.ToUpperInvariant();
-            sb.AppendLine($"- {T}: total server CPU, pearl2d / gst-rtsp-server at the same N (pearl2d's includes its own 1080p30 encode): " +
-                string.Join(", ", ours.Keys.Where(n => n > 0 && theirs.ContainsKey(n)).Select(n => $"N={n}: {ours[n].CpuPct / Math.Max(0.1, theirs[n].CpuPct):F2}")));
-            sb.AppendLine($"- {T}: CPU per viewer above each server's own idle (N=0) CPU, pearl2d / gst-rtsp-server: " +
-                string.Join(", ", ours.Keys.Where(n => n > 0 && theirs.ContainsKey(n)).Select(n => $"N={n}: {PerViewer(ours[n]) / Math.Max(1e-6, PerViewer(theirs[n])):F2}")));
-        }
+        foreach (var reference in _steps.Select(s => s.Server).Where(n => n != "pearl2d").Distinct())
+            foreach (var transport in o.Transports)
+            {
+                var ours = _steps.Where(s => s.Server == "pearl2d" && s.Transport == transport).ToDictionary(s => s.N);
+                var theirs = _steps.Where(s => s.Server == reference && s.Transport == transport).ToDictionary(s => s.N);
+                if (theirs.Count == 0) continue;
+                var T = transport.ToUpperInvariant();
+                sb.AppendLine($"- {T}: total server CPU, pearl2d / {reference} at the same N (pearl2d's includes its own 1080p30 encode): " +
+                    string.Join(", ", ours.Keys.Where(n => n > 0 && theirs.ContainsKey(n)).Select(n => $"N={n}: {ours[n].CpuPct / Math.Max(0.1, theirs[n].CpuPct):F2}")));
+                sb.AppendLine($"- {T}: CPU per viewer above each server's own idle (N=0) CPU, pearl2d / {reference}: " +
+                    string.Join(", ", ours.Keys.Where(n => n > 0 && theirs.ContainsKey(n)).Select(n => $"N={n}: {PerViewer(ours[n]) / Math.Max(1e-6, PerViewer(theirs[n])):F2}")));
+            }
         Console.WriteLine(sb.ToString());
         var outDir = Path.Combine(FindRoot(), "out");
         Directory.CreateDirectory(outDir);

@@ -121,13 +121,19 @@ public sealed class HttpLiveTests(ITestOutputHelper output) : IAsyncLifetime
         }
         // Warm up with the same mix, so the managed heap and the allocator's arenas reach their working size first.
         for (int i = 0; i < 2000; i++) await Ask(64 + (i * 104729) % 1857);
-        long before = RssKilobytes(_device.Pid);
+        long before = RssKilobytes(_device.Pid), half = 0;
         var widths = new HashSet<int>();
-        for (int i = 0; i < 5000; i++) { int w = 64 + (i * 7919) % 1857; widths.Add(w); await Ask(w); }
+        for (int i = 0; i < 5000; i++)
+        {
+            int w = 64 + (i * 7919) % 1857; widths.Add(w); await Ask(w);
+            if (i == 2499) half = RssKilobytes(_device.Pid);
+        }
         long after = RssKilobytes(_device.Pid);
-        output.WriteLine($"{widths.Count} distinct widths asked in 5000 previews: RSS {before / 1024} MB -> {after / 1024} MB");
+        output.WriteLine($"{widths.Count} distinct widths asked in 5000 previews: RSS {before / 1024} MB -> {half / 1024} MB (2500) -> {after / 1024} MB");
         // Each width used to leave its scaler behind (about 195 MB per 5,000 requests); now what is kept is a few encoders.
-        Assert.True(after - before < 30 * 1024, $"RSS grew by {(after - before) / 1024} MB over 5000 previews");
+        // Without a leak the growth is the managed heap's, whose size depends on when the GC ran: 15 to 31 MB over 9 runs
+        // on a shared 2-core machine (one CI run saw 31 against the old 30 MB bound). 60 MB is far from both.
+        Assert.True(after - before < 60 * 1024, $"RSS grew by {(after - before) / 1024} MB over 5000 previews");
         var sizes = await Peers.RunAsync("ffprobe", ["-v", "error", "-show_entries", "stream=width", "-of", "csv=p=0", Url("preview.jpg?width=1000")], TimeSpan.FromSeconds(30));
         Assert.Equal("640", sizes.Stdout.Trim()); // the source is 640 wide: a preview is never wider
     }
