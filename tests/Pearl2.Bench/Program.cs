@@ -94,7 +94,7 @@ sealed class FanOutBench(BenchOptions o)
             // media fed by appsrc, so that its cost is fan-out only. With --relay, also the older reference that relays
             // pearl2d's live stream through rtspsrc (it depayloads and payloads again).
             string clip = Path.Combine(dir, "clip");
-            var rec = await Peers.RunAsync("ffmpeg", ["-v", "error", "-rtsp_transport", "tcp", "-i", ours, "-t", "20", "-map", "0:v", "-c:v", "copy", "-bsf:v", "h264_metadata=aud=insert", "-f", "h264", "-y", clip + ".h264",
+            var rec = await Peers.RunAsync("ffmpeg", ["-v", "error", "-rtsp_transport", "tcp", "-t", "20", "-i", ours, "-map", "0:v", "-c:v", "copy", "-bsf:v", "h264_metadata=aud=insert", "-f", "h264", "-y", clip + ".h264",
                 .. o.Audio ? new[] { "-map", "0:a", "-c:a", "copy", "-f", "adts", "-y", clip + ".aac" } : []], TimeSpan.FromSeconds(60));
             if (rec.ExitCode != 0) throw new InvalidOperationException("recording the reference clip: " + rec.Stderr);
             var servers = new List<(string Name, string Script, string Args)>
