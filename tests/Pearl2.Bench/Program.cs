@@ -108,9 +108,17 @@ sealed class FanOutBench(BenchOptions o)
                 var gst = Start("/bin/bash", ["-c", $"ulimit -n 65536; exec /usr/bin/python3 {Path.Combine(AppContext.BaseDirectory, script)} {gstPort} {args}"], _ => { });
                 for (int i = 0; i < 100 && !PortOpen(gstPort); i++) await Task.Delay(100);
                 string reference = $"rtsp://127.0.0.1:{gstPort}/stream.sdp";
-                // Prepare the shared media once so that step 1 does not pay for it.
-                await using (var warm = await RtspTestClient.ConnectAsync("127.0.0.1", gstPort)) { await warm.PlayAsync(reference); await Task.Delay(2000); }
+                // Prepare the shared media once so that step 1 does not pay for it, and keep one viewer on it for the whole
+                // ladder: gst-rtsp-server tears a shared media down when its last viewer leaves, and the appsrc one then
+                // answers 503 to the next UDP viewers. The reference thus always serves one viewer more than N.
+                await using var keeper = await RtspTestClient.ConnectAsync("127.0.0.1", gstPort);
+                await keeper.PlayAsync(reference);
+                using var keep = new CancellationTokenSource();
+                var keeping = Task.Run(() => keeper.ReceiveAsync(keep.Token));
+                await Task.Delay(2000);
                 foreach (var t in o.Transports) await RunLadderAsync(name, t, gst, reference);
+                keep.Cancel();
+                try { await keeping; } catch (Exception) { }
                 gst.Kill(true);
             }
         }
@@ -143,8 +151,22 @@ sealed class FanOutBench(BenchOptions o)
             await gate.WaitAsync();
             try
             {
-                clients[i] = await RtspTestClient.ConnectAsync(uri.Host, uri.Port);
-                if (transport == "udp") await clients[i].PlayUdpAsync(url); else await clients[i].PlayAsync(url);
+                // gst-rtsp-server answers 503 while its shared media is still being torn down after the last step's
+                // viewers left: such a viewer tries again on a new connection, for up to 10 s.
+                for (int attempt = 0; ; attempt++)
+                {
+                    clients[i] = await RtspTestClient.ConnectAsync(uri.Host, uri.Port);
+                    try
+                    {
+                        if (transport == "udp") await clients[i].PlayUdpAsync(url); else await clients[i].PlayAsync(url);
+                        break;
+                    }
+                    catch (InvalidOperationException e) when (e.Message.Contains(" 503 ") && attempt < 50)
+                    {
+                        await clients[i].DisposeAsync();
+                        await Task.Delay(200);
+                    }
+                }
                 loops[i] = Task.Run(() => clients[i].ReceiveAsync(stop.Token));
             }
             finally { gate.Release(); }
