@@ -9,6 +9,7 @@ namespace Pearl2.Tests.Integration;
 /// ports: the viewer that was playing before decodes cleanly through the flood, the device takes at most its
 /// per-host limit from that host, closes the idle ones once, and the log grows by a handful of lines.
 /// </summary>
+[Collection(Quiet.Name)]
 public sealed class FloodTests(ITestOutputHelper output) : IAsyncLifetime
 {
     NetworkPair _net = null!;

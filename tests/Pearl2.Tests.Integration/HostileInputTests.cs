@@ -12,6 +12,7 @@ namespace Pearl2.Tests.Integration;
 /// the device): captured Digest answers played again, passwords guessed in a loop. Each attack is bounded in count
 /// and time; what is asserted is what the attacker and an honest viewer saw on the wire.
 /// </summary>
+[Collection(Quiet.Name)]
 public sealed partial class HostileInputTests(ITestOutputHelper output) : IAsyncLifetime
 {
     const string Password = "Pa55-word";

@@ -216,6 +216,7 @@ public sealed class ChannelPageTests(ITestOutputHelper output)
 }
 
 /// <summary>HTTP viewers that stop reading are dropped after the stall timeout; the others lose nothing.</summary>
+[Collection(Quiet.Name)]
 public sealed class HttpSlowViewerTests(ITestOutputHelper output)
 {
     [Fact]

@@ -166,6 +166,7 @@ public sealed class PublishTests(ITestOutputHelper output)
 }
 
 /// <summary>A destination on another host (network namespaces joined by a veth pair): restarts and a throttled link.</summary>
+[Collection(Quiet.Name)]
 public sealed class PublishResilienceTests(ITestOutputHelper output)
 {
     /// <summary>

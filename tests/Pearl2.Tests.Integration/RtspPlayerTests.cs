@@ -4,8 +4,6 @@ using System.Text.Json;
 using Xunit;
 using Xunit.Abstractions;
 
-[assembly: CollectionBehavior(DisableTestParallelization = true)]
-
 namespace Pearl2.Tests.Integration;
 
 /// <summary>One pearl2d with two small channels, shared by the player tests.</summary>

@@ -217,6 +217,7 @@ public sealed class StreamingDisabledAcrossNetworkTests(ITestOutputHelper output
 }
 
 /// <summary>Slow viewers never slow anyone else: stalled ones are dropped after the stall timeout; memory stays bounded.</summary>
+[Collection(Quiet.Name)]
 public sealed class SlowViewerTests(ITestOutputHelper output) : IAsyncLifetime
 {
     Pearl2dProcess _device = null!;
