@@ -29,7 +29,7 @@ BENCH_PKGS   := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 pyt
 # and for the image test qemu's U-Boot.
 IMAGE_PKGS   := debootstrap qemu-system-arm qemu-utils u-boot-qemu dosfstools mtools e2fsprogs fdisk bmap-tools \
                 cpio busybox-static kmod curl xz-utils file make gcc-aarch64-linux-gnu libc6-dev-arm64-cross openssl python3 \
-                proot qemu-user-static
+                qemu-user-static
 
 BOARD   ?= qemu-virt
 VERSION := $(shell sed -n 's:.*<Version>\(.*\)</Version>.*:\1:p' firmware/Pearl2.Host/Pearl2.Host.csproj)
@@ -110,11 +110,11 @@ publish: deps-build
 run: deps-runtime publish
 	$(PEARL2D) --port-offset auto --data-dir data
 
-# The image tests always run: on a machine without the Debian base, make test builds it first (30-45 min, once;
-# cached in /var/cache/pearl2-image with its .debs). PEARL2_SKIP_IMAGES=1 leaves the images out, and says so.
+# The image tests always run: on a machine without the Debian base, make test builds it first (about 7 min on 2 cores,
+# once; cached in /var/cache/pearl2-image with its .debs). PEARL2_SKIP_IMAGES=1 leaves the images out, and says so.
 test: deps-test publish
 	@if [ -n "$${PEARL2_SKIP_IMAGES:-}" ]; then echo "image tests left out: PEARL2_SKIP_IMAGES is set"; \
-	 else $(MAKE) --no-print-directory deps-image && { image/build-base.sh --cached >/dev/null || { echo "the Debian base rootfs is not cached: building it (30-45 min, once)"; image/build-base.sh; }; } && $(MAKE) --no-print-directory test-images; fi
+	 else $(MAKE) --no-print-directory deps-image && { image/build-base.sh --cached >/dev/null || { echo "the Debian base rootfs is not cached: building it (about 7 min, once)"; image/build-base.sh; }; } && $(MAKE) --no-print-directory test-images; fi
 	$(DOTNET) test tests/Pearl2.Tests.Unit/Pearl2.Tests.Unit.csproj -c Release --logger "console;verbosity=normal"
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) test tests/Pearl2.Tests.Integration/Pearl2.Tests.Integration.csproj -c Release --logger "console;verbosity=normal"
 
@@ -129,7 +129,7 @@ bench: deps-bench publish
 	PEARL2D=$(abspath $(PEARL2D)) $(DOTNET) run --project tests/Pearl2.Bench/Pearl2.Bench.csproj -c Release -- --upload
 
 # The SD-card image of BOARD (qemu-virt, rpi4-hdmi): out/pearl2-BOARD-VERSION.img, .bmap and .sha256.
-# The first build makes the Debian base root file system (about 30 min on 2 cores, cached in
+# The first build makes the Debian base root file system (about 7 min on 2 cores, cached in
 # /var/cache/pearl2-image); every later one takes about a minute.
 # The release key: made once by make release-key, kept by the developer (back up the private half; every device
 # made with an image of this key takes updates signed with it and no other).
