@@ -15,6 +15,30 @@ public class HubTests
         return list;
     }
 
+    sealed class CountingListener(HubReader[] readers) : IPublishListener
+    {
+        public readonly List<int> QueuedAtEachCall = new();
+        public void OnPublished() => QueuedAtEachCall.Add(readers.Min(r => r.Queued));
+    }
+
+    [Fact]
+    public void APublishListenerIsToldOncePerUnitAfterEveryReaderHasIt()
+    {
+        var hub = new ChannelHub(0, "t");
+        var a = hub.Subscribe("a", 8);
+        var b = hub.Subscribe("b", 8);
+        var listener = new CountingListener([a, b]);
+        hub.AddListener(listener);
+        Video(hub, true, 0);
+        Audio(hub, 0);
+        Video(hub, false, 1);
+        Assert.Equal([1, 2, 3], listener.QueuedAtEachCall);   // both readers held the unit before each call
+        hub.RemoveListener(listener);
+        Video(hub, false, 2);
+        Assert.Equal(3, listener.QueuedAtEachCall.Count);
+        Drain(a); Drain(b);
+    }
+
     [Fact]
     public void NewReaderStartsAtTheCachedKeyFrame()
     {

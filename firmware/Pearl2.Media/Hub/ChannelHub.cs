@@ -14,6 +14,12 @@ public interface IUnitPackager
     void Package(MediaUnit unit, int slot);
 }
 
+/// <summary>Told once per published unit, after every reader has it; runs on the publishing thread, so it only signals.</summary>
+public interface IPublishListener
+{
+    void OnPublished();
+}
+
 /// <summary>
 /// A reader's hold on one format of a channel: while any is held the hub packages every unit in that format, into
 /// <see cref="Slot"/>. Take it before subscribing and let it go after the last read.
@@ -47,6 +53,7 @@ public sealed class ChannelHub
     readonly object _lock = new();
     readonly GopCache _gop = new(MaxCachedUnits);
     HubReader[] _readers = [];
+    IPublishListener[] _listeners = [];
     IUnitPackager?[] _packagers = [];   // by slot; a dropped format leaves a hole the next one takes
 
     sealed class Registration(IUnitPackager packager, int slot)
@@ -135,9 +142,21 @@ public sealed class ChannelHub
 
             _gop.Add(unit);
             foreach (var r in _readers) r.Offer(unit);
+            foreach (var l in _listeners) l.OnPublished();
             UnitsPublished++;
         }
         unit.Release();
+    }
+
+    /// <summary>Adds a listener told after each unit has reached every reader (a fan-out that drains many readers at once).</summary>
+    public void AddListener(IPublishListener listener)
+    {
+        lock (_lock) _listeners = [.. _listeners, listener];
+    }
+
+    public void RemoveListener(IPublishListener listener)
+    {
+        lock (_lock) _listeners = Array.FindAll(_listeners, l => l != listener);
     }
 
     void LearnParameterSets(MediaUnit unit)

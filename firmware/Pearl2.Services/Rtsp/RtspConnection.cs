@@ -16,9 +16,11 @@ namespace Pearl2.Services.Rtsp;
 /// <summary>
 /// One RTSP control connection and (at most) one session on it. Requests are parsed from Kestrel's input
 /// pipe; everything we send (responses, interleaved RTP, RTCP) goes straight to the socket, one write per
-/// access unit, serialized by a send lock.
+/// access unit, serialized by a send lock. Over TCP, the channel's <see cref="TcpFanOut"/> writes the units while
+/// the viewer keeps up; the connection's own loop takes over for what the socket could not take at once, the
+/// sender reports, and the GOP a new viewer starts with.
 /// </summary>
-public sealed class RtspConnection : IRtcpReceiver
+public sealed class RtspConnection : IRtcpReceiver, TcpFanOut.IMember
 {
     const string Public = "OPTIONS, DESCRIBE, SETUP, PLAY, PAUSE, TEARDOWN, GET_PARAMETER, SET_PARAMETER";
     static readonly TimeSpan SenderReportInterval = TimeSpan.FromSeconds(5);
@@ -62,6 +64,14 @@ public sealed class RtspConnection : IRtcpReceiver
     int _slot;
     UdpFanOut.Viewer? _udpViewer;
     Task? _playLoop;
+    /// <summary>The channel's TCP fan-out while we play over TCP, and whether it writes to us now (else our own loop does).</summary>
+    TcpFanOut? _tcpFanOut;
+    volatile bool _direct;
+    readonly PulseSignal _ownLoopWake = new();
+    /// <summary>A unit the fan-out handed back: not yet written (offset -1), or written up to the offset of these bytes.</summary>
+    MediaUnit? _pendingUnit;
+    ReadOnlyMemory<byte> _pendingBytes;
+    int _pendingOffset;
     long _nextSenderReport;
     readonly uint[] _packetCount = new uint[2], _octetCount = new uint[2];
     readonly long[] _lastPts = new long[2];
@@ -397,6 +407,12 @@ public sealed class RtspConnection : IRtcpReceiver
         // viewer to read; this is also the bound on what a stalled viewer can hold in the kernel.
         try { _socket.SendBufferSize = _server.Options.SocketSendBufferBytes; } catch (SocketException) { }
         _nextSenderReport = _server.Time.GetTimestamp();
+        if (_channel.TcpFanOut is { } fanOut && _tracks.All(t => t is null || !t.IsUdp))
+        {
+            // Our own loop sends the GOP this viewer starts with, then hands it to the fan-out.
+            _tcpFanOut = fanOut;
+            fanOut.Join(this);
+        }
         _playLoop = PlayLoopAsync(_reader);
     }
 
@@ -425,9 +441,20 @@ public sealed class RtspConnection : IRtcpReceiver
         var reader = _reader;
         _reader = null;
         reader?.Dispose();
+        if (_tcpFanOut is { } fanOut)
+        {
+            fanOut.Leave(this);
+            _tcpFanOut = null;
+            // A lane may be writing to us right now: it holds the send lock; after it, none writes again.
+            await _sendLock.WaitAsync();
+            _direct = false;
+            _sendLock.Release();
+        }
+        _ownLoopWake.Set();
         var loop = _playLoop;
         _playLoop = null;
         if (loop is not null) await loop;
+        if (_pendingUnit is { } pending) { _pendingUnit = null; pending.Release(); }
         _rtp?.Dispose();   // after the last read of its slot
         _rtp = null;
     }
@@ -451,7 +478,11 @@ public sealed class RtspConnection : IRtcpReceiver
         return new RtspResponse(200) { CSeq = req.CSeq }.Add("Session", id);
     }
 
-    /// <summary>Drains the viewer's queue onto the socket: one write per access unit, RTCP SR every 5 s.</summary>
+    /// <summary>
+    /// Drains the viewer's queue onto the socket: one write per access unit, RTCP SR every 5 s. With the TCP fan-out it
+    /// runs only while the fan-out cannot write to this viewer at once: it finishes what was handed back, drains the
+    /// queue, sends the sender reports that are due, and hands the viewer back.
+    /// </summary>
     async Task PlayLoopAsync(HubReader reader)
     {
         await Task.Yield();
@@ -460,55 +491,135 @@ public sealed class RtspConnection : IRtcpReceiver
         {
             while (!reader.IsDisposed)
             {
-                await reader.WaitAsync();
-                while (reader.TryRead(out var unit))
+                if (_direct)
                 {
+                    if (!await _ownLoopWake.WaitAsync()) break;
+                    continue;
+                }
+                if (_pendingUnit is { } pending)
+                {
+                    _pendingUnit = null;
                     try
                     {
-                        int t = (int)unit.Track;
-                        if (_tracks[t] is not { } ch) continue;
-                        var bytes = unit.Slot(_slot);
-                        long tag = unit.SlotTag(_slot);
-                        if (_packetCount[t] == 0)
-                        {
-                            // A sender report before a track's first packet lets the player place both tracks on one clock from the start.
-                            _lastPts[t] = unit.Pts;
-                            await SendSenderReportAsync(t);
-                        }
-                        int packets = RtpPackager.TagPackets(tag);
-                        if (ch.IsUdp)
-                        {
-                            int sent = UdpBatchSender.Send(ch.Udp!.Rtp, ch.RtpDestination!, bytes.Span, out _);
-                            if (sent < packets) Interlocked.Add(ref _channel.UdpDatagramsDropped, packets - sent);
-                        }
-                        else
-                        {
-                            byte expected = t == 0 ? RtpPackager.VideoInterleaved : RtpPackager.AudioInterleaved;
-                            if (ch.Rtp != expected) bytes = Renumber(bytes, ch.Rtp);
-                            await SendAsync(bytes);
-                        }
-                        _packetCount[t] += (uint)packets;
-                        _octetCount[t] += (uint)(bytes.Length - packets * (RtpHeader.Size + InterleavedFrame.HeaderSize));
-                        _lastPts[t] = unit.Pts;
-                        Interlocked.Add(ref _channel.PacketsSent, packets);
-                        Interlocked.Add(ref _channel.BytesSent, ch.IsUdp ? bytes.Length - packets * InterleavedFrame.HeaderSize : bytes.Length);
-                        Interlocked.Increment(ref _channel.UnitsSent);
-                        long now = time.GetTimestamp();
-                        _channel.RecordLatency(unit, now, time);
-                        if (now >= _nextSenderReport)
-                        {
-                            await SendSenderReportsAsync();
-                            _nextSenderReport = now + (long)(SenderReportInterval.TotalSeconds * time.TimestampFrequency);
-                        }
+                        if (_pendingOffset >= 0) await SendAsync(_pendingBytes[_pendingOffset..]);
+                        else await WriteUnitAsync(pending);
                     }
+                    finally { pending.Release(); }
+                }
+                while (reader.TryRead(out var unit))
+                {
+                    try { await WriteUnitAsync(unit); }
                     finally { unit.Release(); }
                 }
+                if (_tcpFanOut is not null)
+                {
+                    long now = time.GetTimestamp();
+                    if (now >= _nextSenderReport)
+                    {
+                        await SendSenderReportsAsync();
+                        _nextSenderReport = now + (long)(SenderReportInterval.TotalSeconds * time.TimestampFrequency);
+                    }
+                    // Caught up: the fan-out writes from here on (and at once, should a unit have come meanwhile).
+                    _direct = true;
+                    ((TcpFanOut.IMember)this).Pump();
+                    continue;
+                }
+                await reader.WaitAsync();
             }
         }
         catch (Exception e) when (e is SocketException or ObjectDisposedException or IOException or OperationCanceledException)
         {
             Abort("send failed: " + e.Message);
         }
+    }
+
+    /// <summary>One unit to this viewer, the sender reports first when they are due.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    async ValueTask WriteUnitAsync(MediaUnit unit)
+    {
+        var time = _server.Time;
+        int t = (int)unit.Track;
+        if (_tracks[t] is not { } ch) return;
+        var bytes = unit.Slot(_slot);
+        long tag = unit.SlotTag(_slot);
+        if (_packetCount[t] == 0)
+        {
+            // A sender report before a track's first packet lets the player place both tracks on one clock from the start.
+            _lastPts[t] = unit.Pts;
+            await SendSenderReportAsync(t);
+        }
+        int packets = RtpPackager.TagPackets(tag);
+        if (ch.IsUdp)
+        {
+            int sent = UdpBatchSender.Send(ch.Udp!.Rtp, ch.RtpDestination!, bytes.Span, out _);
+            if (sent < packets) Interlocked.Add(ref _channel.UdpDatagramsDropped, packets - sent);
+        }
+        else
+        {
+            byte expected = t == 0 ? RtpPackager.VideoInterleaved : RtpPackager.AudioInterleaved;
+            if (ch.Rtp != expected) bytes = Renumber(bytes, ch.Rtp);
+            await SendAsync(bytes);
+        }
+        Account(t, unit, bytes, packets, ch.IsUdp);
+        long now = time.GetTimestamp();
+        _channel.RecordLatency(unit, now, time);
+        if (now >= _nextSenderReport)
+        {
+            await SendSenderReportsAsync();
+            _nextSenderReport = now + (long)(SenderReportInterval.TotalSeconds * time.TimestampFrequency);
+        }
+    }
+
+    void Account(int t, MediaUnit unit, ReadOnlyMemory<byte> bytes, int packets, bool udp)
+    {
+        _packetCount[t] += (uint)packets;
+        _octetCount[t] += (uint)(bytes.Length - packets * (RtpHeader.Size + InterleavedFrame.HeaderSize));
+        _lastPts[t] = unit.Pts;
+        Interlocked.Add(ref _channel.PacketsSent, packets);
+        Interlocked.Add(ref _channel.BytesSent, udp ? bytes.Length - packets * InterleavedFrame.HeaderSize : bytes.Length);
+        Interlocked.Increment(ref _channel.UnitsSent);
+    }
+
+    /// <summary>
+    /// The fan-out's write (on one of its lanes): every queued unit straight to the socket without waiting. Whatever
+    /// cannot go at once (a full socket buffer, a sender report due, a track's first unit) goes back to our own loop.
+    /// </summary>
+    void TcpFanOut.IMember.Pump()
+    {
+        if (!_direct || !_sendLock.Wait(0)) return;
+        try
+        {
+            if (!_direct || _reader is not { } reader) return;
+            var time = _server.Time;
+            long now = time.GetTimestamp();
+            if (now >= _nextSenderReport) { HandBack(); return; }
+            while (reader.TryRead(out var unit))
+            {
+                int t = (int)unit.Track;
+                if (_tracks[t] is not { } ch) { unit.Release(); continue; }
+                if (_packetCount[t] == 0) { HandBack(unit, default, -1); return; }
+                var bytes = unit.Slot(_slot);
+                byte expected = t == 0 ? RtpPackager.VideoInterleaved : RtpPackager.AudioInterleaved;
+                if (ch.Rtp != expected) bytes = Renumber(bytes, ch.Rtp);
+                int n = NonBlockingSend.Send(_socket, bytes.Span);
+                if (n < 0) { HandBack(unit, default, -1); return; }   // our own loop's write fails and says why
+                Account(t, unit, bytes, RtpPackager.TagPackets(unit.SlotTag(_slot)), udp: false);
+                _channel.RecordLatency(unit, time.GetTimestamp(), time);
+                if (n < bytes.Length) { HandBack(unit, bytes, n); return; }
+                unit.Release();
+            }
+        }
+        finally { _sendLock.Release(); }
+    }
+
+    /// <summary>Under the send lock: our own loop takes over (with the unit the fan-out could not finish, if any).</summary>
+    void HandBack(MediaUnit? unit = null, ReadOnlyMemory<byte> bytes = default, int offset = -1)
+    {
+        _pendingUnit = unit;
+        _pendingBytes = bytes;
+        _pendingOffset = offset;
+        _direct = false;
+        _ownLoopWake.Set();
     }
 
     /// <summary>Rare path: a client chose other interleaved channels than ours, so the bytes get its numbers in a private copy.</summary>

@@ -43,6 +43,8 @@ public sealed class RtspChannel
     public UdpTrackPorts?[] Udp { get; }
     /// <summary>The one loop that feeds every UDP-only viewer of the channel.</summary>
     public UdpFanOut? FanOut { get; set; }
+    /// <summary>The lanes that write to the channel's TCP viewers while they keep up.</summary>
+    public TcpFanOut? TcpFanOut { get; set; }
 
     public ChannelHub Hub { get; }
     public int Port { get; }
@@ -87,6 +89,7 @@ public sealed class RtspChannel
     public void ReleasePorts()
     {
         FanOut?.Dispose();
+        TcpFanOut?.Dispose();
         foreach (var u in Udp) u?.Dispose();
     }
 }
@@ -150,6 +153,7 @@ public sealed class RtspServer : IAsyncDisposable
         }
         var ch = new RtspChannel(hub, port, packager, udp);
         if (udp[0] is not null) ch.FanOut = new UdpFanOut(ch, _time, _log);
+        ch.TcpFanOut = new TcpFanOut(hub);
         _channels.Add(ch);
         return ch;
     }
