@@ -31,8 +31,12 @@ internal static unsafe partial class SendMmsg
     /// Sends <paramref name="count"/> messages; returns how many the kernel took. A full socket buffer (EAGAIN) ends
     /// the batch (UDP loses the rest); an error that belongs to one destination (ICMP unreachable) skips that datagram.
     /// </summary>
-    public static int Send(Socket socket, MMsgHdr* msgs, int count)
+    public static int Send(Socket socket, MMsgHdr* msgs, int count) => Send(socket, msgs, count, out _);
+
+    /// <summary>The same, with the errno of the last message the kernel refused (0 if none).</summary>
+    public static int Send(Socket socket, MMsgHdr* msgs, int count, out int refused)
     {
+        refused = 0;
         bool added = false;
         socket.SafeHandle.DangerousAddRef(ref added);
         try
@@ -46,6 +50,7 @@ internal static unsafe partial class SendMmsg
                 int errno = Marshal.GetLastPInvokeError();
                 if (errno == EINTR) continue;
                 if (errno == EAGAIN) break;
+                refused = errno;
                 done++; skipped++;
             }
             return done - skipped;
