@@ -21,6 +21,9 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
     {
         /// <summary>Writes what the viewer has queued, without waiting; leaves the rest to the viewer's own loop.</summary>
         void Pump();
+
+        /// <summary>Ends the viewer's connection (a bug of ours met while writing to it must cost that viewer only).</summary>
+        void Abort(string reason);
     }
 
     sealed class Lane
@@ -77,7 +80,11 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
     async Task RunAsync(Lane lane)
     {
         while (await lane.Signal.WaitAsync())
-            foreach (var m in Volatile.Read(ref lane.Members)) m.Pump();
+            foreach (var m in Volatile.Read(ref lane.Members))
+            {
+                try { m.Pump(); }
+                catch (Exception e) { m.Abort("internal error: " + e.GetType().Name); }
+            }
     }
 
     public void Dispose()
