@@ -60,6 +60,8 @@ sealed class FanOutBench(BenchOptions o)
     const int Fps = 30;
     readonly List<Step> _steps = new();
     readonly List<(DateTime At, string Line)> _stats = new();
+    readonly Dictionary<int, (double P50Us, double P99Us)> _floor = new();
+    int _keyFrameBytes;
 
     public async Task<int> RunAsync()
     {
@@ -86,17 +88,40 @@ sealed class FanOutBench(BenchOptions o)
             return 0;
         }
         string ours = $"rtsp://127.0.0.1:{port}/stream.sdp";
-        foreach (var t in o.Transports) await RunLadderAsync("pearl2d", t, server, ours);
+        {
+            // One viewer on pearl2d for the whole ladder too, as on the reference (which needs it, below): both servers'
+            // idle then includes packaging the stream for one viewer, and N counts the viewers beyond it on both.
+            await using var keeper = await RtspTestClient.ConnectAsync("127.0.0.1", port);
+            await keeper.PlayAsync(ours);
+            using var keep = new CancellationTokenSource();
+            var keeping = Task.Run(() => keeper.ReceiveAsync(keep.Token));
+            await Task.Delay(2000);
+            foreach (var t in o.Transports) await RunLadderAsync("pearl2d", t, server, ours);
+            keep.Cancel();
+            try { await keeping; } catch (Exception) { }
+        }
+
+        // A clip of what pearl2d sends: the reference serves it, and its key frames size the latency floor.
+        string clip = Path.Combine(dir, "clip");
+        var rec = await Peers.RunAsync("ffmpeg", ["-v", "error", "-rtsp_transport", "tcp", "-t", "20", "-i", ours, "-map", "0:v", "-c:v", "copy", "-bsf:v", "h264_metadata=aud=insert", "-f", "h264", "-y", clip + ".h264",
+            .. o.Audio ? new[] { "-map", "0:a", "-c:a", "copy", "-f", "adts", "-y", clip + ".aac" } : []], TimeSpan.FromSeconds(60));
+        if (rec.ExitCode != 0) throw new InvalidOperationException("recording the reference clip: " + rec.Stderr);
+        if (o.Transports.Contains("tcp"))
+        {
+            _keyFrameBytes = await KeyFrameFloor.KeyFrameBytesAsync(clip + ".h264");
+            foreach (int n in o.Ladder.Where(n => n > 0))
+            {
+                var floor = await KeyFrameFloor.MeasureAsync(n, _keyFrameBytes);
+                _floor[n] = floor;
+                Console.WriteLine($"floor: a {_keyFrameBytes}-byte key frame to {n} loopback TCP sockets: p50 {floor.P50Us:F0} us, p99 {floor.P99Us:F0} us");
+            }
+        }
 
         if (!o.OnlyOurs)
         {
             // The reference: gst-rtsp-server serving a clip pearl2d encoded (the same bitrate, GOP and audio) from a shared
             // media fed by appsrc, so that its cost is fan-out only. With --relay, also the older reference that relays
             // pearl2d's live stream through rtspsrc (it depayloads and payloads again).
-            string clip = Path.Combine(dir, "clip");
-            var rec = await Peers.RunAsync("ffmpeg", ["-v", "error", "-rtsp_transport", "tcp", "-t", "20", "-i", ours, "-map", "0:v", "-c:v", "copy", "-bsf:v", "h264_metadata=aud=insert", "-f", "h264", "-y", clip + ".h264",
-                .. o.Audio ? new[] { "-map", "0:a", "-c:a", "copy", "-f", "adts", "-y", clip + ".aac" } : []], TimeSpan.FromSeconds(60));
-            if (rec.ExitCode != 0) throw new InvalidOperationException("recording the reference clip: " + rec.Stderr);
             var servers = new List<(string Name, string Script, string Args)>
             {
                 ("gst-rtsp-server (clip)", "gst-rtsp-clip.py", $"{clip}.h264 {(o.Audio ? clip + ".aac" : "-")} {Fps}"),
@@ -301,6 +326,9 @@ sealed class FanOutBench(BenchOptions o)
             var idle = _steps.First(x => x.Server == s.Server && x.Transport == s.Transport);
             return (s.CpuPct - idle.CpuPct) / (s.N - idle.N);
         }
+        if (_floor.Count > 0)
+            sb.AppendLine($"- TCP added-latency floor on this machine, nothing of ours running (a {_keyFrameBytes}-byte key frame, the clip's median, written to N loopback sockets from {Math.Clamp(Environment.ProcessorCount, 1, 4)} threads while readers drain them), p50 / p99 µs: " +
+                string.Join(", ", _floor.Select(f => $"N={f.Key}: {f.Value.P50Us:F0} / {f.Value.P99Us:F0}")));
         foreach (var reference in _steps.Select(s => s.Server).Where(n => n != "pearl2d").Distinct())
             foreach (var transport in o.Transports)
             {

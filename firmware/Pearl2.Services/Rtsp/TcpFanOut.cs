@@ -29,8 +29,7 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
     sealed class Lane
     {
         public IMember[] Members = [];
-        public readonly PulseSignal Signal = new();
-        public Task? Loop;
+        public LaneThread? Thread;
     }
 
     readonly ChannelHub _hub;
@@ -55,7 +54,7 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
             if (_disposed) return;
             var lane = _lanes.MinBy(l => l.Members.Length)!;
             Volatile.Write(ref lane.Members, [.. lane.Members, member]);
-            lane.Loop ??= Task.Run(() => RunAsync(lane));
+            lane.Thread ??= new LaneThread($"rtsp-tcp-{_hub.Index + 1}.{Array.IndexOf(_lanes, lane)}", () => Run(lane));
             if (!_listening) { _hub.AddListener(this); _listening = true; }
         }
     }
@@ -74,17 +73,16 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
     public void OnPublished()
     {
         foreach (var lane in _lanes)
-            if (Volatile.Read(ref lane.Members).Length > 0) lane.Signal.Set();
+            if (Volatile.Read(ref lane.Members).Length > 0) lane.Thread?.Set();
     }
 
-    async Task RunAsync(Lane lane)
+    static void Run(Lane lane)
     {
-        while (await lane.Signal.WaitAsync())
-            foreach (var m in Volatile.Read(ref lane.Members))
-            {
-                try { m.Pump(); }
-                catch (Exception e) { m.Abort("internal error: " + e.GetType().Name); }
-            }
+        foreach (var m in Volatile.Read(ref lane.Members))
+        {
+            try { m.Pump(); }
+            catch (Exception e) { m.Abort("internal error: " + e.GetType().Name); }
+        }
     }
 
     public void Dispose()
@@ -95,10 +93,9 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
             _disposed = true;
             if (_listening) _hub.RemoveListener(this);
             _listening = false;
-            foreach (var lane in _lanes) { lane.Members = []; lane.Signal.Close(); }
+            foreach (var lane in _lanes) lane.Members = [];
         }
-        foreach (var lane in _lanes)
-            try { lane.Loop?.Wait(2000); } catch (AggregateException) { }
+        foreach (var lane in _lanes) lane.Thread?.Dispose();
     }
 }
 

@@ -1,0 +1,68 @@
+using System.Runtime.InteropServices;
+
+namespace Pearl2.Services.Rtsp;
+
+/// <summary>
+/// A thread of its own for one fan-out lane: it sleeps until signalled, then runs the lane's work once; signals that
+/// come while it works are kept (as one). A lane is woken on every unit, so it is not left to the thread pool, where
+/// the wake-up would wait behind whatever else is queued; and it runs at a raised priority (nice -10 where the process
+/// may raise it), so a unit goes out as soon as it is published even while the encoder keeps every core busy. Its
+/// work is short and never waits (non-blocking sends), so the raise cannot starve anything.
+/// </summary>
+internal sealed partial class LaneThread : IDisposable
+{
+    const int Nice = -10;
+    readonly object _lock = new();
+    readonly Action _work;
+    readonly Thread _thread;
+    bool _set, _closed;
+
+    public LaneThread(string name, Action work)
+    {
+        _work = work;
+        _thread = new Thread(Run, 256 * 1024) { IsBackground = true, Name = name };
+        _thread.Start();
+    }
+
+    /// <summary>Whether lanes raise their priority (PEARL2_LANE_NICE=0 turns it off for measuring).</summary>
+    static readonly bool Raise = Environment.GetEnvironmentVariable("PEARL2_LANE_NICE") != "0";
+
+    public void Set()
+    {
+        lock (_lock)
+        {
+            if (_set) return;
+            _set = true;
+            Monitor.Pulse(_lock);
+        }
+    }
+
+    void Run()
+    {
+        if (Raise) setpriority(0 /* PRIO_PROCESS: a tid names one thread */, gettid(), Nice); // refused without CAP_SYS_NICE: stays at 0
+        while (true)
+        {
+            lock (_lock)
+            {
+                while (!_set && !_closed) Monitor.Wait(_lock);
+                if (_closed) return;
+                _set = false;
+            }
+            _work();
+        }
+    }
+
+    /// <summary>Stops the thread after the work it is doing, if any.</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _closed = true;
+            Monitor.Pulse(_lock);
+        }
+        if (Thread.CurrentThread != _thread) _thread.Join(2000);
+    }
+
+    [LibraryImport("libc")] private static partial int gettid();
+    [LibraryImport("libc")] private static partial int setpriority(int which, int who, int prio);
+}
