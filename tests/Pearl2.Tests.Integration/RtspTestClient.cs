@@ -25,6 +25,10 @@ public sealed class RtspTestClient : IAsyncDisposable
     bool _haveVideo, _haveAudio;
     public string? LastPlayResponse;
     public long FirstFrameTicks;
+    /// <summary>RTCP sender reports received per track (interleaved channel 1: video, 3: audio), and the problems seen in them.</summary>
+    public readonly int[] SenderReports = new int[2];
+    public readonly List<string> SenderReportProblems = new();
+    readonly uint[] _lastReportedPackets = new uint[2];
 
     /// <param name="local">The address to connect from (another loopback address is another host to the device).</param>
     public static async Task<RtspTestClient> ConnectAsync(string host, int port, System.Net.IPAddress? local = null)
@@ -225,7 +229,21 @@ public sealed class RtspTestClient : IAsyncDisposable
 
     void Count(ReadOnlySpan<byte> packet, byte channel)
     {
-        if (packet.Length < 12 || (channel & 1) == 1) return; // RTCP
+        if ((channel & 1) == 1)
+        {
+            // RTCP: a sender report (PT 200) counts the packets sent before it, so it never counts more than arrived,
+            // and never fewer than the last one did.
+            if (channel > 3 || packet.Length < 28 || packet[1] != 200) return;
+            int t = channel / 2;
+            uint sent = BinaryPrimitives.ReadUInt32BigEndian(packet[20..]);
+            long arrived = t == 0 ? VideoPackets : AudioPackets;
+            if (sent > arrived) SenderReportProblems.Add($"track {t}: the report counts {sent} packets, {arrived} arrived");
+            if (sent < _lastReportedPackets[t]) SenderReportProblems.Add($"track {t}: the report counts {sent} packets, the one before {_lastReportedPackets[t]}");
+            _lastReportedPackets[t] = sent;
+            SenderReports[t]++;
+            return;
+        }
+        if (packet.Length < 12) return;
         ushort seq = BinaryPrimitives.ReadUInt16BigEndian(packet[2..]);
         bool marker = (packet[1] & 0x80) != 0;
         if (channel == 0)

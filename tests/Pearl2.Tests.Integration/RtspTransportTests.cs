@@ -78,6 +78,22 @@ public sealed class RtspTransportTests(TwoChannelDevice fixture, ITestOutputHelp
     }
 
     [Fact]
+    public async Task TcpViewerGetsASenderReportPerTrackEveryFiveSeconds()
+    {
+        // Once a TCP viewer keeps up, the channel's fan-out lanes write to it, sender reports included.
+        await using var viewer = await RtspTestClient.ConnectAsync("127.0.0.1", _device.RtspBase + 1);
+        await viewer.PlayAsync(_device.Url(2));
+        using var window = new CancellationTokenSource(TimeSpan.FromSeconds(12));
+        await viewer.ReceiveAsync(window.Token);
+        output.WriteLine($"sender reports: video {viewer.SenderReports[0]}, audio {viewer.SenderReports[1]}; packets: video {viewer.VideoPackets}, audio {viewer.AudioPackets}");
+        // One before each track's first packet, then one every 5 s: 3 each in 12 s.
+        Assert.True(viewer.SenderReports[0] >= 3 && viewer.SenderReports[1] >= 3, $"sender reports: video {viewer.SenderReports[0]}, audio {viewer.SenderReports[1]}");
+        Assert.Empty(viewer.SenderReportProblems);
+        Assert.Equal(0, viewer.SequenceGaps);
+        Assert.True(viewer.VideoFrames >= 300, $"{viewer.VideoFrames} frames in 12 s");
+    }
+
+    [Fact]
     public async Task TunnelWithoutCookieAndPostForUnknownCookieAreRefused()
     {
         await using var c = await RtspTestClient.ConnectAsync("127.0.0.1", _device.RtspBase);

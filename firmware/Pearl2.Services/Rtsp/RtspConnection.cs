@@ -68,10 +68,13 @@ public sealed class RtspConnection : IRtcpReceiver, TcpFanOut.IMember
     TcpFanOut? _tcpFanOut;
     volatile bool _direct;
     readonly PulseSignal _ownLoopWake = new();
-    /// <summary>A unit the fan-out handed back: not yet written (offset -1), or written up to the offset of these bytes.</summary>
+    /// <summary>
+    /// A unit the fan-out handed back: not yet written (offset -1), or written up to the offset of these bytes; with no
+    /// unit, a sender report the fan-out wrote up to the offset.
+    /// </summary>
     MediaUnit? _pendingUnit;
     ReadOnlyMemory<byte> _pendingBytes;
-    int _pendingOffset;
+    int _pendingOffset = -1;
     long _nextSenderReport;
     readonly uint[] _packetCount = new uint[2], _octetCount = new uint[2];
     readonly long[] _lastPts = new long[2];
@@ -499,12 +502,21 @@ public sealed class RtspConnection : IRtcpReceiver, TcpFanOut.IMember
                 if (_pendingUnit is { } pending)
                 {
                     _pendingUnit = null;
+                    int offset = _pendingOffset;
+                    _pendingOffset = -1;
                     try
                     {
-                        if (_pendingOffset >= 0) await SendAsync(_pendingBytes[_pendingOffset..]);
+                        if (offset >= 0) await SendAsync(_pendingBytes[offset..]);
                         else await WriteUnitAsync(pending);
                     }
                     finally { pending.Release(); }
+                }
+                else if (_pendingOffset >= 0)
+                {
+                    // The rest of a sender report the fan-out could not write whole.
+                    var rest = _pendingBytes[_pendingOffset..];
+                    _pendingOffset = -1;
+                    await SendAsync(rest);
                 }
                 while (reader.TryRead(out var unit))
                 {
@@ -592,7 +604,21 @@ public sealed class RtspConnection : IRtcpReceiver, TcpFanOut.IMember
             if (!_direct || _reader is not { } reader) return;
             var time = _server.Time;
             long now = time.GetTimestamp();
-            if (now >= _nextSenderReport) { HandBack(); return; }
+            if (now >= _nextSenderReport)
+            {
+                for (int t = 0; t < 2; t++)
+                {
+                    if (_packetCount[t] == 0 || _tracks[t] is not { } track
+                        || _channel.SenderReport((TrackKind)t, _lastPts[t], _packetCount[t], _octetCount[t]) is not { } sr) continue;
+                    int length = InterleavedFrame.HeaderSize + sr.WriteTo(_rtcpBuffer.AsSpan(InterleavedFrame.HeaderSize));
+                    InterleavedFrame.WriteHeader(_rtcpBuffer, track.Rtcp, length - InterleavedFrame.HeaderSize);
+                    int sent = NonBlockingSend.Send(_socket, _rtcpBuffer.AsSpan(0, length));
+                    // Not taken at once: our own loop sends the reports (again, which does no harm) as the viewer reads.
+                    if (sent <= 0) { HandBack(); return; }
+                    if (sent < length) { HandBack(null, _rtcpBuffer.AsMemory(0, length), sent); return; }
+                }
+                _nextSenderReport = now + (long)(SenderReportInterval.TotalSeconds * time.TimestampFrequency);
+            }
             while (reader.TryRead(out var unit))
             {
                 int t = (int)unit.Track;
