@@ -14,12 +14,15 @@ internal sealed partial class LaneThread : IDisposable
     const int Nice = -10;
     readonly object _lock = new();
     readonly Action _work;
+    readonly Action<Exception> _failed;
     readonly Thread _thread;
     bool _set, _closed;
 
-    public LaneThread(string name, Action work)
+    /// <param name="failed">Told of an exception the work let out (a bug of ours); the lane goes on with the next signal.</param>
+    public LaneThread(string name, Action work, Action<Exception> failed)
     {
         _work = work;
+        _failed = failed;
         _thread = new Thread(Run, 256 * 1024) { IsBackground = true, Name = name };
         _thread.Start();
     }
@@ -48,7 +51,8 @@ internal sealed partial class LaneThread : IDisposable
                 if (_closed) return;
                 _set = false;
             }
-            _work();
+            try { _work(); }
+            catch (Exception e) { _failed(e); }   // a thread of our own: an exception left out would end the process
         }
     }
 

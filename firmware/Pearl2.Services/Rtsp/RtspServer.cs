@@ -153,7 +153,7 @@ public sealed class RtspServer : IAsyncDisposable
         }
         var ch = new RtspChannel(hub, port, packager, udp);
         if (udp[0] is not null) ch.FanOut = new UdpFanOut(ch, _time, _log);
-        ch.TcpFanOut = new TcpFanOut(hub);
+        ch.TcpFanOut = new TcpFanOut(hub, _log);
         _channels.Add(ch);
         return ch;
     }

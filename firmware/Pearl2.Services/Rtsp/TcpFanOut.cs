@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Threading.Tasks.Sources;
+using Microsoft.Extensions.Logging;
 using Pearl2.Media;
 
 namespace Pearl2.Services.Rtsp;
@@ -33,13 +34,15 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
     }
 
     readonly ChannelHub _hub;
+    readonly ILogger _log;
     readonly Lane[] _lanes;
     readonly object _lock = new();
     bool _listening, _disposed;
 
-    public TcpFanOut(ChannelHub hub, int lanes = 0)
+    public TcpFanOut(ChannelHub hub, ILogger log, int lanes = 0)
     {
         _hub = hub;
+        _log = log;
         int n = lanes > 0 ? lanes : Math.Clamp(Environment.ProcessorCount, 1, 4);
         _lanes = new Lane[n];
         for (int i = 0; i < n; i++) _lanes[i] = new Lane();
@@ -54,7 +57,8 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
             if (_disposed) return;
             var lane = _lanes.MinBy(l => l.Members.Length)!;
             Volatile.Write(ref lane.Members, [.. lane.Members, member]);
-            lane.Thread ??= new LaneThread($"rtsp-tcp-{_hub.Index + 1}.{Array.IndexOf(_lanes, lane)}", () => Run(lane));
+            lane.Thread ??= new LaneThread($"rtsp-tcp-{_hub.Index + 1}.{Array.IndexOf(_lanes, lane)}", () => Run(lane),
+                e => _log.LogError("rtsp.lane_error channel={Channel} transport=tcp error=\"{Error}\"", _hub.Index + 1, e.GetType().Name + ": " + e.Message));
             if (!_listening) { _hub.AddListener(this); _listening = true; }
         }
     }

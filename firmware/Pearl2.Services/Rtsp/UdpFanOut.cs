@@ -181,7 +181,8 @@ public sealed class UdpFanOut : IPublishListener, IDisposable
                     _rtp = _channel.AcquireRtp();
                     _slot = _rtp.Slot;
                     _reader = _channel.Hub.Subscribe("udp fan-out", 1024);
-                    _thread ??= new LaneThread(_name, Drain);
+                    _thread ??= new LaneThread(_name, Drain,
+                        e => _log.LogError("rtsp.lane_error channel={Channel} transport=udp error=\"{Error}\"", _channel.Hub.Index + 1, e.GetType().Name + ": " + e.Message));
                 }
                 viewer.NextReport = _time.GetTimestamp();
                 foreach (var unit in _gop.Units)
@@ -233,30 +234,33 @@ public sealed class UdpFanOut : IPublishListener, IDisposable
             if (Volatile.Read(ref _reader) is not { } reader) return;
             while (reader.TryRead(out var unit))
             {
-                lock (_lock)
+                try
                 {
-                    if (reader != _reader) { unit.Release(); continue; } // left the hub while this unit was on its way
-                    _gop.Add(unit);
-                    var viewers = _viewers;
-                    if (viewers.Length > 0)
+                    lock (_lock)
                     {
-                        int t = (int)unit.Track;
-                        foreach (var v in viewers)
-                            if (v.Rtp[t] is not null && v.Packets[t] == 0) { v.LastPts[t] = unit.Pts; SendReport(v, t); }
-                        SendUnit(unit, viewers, timed: true);
-                        long now = _time.GetTimestamp();
-                        foreach (var v in viewers)
+                        if (reader != _reader) continue; // left the hub while this unit was on its way
+                        _gop.Add(unit);
+                        var viewers = _viewers;
+                        if (viewers.Length > 0)
                         {
-                            if (v.Rtp[t] is null) continue;
-                            if (now >= v.NextReport)
+                            int t = (int)unit.Track;
+                            foreach (var v in viewers)
+                                if (v.Rtp[t] is not null && v.Packets[t] == 0) { v.LastPts[t] = unit.Pts; SendReport(v, t); }
+                            SendUnit(unit, viewers, timed: true);
+                            long now = _time.GetTimestamp();
+                            foreach (var v in viewers)
                             {
-                                for (int k = 0; k < 2; k++) if (v.Packets[k] > 0) SendReport(v, k);
-                                v.NextReport = now + 5 * _time.TimestampFrequency;
+                                if (v.Rtp[t] is null) continue;
+                                if (now >= v.NextReport)
+                                {
+                                    for (int k = 0; k < 2; k++) if (v.Packets[k] > 0) SendReport(v, k);
+                                    v.NextReport = now + 5 * _time.TimestampFrequency;
+                                }
                             }
                         }
                     }
                 }
-                unit.Release();
+                finally { unit.Release(); }
             }
         }
 

@@ -4,13 +4,14 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
 /// <summary>
-/// The floor under a TCP fan-out's added latency on this machine: one buffer the size of a key frame written to N
-/// loopback sockets from as many threads as pearl2d has lanes (at its lanes' priority), with nothing else running of ours (no encoder, hub,
-/// RTSP or packaging), while N readers drain the other ends as the load client does. Each socket's time is from the
-/// round's start to the return of its write; the quantiles over all sockets and rounds are the best a copying
-/// fan-out can do here.
+/// What a bare sender's added latency looks like on this machine, beside pearl2d's: one buffer the size of a key frame
+/// written with blocking sends to N loopback sockets from as many threads as pearl2d has lanes (at its lanes' priority),
+/// with nothing else of ours running (no encoder, hub, RTSP or packaging), while N readers drain the other ends as the
+/// load client does. Each socket's time is from the round's start to the return of its write. Not a hard floor (a
+/// blocking send can wait where pearl2d's never do), but it shows how much of a tail this machine's scheduling alone
+/// puts on a fan-out to N loopback sockets.
 /// </summary>
-static class KeyFrameFloor
+static class BareSender
 {
     public static async Task<(double P50Us, double P99Us)> MeasureAsync(int n, int bytes, int rounds = 40)
     {
