@@ -254,8 +254,11 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
             Assert.Equal("pearl2", await board.ShellAsync($"{pid}; stat -c %U /proc/$P"));
             // Only CAP_NET_BIND_SERVICE (bit 10) is effective, and the RTSP port is 554.
             Assert.Equal("CapEff:\t0000000000000400", await board.ShellAsync($"{pid}; grep CapEff /proc/$P/status"));
-            // The RTSP/TCP fan-out lane that served the viewers above runs at nice -10 (LimitNICE lets it, without a capability).
-            Assert.Equal("rtsp-tcp-1.0 -10", await board.ShellAsync($"{pid}; for t in /proc/$P/task/*; do echo \"$(cat $t/comm) $(cut -d' ' -f19 $t/stat)\"; done | grep -m1 '^rtsp-tcp-1.0 '"));
+            // The media path's threads run at nice -10 (LimitNICE lets them, without a capability): the capture and encode
+            // thread, and the RTSP/TCP fan-out lane that served the viewers above.
+            string Nice(string thread) => $"{pid}; for t in /proc/$P/task/*; do echo \"$(cat $t/comm) $(cut -d' ' -f19 $t/stat)\"; done | grep -m1 '^{thread} '";
+            Assert.Equal("video-ch1 -10", await board.ShellAsync(Nice("video-ch1")));
+            Assert.Equal("rtsp-tcp-1.0 -10", await board.ShellAsync(Nice("rtsp-tcp-1.0")));
             Assert.StartsWith("ro,", await board.ShellAsync("findmnt -no OPTIONS /"));
             Assert.Equal("pearl2-123456", await board.ShellAsync("hostname"));   // from qemu's MAC 52:54:00:12:34:56
             // The name server of qemu's DHCP lease reaches glibc through pearl2-resolv (the image has no resolved).

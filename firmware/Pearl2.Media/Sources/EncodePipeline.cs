@@ -60,24 +60,28 @@ public sealed class EncodePipeline : IEncodedSink, IDisposable
 
     public void Start()
     {
-        // Open both encoders here so a bad encoder name or option fails the start, not a thread.
-        var video = OpenVideoEncoder();
+        // Open both encoders here so a bad encoder name or option fails the start, not a thread; the video encoder's
+        // own worker threads (libx264's) start with the media path's priority.
+        var video = MediaThreads.Raised(OpenVideoEncoder);
         _log.LogInformation("encoder.opened channel={Channel} encoder=\"{Encoder}\" video={W}x{H}@{Fps}", _hub.Index + 1, video.Description, _o.Video.Width, _o.Video.Height, _o.Video.Fps);
         var audio = _o.Audio ? new AacEncoder(_o.AudioSampleRate, _o.AudioChannels, _o.AudioBitrate) : null;
         _startTimestamp = _time.GetTimestamp();
         var wall = _time.GetUtcNow();
         _hub.Describe(new StreamInfo(_o.Video.Width, _o.Video.Height, _o.Video.Fps, [], [], _o.AudioSampleRate, _o.AudioChannels, audio?.AudioSpecificConfig, wall));
-        _video = new Thread(() => Run("video", () => VideoLoop(video))) { IsBackground = true, Name = $"video-ch{_hub.Index + 1}", Priority = ThreadPriority.AboveNormal };
+        _video = new Thread(() => Run("video", () => VideoLoop(video))) { IsBackground = true, Name = $"video-ch{_hub.Index + 1}" };
         _video.Start();
         if (audio is not null)
         {
-            _audio = new Thread(() => Run("audio", () => AudioLoop(audio))) { IsBackground = true, Name = $"audio-ch{_hub.Index + 1}", Priority = ThreadPriority.AboveNormal };
+            _audio = new Thread(() => Run("audio", () => AudioLoop(audio))) { IsBackground = true, Name = $"audio-ch{_hub.Index + 1}" };
             _audio.Start();
         }
     }
 
     void Run(string what, Action loop)
     {
+        if (!MediaThreads.Raise() && what == "video")
+            _log.LogInformation("pipeline.nice channel={Channel} nice=0 reason=\"{Reason}\"", _hub.Index + 1,
+                MediaThreads.Enabled ? "not allowed to raise the media threads to nice -10 (needs CAP_SYS_NICE or LimitNICE=-10)" : "PEARL2_MEDIA_NICE=0");
         try { loop(); }
         catch (Exception e)
         {

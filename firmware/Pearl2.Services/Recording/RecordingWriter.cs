@@ -85,6 +85,7 @@ sealed class RecordingWriter : IDisposable
 
     void Run()
     {
+        MediaThreads.Raise();   // viewers' fan-out lanes run raised too: they must not hold up the recording
         foreach (var op in _work.GetConsumingEnumerable())
         {
             // Whatever goes wrong, the thread lives on and frees the slot, so the recorder never waits forever.

@@ -1,17 +1,15 @@
-using System.Runtime.InteropServices;
+using Pearl2.Media;
 
 namespace Pearl2.Services.Rtsp;
 
 /// <summary>
 /// A thread of its own for one fan-out lane: it sleeps until signalled, then runs the lane's work once; signals that
 /// come while it works are kept (as one). A lane is woken on every unit, so it is not left to the thread pool, where
-/// the wake-up would wait behind whatever else is queued; and it runs at a raised priority (nice -10 where the process
-/// may raise it), so a unit goes out as soon as it is published even while the encoder keeps every core busy. Its
-/// work is short and never waits (non-blocking sends), so the raise cannot starve anything.
+/// the wake-up would wait behind whatever else is queued; and it runs with the media path's raised priority
+/// (<see cref="MediaThreads"/>), so a unit goes out as soon as it is published.
 /// </summary>
-internal sealed partial class LaneThread : IDisposable
+internal sealed class LaneThread : IDisposable
 {
-    const int Nice = -10;
     readonly object _lock = new();
     readonly Action _work;
     readonly Action<Exception> _failed;
@@ -27,9 +25,6 @@ internal sealed partial class LaneThread : IDisposable
         _thread.Start();
     }
 
-    /// <summary>Whether lanes raise their priority (PEARL2_LANE_NICE=0 turns it off for measuring).</summary>
-    static readonly bool Raise = Environment.GetEnvironmentVariable("PEARL2_LANE_NICE") != "0";
-
     public void Set()
     {
         lock (_lock)
@@ -42,7 +37,7 @@ internal sealed partial class LaneThread : IDisposable
 
     void Run()
     {
-        if (Raise) setpriority(0 /* PRIO_PROCESS: a tid names one thread */, gettid(), Nice); // refused without CAP_SYS_NICE: stays at 0
+        MediaThreads.Raise();
         while (true)
         {
             lock (_lock)
@@ -66,7 +61,4 @@ internal sealed partial class LaneThread : IDisposable
         }
         if (Thread.CurrentThread != _thread) _thread.Join(2000);
     }
-
-    [LibraryImport("libc")] private static partial int gettid();
-    [LibraryImport("libc")] private static partial int setpriority(int which, int who, int prio);
 }
