@@ -27,7 +27,6 @@ public static partial class MediaThreads
     public static T Raised<T>(Func<T> open)
     {
         int tid = gettid();
-        Marshal.SetLastPInvokeError(0);
         int before = getpriority(PrioProcess, tid);
         bool raised = Raise();
         try { return open(); }

@@ -593,8 +593,9 @@ public sealed class RtspConnection : IRtcpReceiver, TcpFanOut.IMember
     }
 
     /// <summary>
-    /// The fan-out's write (on one of its lanes): every queued unit straight to the socket without waiting. Whatever
-    /// cannot go at once (a full socket buffer, a sender report due, a track's first unit) goes back to our own loop.
+    /// The fan-out's write (on one of its lanes): the sender reports when due, then every queued unit, straight to the
+    /// socket without waiting. Whatever cannot go at once (a full socket buffer, a track's first unit) goes back to our
+    /// own loop.
     /// </summary>
     void TcpFanOut.IMember.Pump()
     {

@@ -11,8 +11,9 @@ namespace Pearl2.Services.Rtsp;
 
 /// <summary>
 /// All UDP viewers of a channel, split over a few lanes (one per core, up to four; a viewer joins the one with the
-/// fewest). Each lane is a loop of its own reading the hub: it sends each access unit to every viewer of the lane with
-/// batched sendmmsg(2) calls (viewers mixed), so the cost per viewer is the kernel's and nothing else: no queue,
+/// fewest). Each lane has a hub reader and a thread of its own (<see cref="LaneThread"/>), which the hub wakes once per
+/// unit: it sends each access unit to every viewer of the lane with batched sendmmsg(2) calls (viewers mixed), so the
+/// cost per viewer is the kernel's and nothing else: no queue,
 /// wake-up or thread hop per viewer, and one frame's fan-out runs on every core at once instead of growing with N on
 /// one thread. UDP never waits: a full socket buffer drops datagrams (counted). A joining viewer first gets the GOP
 /// since the last key frame, from its lane's cache, so it starts on a picture and in step with everyone else.
