@@ -256,7 +256,8 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
             Assert.Equal("CapEff:\t0000000000000400", await board.ShellAsync($"{pid}; grep CapEff /proc/$P/status"));
             // The media path's threads run at nice -10 (LimitNICE lets them, without a capability): the capture and encode
             // thread, and the RTSP/TCP fan-out lane that served the viewers above.
-            string Nice(string thread) => $"{pid}; for t in /proc/$P/task/*; do echo \"$(cat $t/comm) $(cut -d' ' -f19 $t/stat)\"; done | grep -m1 '^{thread} '";
+            // (A thread may end while the loop walks them: its lines are skipped, not printed as errors.)
+            string Nice(string thread) => $"{pid}; for t in /proc/$P/task/*; do c=$(cat $t/comm 2>/dev/null) && n=$(cut -d' ' -f19 $t/stat 2>/dev/null) && echo \"$c $n\"; done | grep -m1 '^{thread} '";
             Assert.Equal("video-ch1 -10", await board.ShellAsync(Nice("video-ch1")));
             Assert.Equal("rtsp-tcp-1.0 -10", await board.ShellAsync(Nice("rtsp-tcp-1.0")));
             Assert.StartsWith("ro,", await board.ShellAsync("findmnt -no OPTIONS /"));
