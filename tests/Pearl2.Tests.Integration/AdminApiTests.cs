@@ -317,7 +317,7 @@ public sealed class AdminApiTests(ITestOutputHelper output)
         await using var again = await device.RestartAsync();
         Assert.Equal(fingerprint, (await admin.GetAsync($"{Api}/x-pearl2/certificate")).Json!["result"]!["sha256"]!.GetValue<string>());
         Assert.EndsWith(" 200", await Curl("localhost"));
-        Assert.Contains("admin.certificate source=kept", again.Log);
+        await again.WaitForLogAsync("admin.certificate source=kept", Pearl2dProcess.LogLag);
         // The users survive too: setup is not offered again.
         Assert.False((await anon.GetAsync($"{Api}/x-pearl2/setup")).Json!["result"]!["pending"]!.GetValue<bool>());
 
@@ -473,7 +473,7 @@ public sealed class AdminApiTests(ITestOutputHelper output)
         await device.KillAsync();
         File.WriteAllText(Path.Combine(device.DataDir, "users.json"), "{ \"users\": [ { \"name\": \"admin\", ");   // torn
         await using var again = await device.RestartAsync();
-        Assert.Contains("admin.off error=", again.Log);
+        await again.WaitForLogAsync("admin.off error=", Pearl2dProcess.LogLag);
         Assert.False(Peers.TcpListening(new Uri(anon.Base).Port), "the admin port must stay closed, not offer setup again");
         var probe = await Peers.RunAsync("ffprobe", ["-v", "error", "-rtsp_transport", "tcp", "-select_streams", "v", "-show_entries", "stream=codec_name", "-of", "csv=p=0", again.Url(1)], TimeSpan.FromSeconds(30));
         Assert.Equal("h264", probe.Stdout.Trim());

@@ -228,7 +228,7 @@ public sealed class AdminPanelTests(ITestOutputHelper output)
         // The device reboots (an exec under the host boot loader) into 0.2.0, which confirms itself.
         var until = DateTime.UtcNow.AddSeconds(90);
         while (device.CountInLog("update.confirmed version=0.2.0") == 0 && DateTime.UtcNow < until) await Task.Delay(200);
-        Assert.Contains("update.confirmed version=0.2.0", device.Log);
+        await device.WaitForLogAsync("update.confirmed version=0.2.0", Pearl2dProcess.LogLag);
         await page.WaitForSelectorAsync("#login-user", new() { Timeout = 30000 });
         await page.FillAsync("#login-user", "admin");
         await page.FillAsync("#login-password", AdminApiTests.AdminPassword);

@@ -29,6 +29,6 @@ public sealed class CaptureTests(ITestOutputHelper output)
         Assert.True(grey > 0.8, $"only {grey:P0} of the picture is the no-signal grey");
         Assert.True(bright > 0.01, "no letters on the no-signal picture");
         Assert.Equal(1, d.CountInLog("capture.state device=/dev/video97 state=failed")); // once, not once per retry
-        Assert.Contains("source=/dev/video97", d.Log);
+        await d.WaitForLogAsync("source=/dev/video97", Pearl2dProcess.LogLag);
     }
 }

@@ -100,7 +100,7 @@ public sealed class UdpSessionTimeoutTests
         stop.Cancel();
         await receiving;
         Assert.Equal(1, device.CountInLog("reason=\"session timeout\""));
-        Assert.Contains($"rtsp.abort channel=1 remote=127.0.0.1:", device.Log);
+        await device.WaitForLogAsync($"rtsp.abort channel=1 remote=127.0.0.1:", Pearl2dProcess.LogLag);
         Assert.True(alive.VideoFrames > 200, $"the kept-alive UDP viewer got {alive.VideoFrames} frames");
     }
 }

@@ -41,7 +41,7 @@ public sealed class DiscoveryTests(ITestOutputHelper output) : IAsyncLifetime
             """, channels: 2);
         int admin = JsonNode.Parse(File.ReadAllText(device.ConfigPath))!["admin"]!["port"]!.GetValue<int>();
         await device.WaitForLogAsync("mdns.announce host=pearl2-clash-2.local", TimeSpan.FromSeconds(15));
-        Assert.Contains("mdns.conflict name=pearl2-clash.local renamed=pearl2-clash-2.local", device.Log);
+        await device.WaitForLogAsync("mdns.conflict name=pearl2-clash.local renamed=pearl2-clash-2.local", Pearl2dProcess.LogLag);
 
         // avahi: every channel as _rtsp._tcp with its port and path, the panel as _http._tcp, the name resolved.
         var rtsp = await avahi.RunAsync("avahi-browse", ["-rtp", "_rtsp._tcp"]);
@@ -108,7 +108,7 @@ public sealed class DiscoveryTests(ITestOutputHelper output) : IAsyncLifetime
         // Stopping pearl2d: goodbyes for every record, which avahi sees as the services going away.
         int before = AvahiLines(watch.Output, '-').Count;
         Assert.Equal(0, await device.StopAsync());
-        Assert.Contains("mdns.stopped goodbyes=", device.Log);
+        await device.WaitForLogAsync("mdns.stopped goodbyes=", Pearl2dProcess.LogLag);
         await watch.WaitForAsync(o => AvahiLines(o, '-').Count >= before + 2, TimeSpan.FromSeconds(10));
         output.WriteLine(watch.Output);
     }
@@ -357,7 +357,7 @@ public sealed class DiscoveryTests(ITestOutputHelper output) : IAsyncLifetime
         output.WriteLine(off.Stdout);
         Assert.False(JsonNode.Parse(off.Stdout)!["result"]!["upnp"]!.GetValue<bool>());
         await device.WaitForLogAsync($"upnp.stopped port={upnp}", TimeSpan.FromSeconds(10));
-        Assert.Contains("ssdp.stopped byebye=5", device.Log);
+        await device.WaitForLogAsync("ssdp.stopped byebye=5", Pearl2dProcess.LogLag);
         Assert.Equal("000", await CurlCodeAsync(["-o", "/dev/null", "--max-time", "3", $"http://{NetworkPair.DeviceAddress}:{upnp}/upnp/description.xml"]));
         Assert.False(JsonNode.Parse(File.ReadAllText(device.ConfigPath))!["discovery"]!["upnp"]!.GetValue<bool>());
         var bad = await NetworkPair.RunInAsync(_net.External, "curl", ["-sS", "-u", "admin:discovery admin pw", "-X", "PUT", "-H", "Content-Type: application/json",

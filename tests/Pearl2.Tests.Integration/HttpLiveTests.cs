@@ -211,7 +211,7 @@ public sealed class ChannelPageTests(ITestOutputHelper output)
         Assert.Contains("/mpegts.js", requests);
         Assert.Contains("/token", requests);
         Assert.Contains("/stream.flv?token=T", requests);
-        Assert.Contains("http.token_issued channel=1", device.Log);
+        await device.WaitForLogAsync("http.token_issued channel=1", Pearl2dProcess.LogLag);
     }
 }
 

@@ -325,12 +325,25 @@ public sealed class Pearl2dProcess : IAsyncDisposable
         return n;
     }
 
+    /// <summary>
+    /// How long a test gives pearl2d to write a line it expects. pearl2d writes its log from a queue on a thread of its
+    /// own (below the media threads), so a peer can see what was done (a cut, a refusal) before the line saying so is out:
+    /// a test waits for the line rather than reading the log the moment its peer returns.
+    /// </summary>
+    public static readonly TimeSpan LogLag = TimeSpan.FromSeconds(10);
+
     public async Task WaitForLogAsync(string text, TimeSpan timeout)
     {
         var until = DateTime.UtcNow + timeout;
         while (!Log.Contains(text, StringComparison.Ordinal))
         {
-            if (_p.HasExited) throw new InvalidOperationException($"pearl2d exited ({_p.ExitCode}) before '{text}':\n{Log}");
+            if (_p.HasExited)
+            {
+                // What it wrote before it ended may still be on its way through the pipe: WaitForExit() reads it all.
+                await _p.WaitForExitAsync();
+                if (Log.Contains(text, StringComparison.Ordinal)) return;
+                throw new InvalidOperationException($"pearl2d exited ({_p.ExitCode}) before '{text}':\n{Log}");
+            }
             if (DateTime.UtcNow > until) throw new TimeoutException($"no '{text}' from pearl2d in {timeout}:\n{Log}");
             await Task.Delay(50);
         }

@@ -198,7 +198,7 @@ public sealed class PublishResilienceTests(ITestOutputHelper output)
         var resumed = DateTime.UtcNow - back;
         output.WriteLine($"publishing resumed {resumed.TotalSeconds:F1} s after nginx was back");
         Assert.True(resumed <= TimeSpan.FromSeconds(5), $"publishing resumed {resumed.TotalSeconds:F1} s after nginx was back");
-        Assert.Contains("was_sending=yes", device.Log);
+        await device.WaitForLogAsync("was_sending=yes", Pearl2dProcess.LogLag);
         Assert.Contains("reconnections=1", await device.ControlAsync("status"));
         probe = await NetworkPair.RunInAsync(net.External, "ffprobe", ["-v", "error", "-show_entries", "stream=codec_name,width", "-of", "csv=p=0", url], TimeSpan.FromSeconds(30));
         Assert.Contains("h264,640", probe.Stdout);

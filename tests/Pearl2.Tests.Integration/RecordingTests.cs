@@ -210,7 +210,7 @@ public sealed class PowerLossTests(ITestOutputHelper output)
             Assert.True(cut.VideoFrames >= 19 * 30, $"{cut.VideoFrames} frames is less than 19 s");
 
             again = await d.RestartAsync();
-            Assert.Contains($"recording.recovered file={Path.GetFileName(file)}", again.Log);
+            await again.WaitForLogAsync($"recording.recovered file={Path.GetFileName(file)}", Pearl2dProcess.LogLag);
             var listed = await again.ControlAsync("recordings");
             output.WriteLine(listed);
             Assert.Contains($"{Path.GetFileName(file)}\t", listed);
@@ -337,7 +337,7 @@ public sealed class TornFileRecoveryTests(ITestOutputHelper output)
             again = await d.RestartAsync();
             for (int i = 0; i < names.Count; i++)
             {
-                Assert.Contains($"recording.recovered file={names[i]}", again.Log);
+                await again.WaitForLogAsync($"recording.recovered file={names[i]}", Pearl2dProcess.LogLag);
                 var p = await Recordings.ProbeAsync(Path.Combine(dir, names[i]));
                 output.WriteLine($"cut at {cuts[i]} of {bytes.Length}: kept {new FileInfo(Path.Combine(dir, names[i])).Length} bytes, {p.VideoFrames} frames, errors='{p.DecodeErrors}'");
                 Assert.Equal("", p.DecodeErrors);
@@ -406,7 +406,7 @@ public sealed class DiskFullTests(ITestOutputHelper output)
         await d.ControlAsync("panel", "press", "record");
 
         output.WriteLine(string.Join('\n', d.Log.Split('\n').Where(l => l.Contains("recording."))));
-        Assert.Contains("recording.deleted file=Channel_1_20200101-010000.mp4", d.Log);
+        await d.WaitForLogAsync("recording.deleted file=Channel_1_20200101-010000.mp4", Pearl2dProcess.LogLag);
         Assert.True(File.Exists(Path.Combine(fs.Path, "Channel_1_20200101-000000.mp4")), "a recording waiting for upload was deleted");
         Assert.False(File.Exists(Path.Combine(fs.Path, "Channel_1_20200101-010000.mp4")));
         // The oldest of this session's own files went too (loop recording), the newest are kept and play.
@@ -437,8 +437,8 @@ public sealed class DiskFullTests(ITestOutputHelper output)
         var status = await d.ControlAsync("status");
         output.WriteLine(status);
         output.WriteLine(string.Join('\n', d.Log.Split('\n').Where(l => l.Contains("recording."))));
-        Assert.Contains("recording.no_space", d.Log);
-        Assert.Contains("error=disk_full", d.Log);
+        await d.WaitForLogAsync("recording.no_space", Pearl2dProcess.LogLag);
+        await d.WaitForLogAsync("error=disk_full", Pearl2dProcess.LogLag);
         Assert.Contains("recording=off", status);
         Assert.Contains("recorder=diskfull", status);
         Assert.Contains("led_record=blink", status);

@@ -124,7 +124,7 @@ public sealed class RevocationTests(ITestOutputHelper output) : IAsyncLifetime
         foreach (var v in external) AssertCutSoonAfter(v, change);
         await local.Run;
         AssertPlayedThrough(local);
-        Assert.Contains("viewers.revoked channel=1 rtsp=3 http=1 streaming=off", device.Log);
+        await device.WaitForLogAsync("viewers.revoked channel=1 rtsp=3 http=1 streaming=off", Pearl2dProcess.LogLag);
         // The device goes on serving (a new external viewer is refused, as before).
         var late = await Probe(_net.External, $"rtsp://{host}/stream.sdp", "-rtsp_transport", "tcp");
         Assert.Contains("403", late.Stderr);
@@ -158,8 +158,8 @@ public sealed class RevocationTests(ITestOutputHelper output) : IAsyncLifetime
         output.WriteLine($"basic: {basic.Run.Result.Stdout} bytes, exit {basic.Run.Result.ExitCode}, ended {basic.Ended.TotalSeconds:F1} s (change at {firstBasic.TotalSeconds:F1} s)");
         Assert.True(basic.Ended > firstBasic && basic.Ended < firstBasic + TimeSpan.FromSeconds(12), $"the Basic viewer was not cut: ended {basic.Ended.TotalSeconds:F1} s");
         Assert.NotEqual(28, basic.Run.Result.ExitCode); // 28: curl's own --max-time, the stream went on to the end
-        Assert.Contains("viewers.revoked channel=1 rtsp=1 http=0", device.Log);
-        Assert.Contains("viewers.revoked channel=2 rtsp=0 http=1", device.Log);
+        await device.WaitForLogAsync("viewers.revoked channel=1 rtsp=1 http=0", Pearl2dProcess.LogLag);
+        await device.WaitForLogAsync("viewers.revoked channel=2 rtsp=0 http=1", Pearl2dProcess.LogLag);
         Assert.False(digest.Run.IsCompleted, "the Digest viewer, still under the same login, was cut");
 
         // The password changes: the Digest viewer goes too.
@@ -168,7 +168,7 @@ public sealed class RevocationTests(ITestOutputHelper output) : IAsyncLifetime
         await ReloadAsync(device, Config(Channel("Open", login), Channel("Locked", changed)));
         await digest.Run;
         AssertCutSoonAfter(digest, second);
-        Assert.Contains("viewers.revoked channel=2 rtsp=1 http=0", device.Log);
+        await device.WaitForLogAsync("viewers.revoked channel=2 rtsp=1 http=0", Pearl2dProcess.LogLag);
 
         await local.Run;
         AssertPlayedThrough(local);

@@ -223,7 +223,7 @@ public sealed class DeviceStartTests(ITestOutputHelper output)
         var s = JsonDocument.Parse(r.Stdout).RootElement.GetProperty("streams")[0];
         Assert.Equal((1920, 1080), (s.GetProperty("width").GetInt32(), s.GetProperty("height").GetInt32()));
         Assert.True(int.Parse(s.GetProperty("nb_read_frames").GetString()!) >= 90);
-        Assert.Contains($"local=rtsp://127.0.0.1:{device.RtspBase + 1}/stream.sdp", device.Log);
+        await device.WaitForLogAsync($"local=rtsp://127.0.0.1:{device.RtspBase + 1}/stream.sdp", Pearl2dProcess.LogLag);
     }
 
     [Theory]

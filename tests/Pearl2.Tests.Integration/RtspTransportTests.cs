@@ -218,9 +218,9 @@ public sealed class StreamingDisabledAcrossNetworkTests(ITestOutputHelper output
         Assert.True(Frames(await ProbeIn(_dev, local, "tcp")) >= 30);
         foreach (var file in new[] { "stream.flv", "stream.ts", "preview.jpg" })
             Assert.True(Frames(await HttpProbeIn(_ext, $"http://192.0.2.1:{http}/{file}")) >= (file == "preview.jpg" ? 1 : 30), $"external {file} not served after streaming was enabled");
-        Assert.Contains("http.refused channel=1 remote=192.0.2.2", device.Log);
-        Assert.Contains("rtsp.request_refused channel=1 remote=192.0.2.2", device.Log);
-        Assert.Contains("status=403", device.Log);
+        await device.WaitForLogAsync("http.refused channel=1 remote=192.0.2.2", Pearl2dProcess.LogLag);
+        await device.WaitForLogAsync("rtsp.request_refused channel=1 remote=192.0.2.2", Pearl2dProcess.LogLag);
+        await device.WaitForLogAsync("status=403", Pearl2dProcess.LogLag);
 
         // The front panel's Stream button does the same, at once: off for other hosts, loopback still served; again: on.
         Assert.Contains("streaming=off", await device.ControlAsync("panel", "press", "stream"));

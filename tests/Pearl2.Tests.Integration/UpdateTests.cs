@@ -109,7 +109,7 @@ public sealed class UpdateTests(ITestOutputHelper output)
         Assert.Contains("firmware version=0.2.0 slot=b", status);
         Assert.Equal(("b", (string?)null), (cycle.Boot.Active, cycle.Boot.Trying));
         Assert.Matches(@"update\.progress version=0\.2\.0 percent=100 bytes=\d+ total=\d+ rate_kbps=\d+ remaining_s=0", device.Log);
-        Assert.Contains("boot.decision slot=b version=0.2.0 try=yes", device.Log);
+        await device.WaitForLogAsync("boot.decision slot=b version=0.2.0 try=yes", Pearl2dProcess.LogLag);
         // The binary's chunks came from the running slot, the 2 MiB tail from the server (http.server ignores Range,
         // so the whole payload came and the chunks already in place were skipped).
         var took = System.Text.RegularExpressions.Regex.Match(device.Log, @"update\.downloaded version=0\.2\.0 slot=b kept=0 seeded=(\d+) zero=\d+ fetched=(\d+) ");

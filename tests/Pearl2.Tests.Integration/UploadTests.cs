@@ -530,7 +530,7 @@ public sealed class UploadTests(ITestOutputHelper output)
             var first = System.Text.RegularExpressions.Regex.Match(ftp.Log, @"OK UPLOAD: .*\.part"", (\d+) bytes");
             Assert.True(first.Success && long.Parse(first.Groups[1].Value) < size, "the first try was not cut short: " + first.Value);
             Assert.Contains($"\"REST {first.Groups[1].Value}\"", ftp.Log);
-            Assert.Contains("upload.resume", device.Log);
+            await device.WaitForLogAsync("upload.resume", Pearl2dProcess.LogLag);
         }
     }
 }
