@@ -33,6 +33,37 @@ public sealed class RtspTransportTests(TwoChannelDevice fixture, ITestOutputHelp
         Assert.Contains(setups, m => int.Parse(m.Groups[1].Value) >= min && int.Parse(m.Groups[2].Value) <= max);
     }
 
+    /// <summary>
+    /// The threads that must run the moment they are woken (capture and encode calls, the fan-out lanes, the recording
+    /// writer) at nice -10; libx264's workers, which hold whole cores per frame, at -5 below them (beside them, a woken
+    /// lane waited for the end of their slice); the rest (log writer, thread pool) at 0.
+    /// </summary>
+    [Fact]
+    public async Task TheMediaThreadsOutrankTheEncodersWorkersAndBothOutrankTheRest()
+    {
+        int frames = await FfmpegFramesAsync("tcp", _device.Url(1), 2);   // so that channel 1 has its TCP lane
+        Assert.True(frames >= 30, $"{frames} frames over TCP");
+        var threads = new List<(string Name, int Nice)>();
+        foreach (var task in Directory.GetDirectories($"/proc/{_device.Pid}/task"))
+        {
+            try
+            {
+                string stat = File.ReadAllText(Path.Combine(task, "stat"));
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');   // after "pid (comm) ": state is field 3
+                threads.Add((File.ReadAllText(Path.Combine(task, "comm")).Trim(), int.Parse(fields[16])));   // field 19: nice
+            }
+            catch (IOException) { }   // a thread that ended while we walked them
+        }
+        output.WriteLine(string.Join('\n', threads.GroupBy(t => t).Select(g => $"{g.Key.Name} {g.Key.Nice} ×{g.Count()}")));
+        Assert.Contains(("video-ch1", -10), threads);
+        Assert.Contains(("audio-ch1", -10), threads);
+        Assert.Contains(("rtsp-tcp-1.0", -10), threads);
+        Assert.Contains(("log-writer", 0), threads);
+        string[] raised = ["video-ch", "audio-ch", "rtsp-tcp-", "rtsp-udp-", "rec-ch"];
+        Assert.All(threads.Where(t => t.Nice == -10), t => Assert.Contains(raised, r => t.Name.StartsWith(r, StringComparison.Ordinal)));
+        Assert.True(threads.Count(t => t.Nice == -5) >= 1, "no libx264 worker at nice -5");
+    }
+
     [Fact]
     public async Task FfmpegOverHttpTunnel()
     {

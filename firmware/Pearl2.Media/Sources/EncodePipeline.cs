@@ -61,8 +61,8 @@ public sealed class EncodePipeline : IEncodedSink, IDisposable
     public void Start()
     {
         // Open both encoders here so a bad encoder name or option fails the start, not a thread; the video encoder's
-        // own worker threads (libx264's) start with the media path's priority.
-        var video = MediaThreads.Raised(OpenVideoEncoder);
+        // own worker threads (libx264's) start at the encoder workers' priority, below the lanes and capture.
+        var video = MediaThreads.Raised(MediaThreads.EncoderWorkersNice, OpenVideoEncoder);
         _log.LogInformation("encoder.opened channel={Channel} encoder=\"{Encoder}\" video={W}x{H}@{Fps}", _hub.Index + 1, video.Description, _o.Video.Width, _o.Video.Height, _o.Video.Fps);
         var audio = _o.Audio ? new AacEncoder(_o.AudioSampleRate, _o.AudioChannels, _o.AudioBitrate) : null;
         _startTimestamp = _time.GetTimestamp();

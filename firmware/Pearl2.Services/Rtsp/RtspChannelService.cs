@@ -40,7 +40,7 @@ public sealed class RtspChannelService(RtspServer server, ILoggerFactory loggers
         public void Report(ChannelStatusBuilder status)
         {
             status.Viewers["rtsp"] = server.ViewerCount(channel);
-            status.BytesSent["rtsp"] = Interlocked.Read(ref channel.BytesSent);
+            status.BytesSent["rtsp"] = channel.BytesSent;
         }
 
         public async ValueTask DisposeAsync()

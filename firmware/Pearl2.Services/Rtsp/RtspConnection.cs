@@ -533,7 +533,7 @@ public sealed class RtspConnection : IRtcpReceiver, TcpFanOut.IMember
                     }
                     // Caught up: the fan-out writes from here on (and at once, should a unit have come meanwhile).
                     _direct = true;
-                    ((TcpFanOut.IMember)this).Pump();
+                    ((TcpFanOut.IMember)this).Pump(null);
                     continue;
                 }
                 await reader.WaitAsync();
@@ -582,14 +582,15 @@ public sealed class RtspConnection : IRtcpReceiver, TcpFanOut.IMember
         }
     }
 
-    void Account(int t, MediaUnit unit, ReadOnlyMemory<byte> bytes, int packets, bool udp)
+    /// <summary>The track's sender-report counts, and the channel's totals (<paramref name="lane"/>: the fan-out lane's own stripe).</summary>
+    void Account(int t, MediaUnit unit, ReadOnlyMemory<byte> bytes, int packets, bool udp, SentTotals? lane = null)
     {
         _packetCount[t] += (uint)packets;
         _octetCount[t] += (uint)(bytes.Length - packets * (RtpHeader.Size + InterleavedFrame.HeaderSize));
         _lastPts[t] = unit.Pts;
-        Interlocked.Add(ref _channel.PacketsSent, packets);
-        Interlocked.Add(ref _channel.BytesSent, udp ? bytes.Length - packets * InterleavedFrame.HeaderSize : bytes.Length);
-        Interlocked.Increment(ref _channel.UnitsSent);
+        long sent = udp ? bytes.Length - packets * InterleavedFrame.HeaderSize : bytes.Length;
+        if (lane is not null) lane.AddOwn(packets, sent);
+        else _channel.Sent.Add(packets, sent);
     }
 
     /// <summary>
@@ -597,7 +598,7 @@ public sealed class RtspConnection : IRtcpReceiver, TcpFanOut.IMember
     /// socket without waiting. Whatever cannot go at once (a full socket buffer, a track's first unit) goes back to our
     /// own loop.
     /// </summary>
-    void TcpFanOut.IMember.Pump()
+    void TcpFanOut.IMember.Pump(SentTotals? lane)
     {
         if (!_direct || !_sendLock.Wait(0)) return;
         try
@@ -630,7 +631,7 @@ public sealed class RtspConnection : IRtcpReceiver, TcpFanOut.IMember
                 if (ch.Rtp != expected) bytes = Renumber(bytes, ch.Rtp);
                 int n = NonBlockingSend.Send(_socket, bytes.Span);
                 if (n < 0) { HandBack(unit, default, -1); return; }   // our own loop's write fails and says why
-                Account(t, unit, bytes, RtpPackager.TagPackets(unit.SlotTag(_slot)), udp: false);
+                Account(t, unit, bytes, RtpPackager.TagPackets(unit.SlotTag(_slot)), udp: false, lane);
                 _channel.RecordLatency(unit, time.GetTimestamp(), time);
                 if (n < bytes.Length) { HandBack(unit, bytes, n); return; }
                 unit.Release();

@@ -56,12 +56,14 @@ public sealed class RtspChannel
     public ViewerCredentials? Credentials { get; set; }
     /// <summary>Whether viewers from other hosts are served (loopback always is).</summary>
     public bool StreamingEnabled { get; set; } = true;
-    public long PacketsSent;
+    /// <summary>RTP packets and bytes sent by everyone but the TCP fan-out's lanes (Interlocked adds).</summary>
+    internal SentTotals Sent = new();
+    /// <summary>RTP packets handed to viewers' sockets.</summary>
+    public long PacketsSent => Sent.Packets + (TcpFanOut?.Sent(static t => t.Packets) ?? 0);
     /// <summary>Bytes handed to viewers' sockets (RTP over TCP with its framing, or UDP datagrams), for the metrics.</summary>
-    public long BytesSent;
+    public long BytesSent => Sent.Bytes + (TcpFanOut?.Sent(static t => t.Bytes) ?? 0);
     /// <summary>PacketsSent at the last stats line: a channel that sent nothing since and has no viewer logs no line.</summary>
     internal long PacketsAtLastStats = -1;
-    public long UnitsSent;
     public long UdpDatagramsDropped;
 
     /// <summary>Hub entry → written to a viewer's socket, for the stats line; key frames also on their own.</summary>
@@ -285,14 +287,14 @@ public sealed class RtspServer : IAsyncDisposable
     {
         long allocated = GC.GetTotalAllocatedBytes(precise: true);
         long packets = 0;
-        foreach (var ch in _channels) packets += Interlocked.Read(ref ch.PacketsSent);
+        foreach (var ch in _channels) packets += ch.PacketsSent;
         long dPackets = packets - _lastPackets;
         double perPacket = dPackets > 0 ? (double)(allocated - _lastAllocated) / dPackets : 0;
         var connections = Volatile.Read(ref _connections);
         foreach (var ch in _channels)
         {
             int viewers = ViewerCount(ch, connections);
-            long sent = Interlocked.Read(ref ch.PacketsSent);
+            long sent = ch.PacketsSent;
             if (viewers == 0 && sent == ch.PacketsAtLastStats) continue; // idle: nothing to say
             ch.PacketsAtLastStats = sent;
             var hist = ch.Latency;
@@ -316,5 +318,35 @@ public sealed class RtspServer : IAsyncDisposable
         await _heartbeat.DisposeAsync();
         foreach (var c in Volatile.Read(ref _connections)) c.Abort("server stopping");
         foreach (var ch in _channels) ch.ReleasePorts();
+    }
+}
+
+/// <summary>
+/// Packets and bytes sent, as one stripe of a channel's totals. The shared stripe takes Interlocked adds from anyone; a
+/// TCP fan-out lane has a stripe of its own that only its thread writes (plain adds), so a lane's sends share no cache
+/// line with the other cores'. Readers add the stripes up; a 64-bit read is whole on the boards and the host.
+/// </summary>
+internal sealed class SentTotals
+{
+    long _packets, _bytes;
+#pragma warning disable CS0169 // padding: the next object's fields (another lane's stripe) stay off this cache line
+    readonly long _pad0, _pad1, _pad2, _pad3, _pad4, _pad5;
+#pragma warning restore CS0169
+
+    public long Packets => Volatile.Read(ref _packets);
+    public long Bytes => Volatile.Read(ref _bytes);
+
+    /// <summary>From any thread.</summary>
+    public void Add(long packets, long bytes)
+    {
+        Interlocked.Add(ref _packets, packets);
+        Interlocked.Add(ref _bytes, bytes);
+    }
+
+    /// <summary>From the stripe's one writer.</summary>
+    public void AddOwn(long packets, long bytes)
+    {
+        Volatile.Write(ref _packets, _packets + packets);
+        Volatile.Write(ref _bytes, _bytes + bytes);
     }
 }

@@ -20,8 +20,11 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
     /// <summary>A viewer a lane writes to.</summary>
     internal interface IMember
     {
-        /// <summary>Writes what the viewer has queued, without waiting; leaves the rest to the viewer's own loop.</summary>
-        void Pump();
+        /// <summary>
+        /// Writes what the viewer has queued, without waiting; leaves the rest to the viewer's own loop. What goes is
+        /// counted in <paramref name="lane"/> (the calling lane's own stripe), or in the channel's shared one when null.
+        /// </summary>
+        void Pump(SentTotals? lane);
 
         /// <summary>Ends the viewer's connection (a bug of ours met while writing to it must cost that viewer only).</summary>
         void Abort(string reason);
@@ -31,7 +34,15 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
     {
         public IMember[] Members = [];
         public LaneThread? Thread;
+        /// <summary>What this lane sent (its thread alone writes it).</summary>
+        public readonly SentTotals Sent = new();
     }
+
+    /// <summary>
+    /// Viewers a lane takes before the next lane is started: a few viewers cost less on one thread (one wake-up per unit)
+    /// than spread over all; from here on a frame's fan-out is spread over the cores.
+    /// </summary>
+    internal const int LaneFill = 16;
 
     readonly ChannelHub _hub;
     readonly ILogger _log;
@@ -50,12 +61,22 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
 
     public int ViewerCount { get { lock (_lock) return _lanes.Sum(l => l.Members.Length); } }
 
+    /// <summary>A total over the lanes' stripes (<see cref="SentTotals.Packets"/> or <see cref="SentTotals.Bytes"/>).</summary>
+    internal long Sent(Func<SentTotals, long> field)
+    {
+        long n = 0;
+        foreach (var lane in _lanes) n += field(lane.Sent);
+        return n;
+    }
+
     internal void Join(IMember member)
     {
         lock (_lock)
         {
             if (_disposed) return;
-            var lane = _lanes.MinBy(l => l.Members.Length)!;
+            // The least loaded lane already running while it has room; else the least loaded of all (a new one first).
+            var lane = _lanes.Where(l => l.Members.Length is > 0 and < LaneFill).MinBy(l => l.Members.Length)
+                ?? _lanes.MinBy(l => l.Members.Length)!;
             Volatile.Write(ref lane.Members, [.. lane.Members, member]);
             lane.Thread ??= new LaneThread($"rtsp-tcp-{_hub.Index + 1}.{Array.IndexOf(_lanes, lane)}", () => Run(lane),
                 e => _log.LogError("rtsp.lane_error channel={Channel} transport=tcp error=\"{Error}\"", _hub.Index + 1, e.GetType().Name + ": " + e.Message));
@@ -84,7 +105,7 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
     {
         foreach (var m in Volatile.Read(ref lane.Members))
         {
-            try { m.Pump(); }
+            try { m.Pump(lane.Sent); }
             catch (Exception e) { m.Abort("internal error: " + e.GetType().Name); }
         }
     }

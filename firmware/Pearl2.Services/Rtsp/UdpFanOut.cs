@@ -329,8 +329,7 @@ public sealed class UdpFanOut : IPublishListener, IDisposable
                 }
                 if (queued > 0) Flush(socket, queued, ref sent, ref wanted);
                 if (timed) Timed(unit, ready);
-                Interlocked.Add(ref _channel.PacketsSent, sent);
-                if (n > 0) Interlocked.Add(ref _channel.BytesSent, sent * (bytes.Length - n * InterleavedFrame.HeaderSize) / n);
+                _channel.Sent.Add(sent, n > 0 ? sent * (bytes.Length - n * InterleavedFrame.HeaderSize) / n : 0);
                 if (sent < wanted) Interlocked.Add(ref _channel.UdpDatagramsDropped, wanted - sent);
             }
         }
