@@ -13,7 +13,7 @@ namespace Pearl2.Media;
 /// cores for milliseconds per frame. At the lanes' nice they made a woken lane wait for the end of their slice: on this
 /// machine's 6.18 kernel a woken thread waited p99 1.2 ms beside two busy threads of its own nice, 40 µs beside two of
 /// a lower one. Still above everything at 0. (Lowering the video and audio threads to -5 as well, though perf sched
-/// once caught a lane waiting 1.7 ms behind the test tone's AAC encode, did not change the bench's latency in A/B
+/// once caught a lane waiting 1.7 ms behind the test tone's AAC encode, did not improve the bench's latency in A/B
 /// runs; nor did having each lane wake the next instead of the publisher waking them all, which added a wake-up to
 /// the second lane's viewers: p50 at 100 TCP viewers 0.54–0.59 ms against 0.35–0.41.)</item>
 /// </list>
