@@ -74,6 +74,19 @@ public sealed class QemuBoard : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Waits for the console's root shell and readies it for <see cref="ShellAsync"/>: no echo, wide lines, no colours
+    /// or pager, and only emergencies from the kernel on the console. The console is the shell's output too, so a
+    /// kernel line printed while a command runs would land in the command's answer (CI once read
+    /// "[ 81.2] schedule_timeout: wrong timeout value" where it asked for a thread's nice); the kernel's lines stay in
+    /// the journal (<c>journalctl -k</c>).
+    /// </summary>
+    public async Task LogInAsync(TimeSpan timeout, int from = 0)
+    {
+        await WaitForConsoleAsync("(automatic login)", timeout, from);
+        await ShellAsync("stty -echo cols 250; export SYSTEMD_COLORS=0 SYSTEMD_PAGER=; dmesg -n 1");
+    }
+
     /// <summary>Runs a shell command on the board's console and returns what it printed.</summary>
     public async Task<string> ShellAsync(string command, TimeSpan? timeout = null)
     {
@@ -168,8 +181,7 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
         long sent = server.BodyBytes;
         output.WriteLine($"update: the server sent {sent} bytes of a {payloadBytes}-byte payload in {server.Requests.Count} requests (image {new FileInfo(payload).Length} bytes)");
         Assert.InRange(sent, 1, payloadBytes / 10);
-        await board.WaitForConsoleAsync("(automatic login)", TimeSpan.FromMinutes(4), consoleMark);
-        await board.ShellAsync("stty -echo cols 250; export SYSTEMD_COLORS=0 SYSTEMD_PAGER=");
+        await board.LogInAsync(TimeSpan.FromMinutes(4), consoleMark);
         string status = "";
         for (int i = 0; i < 120 && !(status = await board.ShellAsync("pearl2d status --data-dir /data/pearl2 2>&1")).Contains("last=\"updated to"); i++) await Task.Delay(1000);
         output.WriteLine($"after the update ({since.Elapsed.TotalSeconds:F0} s from the check): {status.Split('\n').Last()}");
@@ -239,8 +251,7 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
             output.WriteLine($"audio power: 750 Hz {p750:G3}, 440 Hz {p440:G3}, 1000 Hz {p1000:G3}");
             Assert.True(p750 > 20 * Math.Max(p440, p1000), $"750 Hz {p750}, 440 Hz {p440}, 1000 Hz {p1000}");
 
-            await board.WaitForConsoleAsync("(automatic login)", TimeSpan.FromMinutes(2));
-            await board.ShellAsync("stty -echo cols 250; export SYSTEMD_COLORS=0 SYSTEMD_PAGER=");
+            await board.LogInAsync(TimeSpan.FromMinutes(2));
             // The picture came from the kernel's vivid driver through our V4L2 capture, not the test pattern.
             var log = await board.ShellAsync("journalctl -b -u pearl2d -o cat --no-pager | grep -E 'capture.state|audio.state|systemd.notified|encoder.opened|panel.chip'");
             output.WriteLine(log);
@@ -333,6 +344,8 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
             Assert.Contains("Watchdog timeout", await board.ShellAsync("journalctl -b -u pearl2d -o cat --no-pager | grep -m1 'Watchdog timeout'"));
             await WaitForFrameAsync(url, TimeSpan.FromMinutes(2));
 
+            // What the kernel warned of this boot (a stack names the task), for whoever reads a failure; not asserted: the kernel's own.
+            output.WriteLine("kernel warnings:\n" + await board.ShellAsync("journalctl -k -b -p warning -o short-monotonic --no-pager -q | tail -60"));
             await UpdateToTheNextVersionAsync(board, dir, url);
             // Switched off through the API as a control room does (the unprivileged pearl2d asks the root unit pearl2-reboot).
             using (var api = new AdminClient("127.0.0.1", board.AdminPort) { User = "admin", Password = AdminApiTests.AdminPassword })
