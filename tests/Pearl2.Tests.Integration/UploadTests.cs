@@ -91,6 +91,46 @@ public sealed class UploadTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// A power cut mid-recording (SIGKILL) with uploads on: at the next start the file is recovered (made playable up to
+    /// its last whole fragment) and sent like any finished recording. vsftpd gets the recovered bytes exactly, once, and
+    /// the copy on the server plays without an error.
+    /// </summary>
+    [Fact]
+    public async Task ARecordingCutByAPowerLossIsRecoveredAtTheNextStartAndUploadedOnce()
+    {
+        await using var ftp = await VsftpdPeer.StartAsync();
+        var device = await Pearl2dProcess.StartAsync(Config("ftp", ftp.Port, null, remotePath: "{file}"), channels: 2);
+        try
+        {
+            await device.WaitForLogAsync("panel.led led=status pattern=on", TimeSpan.FromSeconds(10));
+            Assert.Contains("recording=on", await device.ControlAsync("panel", "press", "record"));
+            await device.WaitForLogAsync("recording.file_started", Pearl2dProcess.LogLag);
+            await Task.Delay(TimeSpan.FromSeconds(4));
+            await device.KillAsync();
+            var cut = Recordings.Files(Path.Combine(device.DataDir, "recordings"));
+            Assert.Equal(2, cut.Length);   // one per channel, both left open
+            Assert.Empty(Directory.GetFiles(ftp.Home, "*", SearchOption.AllDirectories));
+
+            device = await device.RestartAsync();
+            foreach (var f in cut) await device.WaitForLogAsync($"recording.recovered file={Path.GetFileName(f)}", Pearl2dProcess.LogLag);
+            output.WriteLine(await WaitForQueueEmptyAsync(device, 2, TimeSpan.FromSeconds(60)));
+            var local = Hashes(Path.Combine(device.DataDir, "recordings"), "*.mp4");
+            Assert.Equal(2, local.Count);
+            Assert.Equal(local.OrderBy(k => k.Key), Hashes(ftp.Home).OrderBy(k => k.Key));   // the recovered bytes, as they are on the device
+            foreach (var name in local.Keys)
+            {
+                Assert.Single(System.Text.RegularExpressions.Regex.Matches(ftp.Log, $"OK RENAME: .*{System.Text.RegularExpressions.Regex.Escape(name)}\\.part "));
+                var remote = await Recordings.ProbeAsync(Path.Combine(ftp.Home, name));
+                output.WriteLine($"{name} on the server: {remote.VideoFrames} frames, {remote.VideoDuration:0.00} s, errors '{remote.DecodeErrors}'");
+                Assert.Equal("", remote.DecodeErrors);
+                Assert.True(remote.FirstFrameKey);
+                Assert.True(remote.VideoFrames >= 2 * 30, $"{remote.VideoFrames} frames of about 4 s recorded");
+            }
+        }
+        finally { await device.DisposeAsync(); }
+    }
+
     /// <summary>Waits until the status line of a channel's own target says it is idle with <paramref name="uploaded"/> done.</summary>
     static async Task<string> WaitForChannelTargetAsync(Pearl2dProcess device, string channel, int uploaded, TimeSpan timeout)
     {
