@@ -43,21 +43,21 @@ public class TcpFanOutTests
         var members = new List<Member>();
         void Join(int n) { for (int i = 0; i < n; i++) { var m = new Member(); members.Add(m); fanOut.Join(m); } }
 
-        // Up to LaneFill viewers: one lane, so one wake-up per unit.
-        Join(TcpFanOut.LaneFill);
+        // Up to FanOutLanes.Fill viewers: one lane, so one wake-up per unit.
+        Join(FanOutLanes.Fill);
         PublishAndWait(hub, members, 0);
         Assert.All(members, m => Assert.Equal("rtsp-tcp-1.0", m.Lane));
 
         // The next viewers start the second lane and fill it before the first takes more.
         Join(4);
         PublishAndWait(hub, members, 1);
-        Assert.All(members.Skip(TcpFanOut.LaneFill), m => Assert.Equal("rtsp-tcp-1.1", m.Lane));
+        Assert.All(members.Skip(FanOutLanes.Fill), m => Assert.Equal("rtsp-tcp-1.1", m.Lane));
 
         // Past both lanes' fill, viewers go to the less loaded lane: an even split.
-        Join(3 * TcpFanOut.LaneFill - 4);
+        Join(3 * FanOutLanes.Fill - 4);
         PublishAndWait(hub, members, 2);
         var perLane = members.GroupBy(m => m.Lane).ToDictionary(g => g.Key!, g => g.Count());
-        Assert.Equal(new Dictionary<string, int> { ["rtsp-tcp-1.0"] = 2 * TcpFanOut.LaneFill, ["rtsp-tcp-1.1"] = 2 * TcpFanOut.LaneFill }, perLane);
+        Assert.Equal(new Dictionary<string, int> { ["rtsp-tcp-1.0"] = 2 * FanOutLanes.Fill, ["rtsp-tcp-1.1"] = 2 * FanOutLanes.Fill }, perLane);
 
         // Each pump counted one packet of 100 bytes in its lane's stripe; the fan-out's total adds the stripes.
         long pumps = members.Sum(m => (long)m.Pumps);
@@ -66,5 +66,21 @@ public class TcpFanOutTests
 
         foreach (var m in members) fanOut.Leave(m);
         Assert.Equal(0, fanOut.ViewerCount);
+    }
+
+    /// <summary>The rule both fan-outs (TCP and UDP) use to place a new viewer.</summary>
+    [Theory]
+    [InlineData(new int[] { 0, 0 }, 0)]            // all idle: the first
+    [InlineData(new int[] { 5, 0 }, 0)]            // a running lane with room, not an idle one
+    [InlineData(new int[] { 0, 15 }, 1)]
+    [InlineData(new int[] { 16, 0 }, 1)]           // the running lane is full: start the next
+    [InlineData(new int[] { 16, 3, 0, 0 }, 1)]     // fill that one before a third
+    [InlineData(new int[] { 16, 9, 4, 0 }, 2)]     // of the running lanes with room, the least loaded
+    [InlineData(new int[] { 16, 16 }, 0)]          // every lane full: the least loaded, an even split from here
+    [InlineData(new int[] { 17, 16 }, 1)]
+    [InlineData(new int[] { 20, 18, 16, 16 }, 2)]
+    public void ANewViewerFillsARunningLaneFirstThenTheLeastLoaded(int[] viewers, int chosen)
+    {
+        Assert.Equal(chosen, FanOutLanes.Choose(viewers));
     }
 }

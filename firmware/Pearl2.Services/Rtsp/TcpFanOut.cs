@@ -38,12 +38,6 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
         public readonly SentTotals Sent = new();
     }
 
-    /// <summary>
-    /// Viewers a lane takes before the next lane is started: a few viewers cost less on one thread (one wake-up per unit)
-    /// than spread over all; from here on a frame's fan-out is spread over the cores.
-    /// </summary>
-    internal const int LaneFill = 16;
-
     readonly ChannelHub _hub;
     readonly ILogger _log;
     readonly Lane[] _lanes;
@@ -54,7 +48,7 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
     {
         _hub = hub;
         _log = log;
-        int n = lanes > 0 ? lanes : Math.Clamp(Environment.ProcessorCount, 1, 4);
+        int n = FanOutLanes.Count(lanes);
         _lanes = new Lane[n];
         for (int i = 0; i < n; i++) _lanes[i] = new Lane();
     }
@@ -74,9 +68,9 @@ public sealed class TcpFanOut : IPublishListener, IDisposable
         lock (_lock)
         {
             if (_disposed) return;
-            // The least loaded lane already running while it has room; else the least loaded of all (a new one first).
-            var lane = _lanes.Where(l => l.Members.Length is > 0 and < LaneFill).MinBy(l => l.Members.Length)
-                ?? _lanes.MinBy(l => l.Members.Length)!;
+            Span<int> viewers = stackalloc int[_lanes.Length];
+            for (int i = 0; i < _lanes.Length; i++) viewers[i] = _lanes[i].Members.Length;
+            var lane = _lanes[FanOutLanes.Choose(viewers)];
             Volatile.Write(ref lane.Members, [.. lane.Members, member]);
             lane.Thread ??= new LaneThread($"rtsp-tcp-{_hub.Index + 1}.{Array.IndexOf(_lanes, lane)}", () => Run(lane),
                 e => _log.LogError("rtsp.lane_error channel={Channel} transport=tcp error=\"{Error}\"", _hub.Index + 1, e.GetType().Name + ": " + e.Message));

@@ -10,8 +10,8 @@ using Pearl2.Media;
 namespace Pearl2.Services.Rtsp;
 
 /// <summary>
-/// All UDP viewers of a channel, split over a few lanes (one per core, up to four; a viewer joins the one with the
-/// fewest). Each lane has a hub reader and a thread of its own (<see cref="LaneThread"/>), which the hub wakes once per
+/// All UDP viewers of a channel, split over a few lanes (one per core, up to four; a viewer joins the way
+/// <see cref="FanOutLanes.Choose"/> says: up to 16 share the first lane, then the lanes fill evenly). Each lane has a hub reader and a thread of its own (<see cref="LaneThread"/>), which the hub wakes once per
 /// unit: it sends each access unit to every viewer of the lane with batched sendmmsg(2) calls (viewers mixed), so the
 /// cost per viewer is the kernel's and nothing else: no queue,
 /// wake-up or thread hop per viewer, and one frame's fan-out runs on every core at once instead of growing with N on
@@ -30,7 +30,7 @@ public sealed class UdpFanOut : IPublishListener, IDisposable
 
     public UdpFanOut(RtspChannel channel, TimeProvider time, ILogger log, int lanes = 0)
     {
-        int n = lanes > 0 ? lanes : Math.Clamp(Environment.ProcessorCount, 1, 4);
+        int n = FanOutLanes.Count(lanes);
         var gso = new GsoState(channel.Udp[0] is { } ports && Lane.GsoAvailable(ports.Rtp));
         _hub = channel.Hub;
         _lanes = new Lane[n];
@@ -45,7 +45,13 @@ public sealed class UdpFanOut : IPublishListener, IDisposable
         Lane lane;
         lock (_lock)
         {
-            lane = viewer.Lane ??= _lanes.MinBy(l => l.ViewerCount)!;
+            if (viewer.Lane is null)
+            {
+                Span<int> viewers = stackalloc int[_lanes.Length];
+                for (int i = 0; i < _lanes.Length; i++) viewers[i] = _lanes[i].ViewerCount;
+                viewer.Lane = _lanes[FanOutLanes.Choose(viewers)];
+            }
+            lane = viewer.Lane;
             // Told once per unit after every lane's reader has it (never removed: an idle lane costs one read per unit).
             if (!_listening) { _hub.AddListener(this); _listening = true; }
         }
