@@ -12,8 +12,8 @@ namespace Pearl2.Services.Rtsp;
 /// walks its viewers and writes what each has queued straight to its socket, without waiting (MSG_DONTWAIT). A viewer
 /// whose socket cannot take a unit whole goes back to its own loop (<see cref="RtspConnection"/>), which writes the rest
 /// as the viewer reads and hands the viewer back once its queue is empty. So a viewer that keeps up costs one send(2)
-/// per unit and nothing else (no wake-up, task or lock wait of its own), and one frame's fan-out is spread over the
-/// cores.
+/// per unit and nothing else (no wake-up, task or lock wait of its own), and past one lane's fill
+/// (<see cref="FanOutLanes.Choose"/>) one frame's fan-out is spread over the cores.
 /// </summary>
 public sealed class TcpFanOut : IPublishListener, IDisposable
 {

@@ -10,13 +10,14 @@ using Pearl2.Media;
 namespace Pearl2.Services.Rtsp;
 
 /// <summary>
-/// All UDP viewers of a channel, split over a few lanes (one per core, up to four; a viewer joins the way
-/// <see cref="FanOutLanes.Choose"/> says: up to 16 share the first lane, then the lanes fill evenly). Each lane has a hub reader and a thread of its own (<see cref="LaneThread"/>), which the hub wakes once per
-/// unit: it sends each access unit to every viewer of the lane with batched sendmmsg(2) calls (viewers mixed), so the
-/// cost per viewer is the kernel's and nothing else: no queue,
-/// wake-up or thread hop per viewer, and one frame's fan-out runs on every core at once instead of growing with N on
-/// one thread. UDP never waits: a full socket buffer drops datagrams (counted). A joining viewer first gets the GOP
-/// since the last key frame, from its lane's cache, so it starts on a picture and in step with everyone else.
+/// All UDP viewers of a channel, split over a few lanes (one per core, up to four; a viewer joins as
+/// <see cref="FanOutLanes.Choose"/> says: up to 16 share the first lane, then the lanes fill evenly). Each lane has a
+/// hub reader and a thread of its own (<see cref="LaneThread"/>), which the hub wakes once per unit: it sends each
+/// access unit to every viewer of the lane with batched sendmmsg(2) calls (viewers mixed), so the cost per viewer is
+/// the kernel's and nothing else: no queue, wake-up or thread hop per viewer, and past one lane's fill a frame's fan-out
+/// runs on every core at once instead of growing with N on one thread. UDP never waits: a full socket buffer drops
+/// datagrams (counted). A joining viewer first gets the GOP since the last key frame, from its lane's cache, so it
+/// starts on a picture and in step with everyone else.
 /// Where the kernel has UDP GSO (UDP_SEGMENT, Linux 4.18), a run of same-size packets of a unit (a NAL unit's FU-A
 /// fragments, the last one shorter) goes to a viewer as one message that the kernel cuts into the datagrams, so the
 /// stack is walked once per run instead of once per datagram; the viewer receives the same datagrams either way.
