@@ -15,13 +15,14 @@ public sealed class AdminClient : IDisposable
     public string? Cookie { get; set; }
     public string? Csrf { get; set; }
 
-    public AdminClient(string host, int port)
+    /// <param name="timeout">How long one request may take (60 s unless given: the emulated board wants longer).</param>
+    public AdminClient(string host, int port, TimeSpan? timeout = null)
     {
         Base = $"http://{host}:{port}";
-        _http = new HttpClient(new SocketsHttpHandler { UseCookies = false, AllowAutoRedirect = false }) { Timeout = TimeSpan.FromSeconds(60) };
+        _http = new HttpClient(new SocketsHttpHandler { UseCookies = false, AllowAutoRedirect = false }) { Timeout = timeout ?? TimeSpan.FromSeconds(60) };
     }
 
-    public AdminClient As(string? user, string? password) => new AdminClient(new Uri(Base).Host, new Uri(Base).Port) { User = user, Password = password };
+    public AdminClient As(string? user, string? password) => new AdminClient(new Uri(Base).Host, new Uri(Base).Port, _http.Timeout) { User = user, Password = password };
 
     public async Task<(HttpStatusCode Status, JsonNode? Json, HttpResponseMessage Response)> SendAsync(HttpMethod method, string path, string? json = null, Action<HttpRequestMessage>? tweak = null)
     {
