@@ -252,8 +252,14 @@ public sealed class QemuBoardTests(ITestOutputHelper output)
             Assert.True(p750 > 20 * Math.Max(p440, p1000), $"750 Hz {p750}, 440 Hz {p440}, 1000 Hz {p1000}");
 
             await board.LogInAsync(TimeSpan.FromMinutes(2));
+            // Streams are served before pearl2d tells systemd it is ready (the admin panel and discovery start after the
+            // channels, and the first boot makes the HTTPS certificate): on a loaded host a frame can come before READY.
             // The picture came from the kernel's vivid driver through our V4L2 capture, not the test pattern.
-            var log = await board.ShellAsync("journalctl -b -u pearl2d -o cat --no-pager | grep -E 'capture.state|audio.state|systemd.notified|encoder.opened|panel.chip'");
+            string log = "";
+            var sinceLogin = Stopwatch.StartNew();
+            while (!(log = await board.ShellAsync("journalctl -b -u pearl2d -o cat --no-pager | grep -E 'capture.state|audio.state|systemd.notified|encoder.opened|panel.chip'")).Contains("systemd.notified")
+                   && sinceLogin.Elapsed < TimeSpan.FromMinutes(2))
+                await Task.Delay(1000);
             output.WriteLine(log);
             Assert.Matches(@"capture\.state device=/dev/video0 state=capturing detail=""vivid: ", log);
             Assert.Contains("audio.state device=plughw:CARD=Loopback,DEV=1 state=capturing detail=\"48000 Hz 2 ch\"", log);
